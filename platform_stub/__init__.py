@@ -1,0 +1,1 @@
+"""streamwatch: platform_stub."""

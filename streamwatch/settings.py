@@ -1,0 +1,108 @@
+"""The one settings object of streamwatch.
+
+Every process (CLI, collector, workers, sinks, apps, tests) reads its configuration from
+`Settings`: environment variables prefixed `STREAMWATCH_` and an optional `.env` file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    # Fetched jars live outside the work tree so that nothing fetched can be committed.
+    return Path.home() / ".cache" / "streamwatch"
+
+
+class Settings(BaseSettings):
+    """Configuration for every streamwatch process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMWATCH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(".streamwatch"),
+        description="Server data, logs, pid files, the DuckDB warehouse and Parquet output.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Jars fetched from Maven Central (outside git).",
+    )
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated bootstrap servers; defaults to the local broker.",
+    )
+    kafka_partitions: int = Field(default=6, ge=1, description="Default partitions per topic.")
+    kafka_partitions_by_topic: dict[str, int] = Field(
+        default_factory=dict, description="Per-topic partition overrides, by topic name."
+    )
+    kafka_heap: str = "1g"
+
+    # --- search engine -----------------------------------------------------------------
+    search_backend: Literal["opensearch", "elasticsearch"] = "opensearch"
+    search_url: str | None = Field(
+        default=None, description="Search engine URL; defaults to the local OpenSearch node."
+    )
+    search_username: str | None = None
+    search_password: SecretStr | None = None
+    search_api_key: SecretStr | None = None
+    opensearch_port: int = 9200
+    opensearch_transport_port: int = 9300
+    opensearch_heap: str = "1g"
+
+    # --- Java for the local servers ------------------------------------------------------
+    kafka_java_home: Path | None = Field(
+        default=None, description="JDK for Kafka (17+); defaults to JAVA_HOME or `java` on PATH."
+    )
+    opensearch_java_home: Path | None = Field(
+        default=None, description="JDK for OpenSearch 2.19 (17 or 21)."
+    )
+    infra_start_timeout_s: float = 120.0
+
+    # --- service ports -------------------------------------------------------------------
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 8088
+    support_console_port: int = 8501
+    dashboards_port: int = 8502
+    metrics_port: int = 9464
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Kafka bootstrap servers as clients want them."""
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def search_endpoint(self) -> str:
+        """The search engine's base URL."""
+        return self.search_url or f"http://127.0.0.1:{self.opensearch_port}"
+
+    def partitions_for(self, topic: str) -> int:
+        """Partition count for `topic`, honouring per-topic overrides."""
+        return self.kafka_partitions_by_topic.get(topic, self.kafka_partitions)
+
+    @property
+    def logs_dir(self) -> Path:
+        """Log files of every process started by streamwatch."""
+        return self.data_dir / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()

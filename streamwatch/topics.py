@@ -1,0 +1,32 @@
+"""Kafka topic names: the public contract between the boxes of the data flow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RAW = "telemetry.raw.v1"
+EVENTS = "telemetry.events.v1"
+DEADLETTER = "telemetry.deadletter.v1"
+SESSIONS = "qoe.sessions.v1"
+MINUTE = "qoe.minute.v1"
+INCIDENTS = "ops.incidents.v1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of DESIGN.md with what it is keyed by and what it carries."""
+
+    name: str
+    key: str
+    purpose: str
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(RAW, "session_id", "everything the collector or stub accepted"),
+    TopicSpec(EVENTS, "session_id", "validated, deduplicated, enriched events"),
+    TopicSpec(DEADLETTER, "-", "original bytes + reason + source", 30 * 24 * 3600 * 1000),
+    TopicSpec(SESSIONS, "session_id", "one summary per playback session"),
+    TopicSpec(MINUTE, "dimension key", "1-minute QoE rollups"),
+    TopicSpec(INCIDENTS, "incident_id", "detected incidents", 90 * 24 * 3600 * 1000),
+)
