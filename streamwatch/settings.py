@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per-topic partition overrides, by topic name."
     )
     kafka_heap: str = "1g"
+    topic_prefix: str = Field(
+        default="",
+        description="Prefix for every topic name (isolates tenants and test runs on one cluster).",
+    )
 
     # --- search engine -----------------------------------------------------------------
     search_backend: Literal["opensearch", "elasticsearch"] = "opensearch"
@@ -92,8 +96,12 @@ class Settings(BaseSettings):
         """The search engine's base URL."""
         return self.search_url or f"http://127.0.0.1:{self.opensearch_port}"
 
+    def topic(self, name: str) -> str:
+        """The real topic name for a logical one from `streamwatch.topics`."""
+        return f"{self.topic_prefix}{name}"
+
     def partitions_for(self, topic: str) -> int:
-        """Partition count for `topic`, honouring per-topic overrides."""
+        """Partition count for logical `topic`, honouring per-topic overrides."""
         return self.kafka_partitions_by_topic.get(topic, self.kafka_partitions)
 
     @property
