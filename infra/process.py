@@ -1,0 +1,136 @@
+"""Starting, finding and stopping the server processes that streamwatch owns.
+
+A server is "ours" when its pid file names a live process whose command line carries our
+marker (the component's data path). Checking the command line guards against a recycled pid
+after a reboot or `kill -9`: a stale pid file is simply ignored and replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamwatch.errors import PortInUseError
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """Where a server's pid file and log live, and how to recognise its process."""
+
+    name: str
+    pid_file: Path
+    log_file: Path
+    marker: str
+
+    def pid(self) -> int | None:
+        """The live pid of this server, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if _cmdline_contains(pid, self.marker):
+            return pid
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+        return None
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Spawn `argv` detached from our session, output appended to the log file."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the CLI that started it
+                env=env,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        return proc.pid
+
+    def exited(self) -> bool:
+        """True when the process we started is gone (e.g. it failed at start-up)."""
+        return self.pid() is None
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """SIGTERM, then SIGKILL after `timeout_s`; returns whether something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+        return True
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the log, for error messages."""
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # A zombie (our own exited child) still answers kill(0); treat it as gone.
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _cmdline_contains(pid: int, marker: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (FileNotFoundError, PermissionError):
+        return False
+    return _alive(pid) and marker.encode() in cmdline
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether `port` can be bound on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def require_free_ports(component: str, host: str, ports: list[int]) -> None:
+    """Raise `PortInUseError` naming the first taken port."""
+    for port in ports:
+        if not port_is_free(host, port):
+            raise PortInUseError(
+                f"{component} cannot start: port {port} on {host} is already in use by another "
+                f"process (free it, or choose another port via STREAMWATCH_* settings)"
+            )
+
+
+def port_accepts(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,38 @@
+"""The local stack: every server streamwatch runs on this machine, brought up together."""
+
+from __future__ import annotations
+
+from infra.component import Component, ComponentStatus
+from infra.kafka_server import KafkaServer
+from infra.opensearch_server import OpenSearchServer
+from streamwatch.settings import Settings
+
+
+def components(settings: Settings) -> list[Component]:
+    """The servers in start order."""
+    return [KafkaServer(settings), OpenSearchServer(settings)]
+
+
+def fetch_all(settings: Settings) -> None:
+    """Fetch every server's jars (idempotent; used by `make setup`)."""
+    for component in components(settings):
+        component.fetch()
+
+
+def up(settings: Settings) -> dict[str, bool]:
+    """Start what is not running; returns component -> whether this call started it."""
+    return {c.name: c.up() for c in components(settings)}
+
+
+def down(settings: Settings, only: set[str] | None = None) -> dict[str, bool]:
+    """Stop servers (all, or those named in `only`); returns component -> stopped."""
+    return {
+        c.name: c.down()
+        for c in reversed(components(settings))
+        if only is None or c.name in only
+    }
+
+
+def status(settings: Settings) -> list[ComponentStatus]:
+    """Each server's state."""
+    return [c.status() for c in components(settings)]
