@@ -103,7 +103,11 @@ def _cmdline_contains(pid: int, marker: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except (FileNotFoundError, PermissionError):
         return False
-    return _alive(pid) and marker.encode() in cmdline
+    if not _alive(pid):
+        return False
+    # Right after exec the kernel may not show the new command line yet: a live process
+    # whose command line is still empty is the one we just spawned, not a recycled pid.
+    return not cmdline or marker.encode() in cmdline
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from infra.component import Component, ComponentStatus
 from infra.kafka_server import KafkaServer
 from infra.opensearch_server import OpenSearchServer
+from infra.process import require_free_ports
 from streamwatch.settings import Settings
 
 
@@ -20,8 +21,16 @@ def fetch_all(settings: Settings) -> None:
 
 
 def up(settings: Settings) -> dict[str, bool]:
-    """Start what is not running; returns component -> whether this call started it."""
-    return {c.name: c.up() for c in components(settings)}
+    """Start what is not running; returns component -> whether this call started it.
+
+    Every port is checked before anything starts, so a taken port fails fast and leaves
+    nothing half-started behind.
+    """
+    comps = components(settings)
+    for c in comps:
+        if c.process.pid() is None:
+            require_free_ports(c.name, "127.0.0.1", c.ports())
+    return {c.name: c.up() for c in comps}
 
 
 def down(settings: Settings, only: set[str] | None = None) -> dict[str, bool]:

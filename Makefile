@@ -1,0 +1,43 @@
+# streamwatch: two commands for a fresh machine — `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SW := $(BIN)/streamwatch
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint typecheck demo down status clean bench
+
+setup: $(STAMP) ## virtualenv, project install, server jars (idempotent)
+	$(SW) infra fetch
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: setup ## the whole suite against real Kafka, OpenSearch and DuckDB
+	$(BIN)/pytest -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy streamwatch infra ingest streams indexers platform_stub support_console dashboards
+
+demo: setup ## the whole platform, locally
+	$(SW) infra up
+	$(SW) topics create
+	@echo
+	@echo "streamwatch is up. Stop everything with: make down"
+
+down: ## stop everything `make demo` started
+	@test -x $(SW) && $(SW) infra down || true
+
+status:
+	$(SW) infra status
+
+clean: down
+	rm -rf .streamwatch

@@ -1,0 +1,59 @@
+"""Session-wide access to the real local servers.
+
+The first test that needs a server reuses a running stack (e.g. one from `make demo`) or
+starts one; at the end of the session only what this session started is stopped. A server
+that cannot start fails the tests loudly: nothing here ever skips.
+
+Each test session gets its own topic prefix so that runs never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra import stack
+from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """Settings of the running local stack; starts the servers that are not running."""
+    settings = Settings()
+    started: set[str] = set()
+    try:
+        for component in stack.components(settings):
+            if component.up():
+                started.add(component.name)
+    except Exception as exc:  # any failure to start is fatal for server tests
+        stack.down(settings, only=started)
+        pytest.fail(f"local stack could not start: {exc}", pytrace=False)
+    yield settings
+    if started and not os.environ.get("STREAMWATCH_KEEP_STACK"):
+        stack.down(settings, only=started)
+
+
+@pytest.fixture(scope="session")
+def settings(stack_settings: Settings) -> Settings:
+    """Settings for this test session: the running stack, a unique topic prefix, topics made."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    scoped = stack_settings.model_copy(update={"topic_prefix": prefix})
+    asyncio.run(create_topics(scoped))
+    return scoped
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack_settings: Settings) -> str:
+    """Bootstrap servers of the real local Kafka."""
+    return stack_settings.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def opensearch_url(stack_settings: Settings) -> str:
+    """Base URL of the real local OpenSearch."""
+    return stack_settings.search_endpoint

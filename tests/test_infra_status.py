@@ -1,0 +1,31 @@
+"""`streamwatch infra status --json` reports both servers up, with their versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from infra.fetch import KAFKA, OPENSEARCH
+from streamwatch.settings import Settings
+
+
+def test_status_json_reports_both_servers_with_versions(stack_settings: Settings) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamwatch.cli", "infra", "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert set(status) == {"kafka", "opensearch"}
+    assert status["kafka"]["running"] and status["kafka"]["healthy"]
+    assert status["kafka"]["version"] == KAFKA.version
+    assert status["kafka"]["address"] == stack_settings.bootstrap_servers
+    assert isinstance(status["kafka"]["pid"], int)
+    assert status["opensearch"]["running"] and status["opensearch"]["healthy"]
+    # The node itself reports this version (GET /), not just our pom.
+    assert status["opensearch"]["version"] == OPENSEARCH.version.rsplit(".", 1)[0]
+    assert isinstance(status["opensearch"]["pid"], int)
