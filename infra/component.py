@@ -71,10 +71,10 @@ class Component(ABC):
 
     def status(self) -> ComponentStatus:
         pid = self.process.pid()
-        healthy = pid is not None and self.is_healthy()
+        healthy = self.is_healthy()
         return ComponentStatus(
             name=self.name,
-            running=pid is not None,
+            running=pid is not None or healthy,
             healthy=healthy,
             version=self.reported_version() if healthy else self.version,
             address=self.address,
@@ -86,6 +86,9 @@ class Component(ABC):
         """Start unless already running; wait until healthy. Returns whether it started."""
         if self.process.pid() is not None:
             self.wait_healthy()
+            return False
+        if self.is_healthy():
+            # Started from another checkout or by hand: reuse it rather than fight for its port.
             return False
         require_free_ports(self.name, "127.0.0.1", self.ports())
         self.fetch()

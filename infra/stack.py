@@ -28,7 +28,7 @@ def up(settings: Settings) -> dict[str, bool]:
     """
     comps = components(settings)
     for c in comps:
-        if c.process.pid() is None:
+        if c.process.pid() is None and not c.is_healthy():
             require_free_ports(c.name, "127.0.0.1", c.ports())
     return {c.name: c.up() for c in comps}
 
