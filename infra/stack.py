@@ -36,9 +36,7 @@ def up(settings: Settings) -> dict[str, bool]:
 def down(settings: Settings, only: set[str] | None = None) -> dict[str, bool]:
     """Stop servers (all, or those named in `only`); returns component -> stopped."""
     return {
-        c.name: c.down()
-        for c in reversed(components(settings))
-        if only is None or c.name in only
+        c.name: c.down() for c in reversed(components(settings)) if only is None or c.name in only
     }
 
 

@@ -34,7 +34,9 @@ def private_stack_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def streamwatch(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def streamwatch(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run `streamwatch ARGS...` in a subprocess with `env`."""
     return subprocess.run(
         [sys.executable, "-m", "streamwatch.cli", *args],

@@ -115,9 +115,7 @@ def test_kill_9_then_up_keeps_topics_messages_and_indices(private_stack: dict[st
         assert port_is_free("127.0.0.1", int(env[key])), f"{key} still bound after down"
 
 
-@pytest.mark.parametrize(
-    "port_setting", ["STREAMWATCH_KAFKA_PORT", "STREAMWATCH_OPENSEARCH_PORT"]
-)
+@pytest.mark.parametrize("port_setting", ["STREAMWATCH_KAFKA_PORT", "STREAMWATCH_OPENSEARCH_PORT"])
 def test_taken_port_fails_fast_naming_the_port(tmp_path: Path, port_setting: str) -> None:
     env = private_stack_env(tmp_path / "stack")
     with socket.socket() as blocker:

@@ -32,9 +32,9 @@ def test_bulk_index_10k_and_find_one_by_term(opensearch_url: str) -> None:
         client.indices.refresh(index=index)
 
         assert client.count(index=index)["count"] == N_DOCS
-        hits = client.search(
-            index=index, body={"query": {"term": {"member_id": "m-04242"}}}
-        )["hits"]["hits"]
+        hits = client.search(index=index, body={"query": {"term": {"member_id": "m-04242"}}})[
+            "hits"
+        ]["hits"]
         assert [h["_source"]["n"] for h in hits] == [4242]
     finally:
         client.indices.delete(index=index)
