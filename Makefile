@@ -30,11 +30,12 @@ typecheck: setup
 demo: setup ## the whole platform, locally
 	$(SW) infra up
 	$(SW) topics create
+	$(SW) demo up
 	@echo
 	@echo "streamwatch is up. Stop everything with: make down"
 
 down: ## stop everything `make demo` started
-	@test -x $(SW) && $(SW) infra down || true
+	@if test -x $(SW); then $(SW) demo down; $(SW) infra down; fi
 
 status:
 	$(SW) infra status

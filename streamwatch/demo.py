@@ -1,0 +1,166 @@
+"""`streamwatch demo up|down|status`: every platform service as a background process.
+
+`make demo` brings up the servers (`infra`), creates the topics, then starts these services
+in data-flow order; `make down` stops them (reverse order) and then the servers. Each service
+is a `streamwatch ...` command with its own pid file and log under the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from infra.process import ManagedProcess, port_accepts
+from streamwatch.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Service:
+    """One long-running platform process."""
+
+    name: str
+    command: tuple[str, ...]  # arguments after `streamwatch`
+    url: str | None = None
+    port: int | None = None
+
+    def process(self, settings: Settings) -> ManagedProcess:
+        run_dir = settings.data_dir / "run"
+        return ManagedProcess(
+            name=self.name,
+            pid_file=run_dir / f"{self.name}.pid",
+            log_file=settings.logs_dir / f"{self.name}.log",
+            # Every demo process carries the data dir and its own name on its command line.
+            marker=f"--demo-service={self.name}",
+        )
+
+
+def services(settings: Settings) -> list[Service]:
+    """The platform's services in start order (upstream first)."""
+    collector_url = f"http://{settings.collector_host}:{settings.collector_port}"
+    return [
+        Service(
+            "collector",
+            ("collector", "--host", settings.collector_host, "--port", str(settings.collector_port)),
+            url=f"{collector_url}/healthz",
+            port=settings.collector_port,
+        ),
+        Service("worker", ("worker", "--workers", "1")),
+        Service("sink-search", ("sink", "search")),
+        Service("sink-warehouse", ("sink", "warehouse")),
+        Service(
+            "stub",
+            (
+                "stub",
+                "run",
+                "--target",
+                "http",
+                "--collector-url",
+                collector_url,
+                "--members",
+                "2000",
+                "--rate",
+                "500",
+                "--duration",
+                "86400",
+                "--scenario",
+                "normal",
+                "--seed",
+                "1",
+            ),
+        ),
+        Service(
+            "support-console",
+            ("support", "console", "--port", str(settings.support_console_port)),
+            url=f"http://127.0.0.1:{settings.support_console_port}",
+            port=settings.support_console_port,
+        ),
+        Service(
+            "dashboards",
+            ("dashboards", "--port", str(settings.dashboards_port)),
+            url=f"http://127.0.0.1:{settings.dashboards_port}",
+            port=settings.dashboards_port,
+        ),
+    ]
+
+
+def _available_commands() -> set[str]:
+    from streamwatch.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices)
+
+
+def up(settings: Settings) -> list[tuple[Service, str]]:
+    """Start every service whose command exists; returns (service, state) pairs."""
+    available = _available_commands()
+    results: list[tuple[Service, str]] = []
+    for svc in services(settings):
+        proc = svc.process(settings)
+        if svc.command[0] not in available:
+            results.append((svc, "not built yet"))
+            continue
+        if proc.pid() is not None:
+            results.append((svc, "already running"))
+            continue
+        proc.start(
+            [sys.executable, "-m", "streamwatch.cli", *svc.command, f"--demo-service={svc.name}"]
+        )
+        results.append((svc, "started"))
+    # Wait briefly for the services that listen, so printed URLs answer when shown.
+    deadline = time.monotonic() + 60
+    for svc, state in results:
+        if state == "started" and svc.port is not None:
+            while time.monotonic() < deadline and not port_accepts("127.0.0.1", svc.port):
+                if svc.process(settings).exited():
+                    break
+                time.sleep(0.5)
+    return results
+
+
+def down(settings: Settings) -> list[tuple[str, bool]]:
+    """Stop every service (downstream first)."""
+    return [
+        (svc.name, svc.process(settings).stop(timeout_s=20))
+        for svc in reversed(services(settings))
+    ]
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    failed = False
+    for svc, state in up(settings):
+        proc = svc.process(settings)
+        if state == "started" and proc.exited():
+            state = f"FAILED (see {proc.log_file})"
+            failed = True
+        where = f"  {svc.url}" if svc.url and state in ("started", "already running") else ""
+        print(f"{svc.name:16s} {state}{where}")
+    print(f"\nlogs: {settings.logs_dir}/")
+    return 1 if failed else 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    for name, stopped in down(get_settings()):
+        print(f"{name:16s} {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    for svc in services(settings):
+        pid = svc.process(settings).pid()
+        print(f"{svc.name:16s} {'running pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `demo` subcommands."""
+    demo = sub.add_parser("demo", help="run every platform service in the background")
+    dsub = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    dsub.add_parser("up", help="start the services").set_defaults(handler=_cmd_up)
+    dsub.add_parser("down", help="stop the services").set_defaults(handler=_cmd_down)
+    dsub.add_parser("status", help="which services run").set_defaults(handler=_cmd_status)
