@@ -40,10 +40,11 @@ class Service:
 def services(settings: Settings) -> list[Service]:
     """The platform's services in start order (upstream first)."""
     collector_url = f"http://{settings.collector_host}:{settings.collector_port}"
+    collector_port = str(settings.collector_port)
     return [
         Service(
             "collector",
-            ("collector", "--host", settings.collector_host, "--port", str(settings.collector_port)),
+            ("collector", "--host", settings.collector_host, "--port", collector_port),
             url=f"{collector_url}/healthz",
             port=settings.collector_port,
         ),
@@ -124,8 +125,7 @@ def up(settings: Settings) -> list[tuple[Service, str]]:
 def down(settings: Settings) -> list[tuple[str, bool]]:
     """Stop every service (downstream first)."""
     return [
-        (svc.name, svc.process(settings).stop(timeout_s=20))
-        for svc in reversed(services(settings))
+        (svc.name, svc.process(settings).stop(timeout_s=20)) for svc in reversed(services(settings))
     ]
 
 
