@@ -6,10 +6,17 @@ BIN := $(VENV)/bin
 SW := $(BIN)/streamwatch
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint typecheck demo down status clean bench
+.PHONY: setup browser test lint typecheck demo down status clean bench
 
-setup: $(STAMP) ## virtualenv, project install, server jars (idempotent)
+setup: $(STAMP) browser ## virtualenv, project install, server jars, browser (idempotent)
 	$(SW) infra fetch
+
+# Headless Chromium from Debian for the real-browser tests of the Streamlit apps.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian chromium for browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver >/dev/null; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
