@@ -86,6 +86,29 @@ class Settings(BaseSettings):
     dashboards_port: int = 8502
     metrics_port: int = 9464
 
+    # --- indexers ----------------------------------------------------------------------
+    # Added by indexers/ (search sink, warehouse sink, reconcile). Index names and consumer
+    # groups derive from `topic_prefix` unless set, so test runs never share indices.
+    search_index_prefix: str | None = Field(
+        default=None,
+        description="Prefix of every search index/alias; defaults to 'streamwatch-' + topic_prefix.",
+    )
+    search_retention_days: int = Field(
+        default=30, ge=1, description="Daily event indices older than this are deleted."
+    )
+    search_request_timeout_s: float = Field(default=30.0, gt=0)
+    sink_batch_max_records: int = Field(
+        default=5000, ge=1, description="Most records a sink takes into one bulk/append."
+    )
+    sink_batch_max_wait_ms: int = Field(
+        default=500, ge=1, description="Longest a sink waits to fill a batch."
+    )
+    sink_retry_initial_s: float = Field(default=0.2, gt=0, description="First retry backoff.")
+    sink_retry_max_s: float = Field(default=30.0, gt=0, description="Backoff ceiling.")
+    warehouse_dir: Path | None = Field(
+        default=None, description="Parquet warehouse root; defaults to <data_dir>/warehouse."
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         """Kafka bootstrap servers as clients want them."""
