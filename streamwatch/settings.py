@@ -86,6 +86,57 @@ class Settings(BaseSettings):
     dashboards_port: int = 8502
     metrics_port: int = 9464
 
+    # --- ingest limits and collector -------------------------------------------------------
+    # Added by ingest/ (the HTTP collector and the event contract's hard limits).
+    max_event_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Largest single event (its JSON bytes) accepted."
+    )
+    max_batch_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "Largest request body, both as sent and after gzip decompression (the cap that "
+            "stops a gzip bomb)."
+        ),
+    )
+    max_batch_events: int = Field(default=1000, ge=1, description="Most events in one batch.")
+    allowed_clock_skew_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "An event_time further than this from received_at (future or past) is clamped to "
+            "received_at +/- this and flagged with clock_skew_clamped, never dropped."
+        ),
+    )
+    collector_rate_limit_rps: float = Field(
+        default=50.0, gt=0, description="Sustained requests per second allowed per client."
+    )
+    collector_rate_limit_burst: int = Field(
+        default=100, ge=1, description="Requests a client may send at once above the rate."
+    )
+    collector_trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Reverse proxies in front of the collector that append to X-Forwarded-For; 0 "
+            "ignores the header and rate-limits by the peer address."
+        ),
+    )
+    collector_request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest one request may take, body read included."
+    )
+    collector_produce_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest the collector waits for Kafka to acknowledge a batch before 503.",
+    )
+    collector_retry_after_s: int = Field(
+        default=5, ge=1, description="Retry-After seconds sent with a 503 when Kafka is down."
+    )
+    collector_linger_ms: int = Field(
+        default=5, ge=0, description="Producer linger: how long a batch may wait to fill."
+    )
+
     # --- indexers ----------------------------------------------------------------------
     # Added by indexers/ (search sink, warehouse sink, reconcile). Index names and consumer
     # groups derive from `topic_prefix` unless set, so test runs never share indices.
