@@ -159,6 +159,43 @@ class Settings(BaseSettings):
     warehouse_dir: Path | None = Field(
         default=None, description="Parquet warehouse root; defaults to <data_dir>/warehouse."
     )
+    warehouse_flush_max_records: int = Field(
+        default=50_000, ge=1, description="Rows the warehouse sink gathers before writing files."
+    )
+    warehouse_flush_interval_s: float = Field(
+        default=10.0, gt=0, description="Longest the warehouse sink holds rows before writing."
+    )
+
+    # --- support console -----------------------------------------------------------------
+    # Added by support_console/ (member lookup for support agents).
+    support_email_salt: SecretStr = Field(
+        default=SecretStr("streamwatch-local-dev-salt"),
+        description=(
+            "HMAC-SHA256 key for member email hashes in the member directory. Set a real "
+            "secret in production; changing it requires re-loading the directory."
+        ),
+    )
+    support_trusted_header: str | None = Field(
+        default=None,
+        description=(
+            "Request header carrying the agent identity set by an authenticating proxy "
+            "(e.g. X-Forwarded-User from an OIDC proxy). Set it only behind such a proxy."
+        ),
+    )
+    support_agents_file: Path | None = Field(
+        default=None,
+        description=(
+            "JSON file {agent: password hash} for the console's own login; defaults to "
+            "<data_dir>/support/agents.json (written by `streamwatch support add-agent`)."
+        ),
+    )
+    support_default_period_days: int = Field(default=7, ge=1, le=400)
+    support_retention_days: int = Field(
+        default=30, ge=1, le=400, description="Longest period one lookup may cover."
+    )
+    support_max_sessions: int = Field(
+        default=500, ge=1, le=10_000, description="Most sessions one lookup returns."
+    )
 
     @property
     def bootstrap_servers(self) -> str:
