@@ -197,6 +197,32 @@ class Settings(BaseSettings):
         default=500, ge=1, le=10_000, description="Most sessions one lookup returns."
     )
 
+    # --- dashboards ----------------------------------------------------------------------
+    # Added by dashboards/ (SRE Streamlit app, Prometheus exporter, Grafana as code).
+    dashboards_refresh_s: int = Field(
+        default=30, ge=0, description="Auto-refresh period of the SRE app; 0 turns it off."
+    )
+    dashboards_default_window_min: int = Field(
+        default=180, ge=1, description="Default time range of the SRE app, in minutes."
+    )
+    dashboards_public_url: str | None = Field(
+        default=None, description="URL of the SRE app; defaults to http://127.0.0.1:<port>."
+    )
+    support_console_public_url: str | None = Field(
+        default=None,
+        description="URL the SRE app links to for affected members; defaults to the local one.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Interface of the Prometheus exporter (metrics_port)."
+    )
+    grafana_url: str = "http://127.0.0.1:3000"
+    grafana_token: SecretStr | None = None
+    grafana_prometheus_url: str = Field(
+        default="http://127.0.0.1:9090",
+        description="Prometheus that scrapes streamwatch's exporters (Grafana datasource).",
+    )
+    grafana_folder: str = "streamwatch"
+
     @property
     def bootstrap_servers(self) -> str:
         """Kafka bootstrap servers as clients want them."""
