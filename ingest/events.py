@@ -223,23 +223,29 @@ class Event(BaseModel):
             unknown = {k: v for k, v in data.items() if k not in cls.model_fields}
             if unknown:
                 data = {k: v for k, v in data.items() if k in cls.model_fields}
-                merged = dict(data.get("extra") or {})
+                given = data.get("extra") or {}
+                if not isinstance(given, dict):
+                    # A ValueError becomes a ValidationError; dict(5) would escape as TypeError.
+                    raise ValueError("extra must be a JSON object")
+                merged = dict(given)
                 merged.update(unknown)
                 data["extra"] = merged
             payload = data.get("payload")
             # Players may omit the payload's own type tag; the envelope's type supplies it.
-            if isinstance(payload, dict) and "event_type" not in payload and isinstance(
-                data.get("event_type"), str
+            if (
+                isinstance(payload, dict)
+                and "event_type" not in payload
+                and isinstance(data.get("event_type"), str)
             ):
                 data = {**data, "payload": {**payload, "event_type": data["event_type"]}}
         return data
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Event:
-        if self.payload.event_type != self.event_type:  # type: ignore[union-attr]
+        if self.payload.event_type != self.event_type:
             raise ValueError(
                 f"event_type {self.event_type!r} does not match payload type "
-                f"{self.payload.event_type!r}"  # type: ignore[union-attr]
+                f"{self.payload.event_type!r}"
             )
         if self.event_time.tzinfo is None:
             raise ValueError("event_time must carry a timezone (use UTC, e.g. ...Z)")
