@@ -1,0 +1,232 @@
+"""Tumbling one-minute event-time rollups by dimension.
+
+Pure logic: a `WindowState` holds the `MinuteCounts` of every dimension value seen in one
+minute of one partial (a source partition). Events add to the minute of their event time;
+a window closes once the partition's watermark passes its end plus the allowed lateness,
+and is published as one `MinuteRollup` per dimension value. An event for a closed window
+is still added (never dropped), counted in `late_events`, and the touched values are
+published again with a higher `revision`.
+
+Session-level facts (a new play, a new viewer in this minute, watch time since the last
+event) come from the sessionizer's `Applied`, which already removed duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.records import MinuteCounts, MinuteRollup, SessionSummary
+from streams.sessionizer import Applied, from_ms, minute_of, to_ms
+
+DIMENSIONS: tuple[str, ...] = ("region", "isp", "oca_id", "device_type", "app_version", "title_id")
+ALL = "all"
+WINDOW_MS = 60_000
+
+
+@dataclass(frozen=True)
+class RollupPolicy:
+    """Lateness and retention of minute windows (event time)."""
+
+    allowed_lateness_ms: int = 30_000
+    closed_retention_ms: int = 2 * 3600_000  # late events up to 2 h still revise the minute
+
+
+DEFAULT_POLICY = RollupPolicy()
+
+
+def dimension_pairs(dims: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (dimension, value) pairs an event or session counts towards, "all" first."""
+    return [(ALL, ALL)] + [(d, str(dims.get(d, "unknown"))) for d in DIMENSIONS]
+
+
+def _key(dimension: str, value: str) -> str:
+    return f"{dimension}={value}"
+
+
+def _split(key: str) -> tuple[str, str]:
+    d, _, v = key.partition("=")
+    return d, v
+
+
+class WindowState(BaseModel):
+    """One minute of one partial; JSON-serializable for the changelog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_start_ms: int
+    partial: str
+    values: dict[str, MinuteCounts] = Field(default_factory=dict)
+    closed: bool = False
+    revision: int = -1
+    late_events: int = 0
+    touched_since_close: list[str] = Field(default_factory=list)
+
+    def counts(self, dimension: str, value: str) -> MinuteCounts:
+        """The counts of one dimension value (created empty on first use)."""
+        key = _key(dimension, value)
+        c = self.values.get(key)
+        if c is None:
+            c = self.values[key] = MinuteCounts()
+        return c
+
+    def _touch(self, pairs: Iterable[tuple[str, str]]) -> None:
+        if self.closed:
+            self.late_events += 1
+            for d, v in pairs:
+                k = _key(d, v)
+                if k not in self.touched_since_close:
+                    self.touched_since_close.append(k)
+
+
+def add_event(window: WindowState, dims: Mapping[str, Any], applied: Applied) -> None:
+    """Add one (non-duplicate) event's increments to every dimension value it belongs to."""
+    if applied.duplicate:
+        return
+    pairs = dimension_pairs(dims)
+    for d, v in pairs:
+        c = window.counts(d, v)
+        c.events += 1
+        c.plays += applied.new_play
+        c.active_sessions += applied.new_active_minute
+        c.concurrent_viewers += applied.new_playing_minute
+        c.failed_sessions += applied.new_failure
+        if applied.startup_ms is not None:
+            c.startup.add(applied.startup_ms)
+        c.rebuffer_ms += applied.rebuffer_ms
+        c.rebuffer_count += applied.rebuffer_count
+        c.watch_ms += applied.watch_ms
+        if applied.watch_ms and applied.bitrate_kbps is not None:
+            c.bitrate_kbps_ms += applied.bitrate_kbps * applied.watch_ms
+            c.bitrate_ms += applied.watch_ms
+        c.upshifts += applied.upshift
+        c.downshifts += applied.downshift
+        if applied.error_code is not None:
+            c.errors_by_code[applied.error_code] = c.errors_by_code.get(applied.error_code, 0) + 1
+    window._touch(pairs)
+
+
+def session_end_ms(summary: SessionSummary) -> int:
+    """The event time a session's end is counted at (its end, else its last event)."""
+    return to_ms(summary.ended_at or summary.last_event_at)
+
+
+def add_session_end(window: WindowState, summary: SessionSummary) -> None:
+    """Count a session's first close in the minute it ended (EBVS and start failures)."""
+    dims = summary.model_dump(include=set(DIMENSIONS))
+    pairs = dimension_pairs(dims)
+    for d, v in pairs:
+        c = window.counts(d, v)
+        c.ended_sessions += 1
+        c.start_failures += summary.start_outcome == "start_failure"
+        c.exits_before_start += summary.start_outcome == "exit_before_start"
+        c.in_play_failures += summary.in_play_failure
+    window._touch(pairs)
+
+
+def very_late_partial(partial: str, tag: str) -> str:
+    """Partial name for events that arrive after their window was forgotten."""
+    return f"{partial}.late.{tag}"
+
+
+def is_due(window: WindowState, watermark_ms: int, policy: RollupPolicy = DEFAULT_POLICY) -> bool:
+    """True when the watermark has passed the window's end plus the allowed lateness."""
+    return window.window_start_ms + WINDOW_MS + policy.allowed_lateness_ms <= watermark_ms
+
+
+def forgettable(
+    window: WindowState, watermark_ms: int, policy: RollupPolicy = DEFAULT_POLICY
+) -> bool:
+    """True when a closed window is past retention and can be deleted."""
+    return window.closed and (
+        window.window_start_ms + WINDOW_MS + policy.closed_retention_ms <= watermark_ms
+    )
+
+
+def close(window: WindowState) -> list[MinuteRollup]:
+    """Close the window: every dimension value as a rollup (revision 0)."""
+    window.closed = True
+    window.revision += 1
+    window.touched_since_close.clear()
+    return [_rollup(window, k) for k in sorted(window.values)]
+
+
+def revise(window: WindowState) -> list[MinuteRollup]:
+    """Rollups of the values touched by late events since the last publication."""
+    if not window.closed or not window.touched_since_close:
+        return []
+    window.revision += 1
+    keys = sorted(window.touched_since_close)
+    window.touched_since_close.clear()
+    return [_rollup(window, k) for k in keys]
+
+
+def _rollup(window: WindowState, key: str) -> MinuteRollup:
+    d, v = _split(key)
+    return MinuteRollup.of(
+        window_start=from_ms(window.window_start_ms),
+        window_end=from_ms(window.window_start_ms + WINDOW_MS),
+        dimension=d,
+        value=v,
+        partial=window.partial,
+        counts=window.values[key].model_copy(deep=True),
+        revision=window.revision,
+        late_events=window.late_events,
+    )
+
+
+class MinuteRoller:
+    """In-memory driver over the windows of one partial (tests, benchmarks).
+
+    The Faust app keeps the same `WindowState`s in a changelogged table.
+    """
+
+    def __init__(self, partial: str = "p0", policy: RollupPolicy = DEFAULT_POLICY) -> None:
+        self.partial = partial
+        self.policy = policy
+        self.windows: dict[int, WindowState] = {}
+        self.watermark_ms = 0
+        self._late_seq = 0
+
+    def window(self, t_ms: int) -> WindowState:
+        """The window holding event time `t_ms`."""
+        start = minute_of(t_ms)
+        w = self.windows.get(start)
+        if w is None:
+            partial = self.partial
+            if start + WINDOW_MS + self.policy.closed_retention_ms <= self.watermark_ms:
+                # The minute was published and forgotten: publish these events as a new
+                # partial of that minute, so summing partials stays exact.
+                self._late_seq += 1
+                partial = very_late_partial(self.partial, f"{self.watermark_ms}-{self._late_seq}")
+            w = self.windows[start] = WindowState(window_start_ms=start, partial=partial)
+        return w
+
+    def add(self, t_ms: int, dims: Mapping[str, Any], applied: Applied) -> None:
+        """Add an event's increments at event time `t_ms`."""
+        self.watermark_ms = max(self.watermark_ms, t_ms)
+        add_event(self.window(t_ms), dims, applied)
+        if applied.closed_now and applied.summary is not None:
+            self.add_end(applied.summary)
+
+    def add_end(self, summary: SessionSummary) -> None:
+        """Count a session's first close."""
+        add_session_end(self.window(session_end_ms(summary)), summary)
+
+    def advance(self, watermark_ms: int | None = None) -> list[MinuteRollup]:
+        """Close due windows, publish revisions of closed ones, forget old ones."""
+        if watermark_ms is not None:
+            self.watermark_ms = max(self.watermark_ms, watermark_ms)
+        out: list[MinuteRollup] = []
+        for start in sorted(self.windows):
+            w = self.windows[start]
+            if not w.closed and is_due(w, self.watermark_ms, self.policy):
+                out.extend(close(w))
+            elif w.closed:
+                out.extend(revise(w))
+            if forgettable(w, self.watermark_ms, self.policy):
+                del self.windows[start]
+        return out

@@ -1,0 +1,439 @@
+"""Per-session state machine: events in (any order, duplicated) -> one SessionSummary out.
+
+Pure logic, no Kafka: the Faust agent keeps one `SessionState` per session_id in a
+changelogged table and calls `apply` / `expire`. A session closes on its first
+`playback_end` or after `inactivity_timeout_ms` of event time without events. An event that
+arrives after the close is still applied (it is real data), counted in `late_events`, and
+produces a new `revision` of the summary, so the latest revision is always the truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest.events import Event
+from streams import metrics
+from streams.records import EndedBy, SessionError, SessionSummary
+
+PlayState = Literal["idle", "playing", "paused", "buffering", "ended"]
+
+# Event types that show the viewer is watching at that instant (counts towards concurrency).
+_PLAYING_TYPES = frozenset({"first_frame", "resume", "rebuffer_end", "bitrate_change"})
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How sessions are closed and how much per-session state is kept."""
+
+    inactivity_timeout_ms: int = 120_000
+    closed_retention_ms: int = 30 * 60_000  # keep closed sessions to catch late events
+    max_seen_ids: int = 20_000  # ~ a 2-day session at 10 s heartbeats
+    max_errors: int = 100
+    max_watch_gap_ms: int = 60_000  # longest gap between two events credited as watching
+    max_minutes_tracked: int = 32
+
+
+DEFAULT_POLICY = SessionPolicy()
+
+
+def to_ms(t: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return int(t.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    """Aware UTC datetime of epoch milliseconds."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def minute_of(ms: int) -> int:
+    """Start (epoch ms) of the minute holding `ms`."""
+    return ms - ms % 60_000
+
+
+class SessionState(BaseModel):
+    """Everything needed to summarise a session; JSON-serializable for the changelog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str
+    dims: dict[str, Any] = Field(default_factory=dict)
+    dims_from_ms: int | None = None
+    seen_ids: list[str] = Field(default_factory=list)
+    event_count: int = 0
+    duplicates: int = 0
+    first_event_ms: int = 0
+    last_event_ms: int = 0
+    play_requested_ms: int | None = None
+    first_frame_ms: int | None = None
+    reported_startup_ms: int | None = None
+    first_fatal_ms: int | None = None
+    fatal_code: str | None = None
+    errors: list[SessionError] = Field(default_factory=list)
+    rebuffer_ms: int = 0
+    rebuffer_count: int = 0
+    pauses: int = 0
+    seeks: int = 0
+    upshifts: int = 0
+    downshifts: int = 0
+    bitrate_samples: list[tuple[int, int]] = Field(default_factory=list)
+    ended_ms: int | None = None
+    exit_reason: str | None = None
+    player_watched_ms: int | None = None
+    # In-order clock for estimating watch time when the player never reports it.
+    clock_ms: int | None = None
+    play_state: PlayState = "idle"
+    current_kbps: int | None = None
+    watch_est_ms: int = 0
+    active_minutes: list[int] = Field(default_factory=list)
+    playing_minutes: list[int] = Field(default_factory=list)
+    # Closing.
+    closed: bool = False
+    ended_by: EndedBy | None = None
+    revision: int = -1
+    late_events: int = 0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one event changed: the increments a minute rollup needs, and any summary."""
+
+    duplicate: bool = False
+    late: bool = False
+    new_play: bool = False
+    new_active_minute: bool = False
+    new_playing_minute: bool = False
+    new_failure: bool = False
+    startup_ms: int | None = None
+    watch_ms: int = 0
+    bitrate_kbps: int | None = None
+    rebuffer_ms: int = 0
+    rebuffer_count: int = 0
+    upshift: int = 0
+    downshift: int = 0
+    error_code: str | None = None
+    closed_now: bool = False
+    summary: SessionSummary | None = None
+
+
+_DUPLICATE = Applied(duplicate=True)
+
+
+def _envelope_dims(event: Event) -> dict[str, Any]:
+    d, n = event.device, event.network
+    enrichment = event.extra.get("enrichment") if isinstance(event.extra, dict) else None
+    enrichment = enrichment if isinstance(enrichment, dict) else {}
+    return {
+        "member_id": event.member_id,
+        "profile_id": event.profile_id,
+        "title_id": event.title_id,
+        "device_id": d.device_id,
+        "device_type": d.device_type,
+        "device_model": d.device_model,
+        "os": d.os,
+        "app_version": d.app_version,
+        "country": n.country,
+        "region": n.region,
+        "isp": n.isp,
+        "asn": n.asn,
+        "oca_id": n.oca_id,
+        "cdn_tier": n.cdn_tier,
+        "connection_type": n.connection_type,
+        "genre": enrichment.get("genre"),
+        "device_family": enrichment.get("device_family"),
+        "oca_site": enrichment.get("oca_site"),
+    }
+
+
+def _mark_minute(minutes: list[int], minute: int, keep: int) -> bool:
+    if minute in minutes:
+        return False
+    minutes.append(minute)
+    minutes.sort()
+    del minutes[:-keep]
+    return True
+
+
+def new_state(session_id: str) -> SessionState:
+    """An empty state for a session."""
+    return SessionState(session_id=session_id)
+
+
+def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POLICY) -> Applied:
+    """Apply one event to `state` (mutated in place) and say what changed."""
+    eid = str(event.event_id)
+    if eid in state.seen_ids:
+        state.duplicates += 1
+        return _DUPLICATE
+    state.seen_ids.append(eid)
+    del state.seen_ids[: -policy.max_seen_ids]
+
+    t = to_ms(event.event_time)
+    late = state.closed
+    if state.event_count == 0:
+        state.first_event_ms = state.last_event_ms = t
+    state.event_count += 1
+    state.first_event_ms = min(state.first_event_ms, t)
+    state.last_event_ms = max(state.last_event_ms, t)
+    # Dimensions come from the earliest event (normally play_requested).
+    if state.dims_from_ms is None or t < state.dims_from_ms or event.event_type == "play_requested":
+        state.dims = _envelope_dims(event)
+        state.dims_from_ms = t
+
+    minute = minute_of(t)
+    new_active = _mark_minute(state.active_minutes, minute, policy.max_minutes_tracked)
+
+    # Watch time estimate: credit the time since the previous in-order event if playing.
+    watch = 0
+    watch_kbps = state.current_kbps
+    if state.clock_ms is None or t >= state.clock_ms:
+        if state.clock_ms is not None and state.play_state == "playing":
+            watch = min(t - state.clock_ms, policy.max_watch_gap_ms)
+            state.watch_est_ms += watch
+        state.clock_ms = t
+        in_order = True
+    else:
+        in_order = False
+
+    p = event.payload
+    out: dict[str, Any] = {}
+    playing_now = event.event_type in _PLAYING_TYPES
+    new_state_: PlayState | None = None
+    match p.event_type:
+        case "play_requested":
+            if state.play_requested_ms is None:
+                out["new_play"] = True
+            state.play_requested_ms = (
+                t if state.play_requested_ms is None else min(t, state.play_requested_ms)
+            )
+        case "first_frame":
+            if state.first_frame_ms is None:
+                out["startup_ms"] = p.startup_ms
+                state.reported_startup_ms = p.startup_ms
+                state.first_frame_ms = t
+            elif t < state.first_frame_ms:
+                state.first_frame_ms = t
+            state.bitrate_samples.append((t, p.bitrate_kbps))
+            new_state_ = "playing"
+            if in_order:
+                state.current_kbps = p.bitrate_kbps
+        case "heartbeat":
+            state.bitrate_samples.append((t, p.bitrate_kbps))
+            playing_now = p.playing
+            new_state_ = "playing" if p.playing else "paused"
+            if in_order:
+                state.current_kbps = p.bitrate_kbps
+        case "bitrate_change":
+            state.bitrate_samples.append((t, p.to_kbps))
+            up, down = metrics.shift_counts([(p.from_kbps, p.to_kbps)])
+            state.upshifts += up
+            state.downshifts += down
+            out["upshift"], out["downshift"] = up, down
+            if in_order:
+                state.current_kbps = p.to_kbps
+        case "rebuffer_start":
+            new_state_ = "buffering"
+        case "rebuffer_end":
+            state.rebuffer_ms += p.duration_ms
+            state.rebuffer_count += 1
+            out["rebuffer_ms"], out["rebuffer_count"] = p.duration_ms, 1
+            new_state_ = "playing"
+        case "pause":
+            state.pauses += 1
+            new_state_ = "paused"
+        case "resume":
+            new_state_ = "playing"
+        case "seek":
+            state.seeks += 1
+        case "error":
+            out["error_code"] = p.code
+            if len(state.errors) < policy.max_errors:
+                state.errors.append(
+                    SessionError(
+                        code=p.code,
+                        category=p.category,
+                        severity=p.severity,
+                        at=event.event_time,
+                        http_status=p.http_status,
+                    )
+                )
+            if p.severity == "fatal":
+                if state.first_fatal_ms is None:
+                    out["new_failure"] = True
+                if state.first_fatal_ms is None or t < state.first_fatal_ms:
+                    state.first_fatal_ms = t
+                    state.fatal_code = p.code
+                new_state_ = "ended"
+        case "playback_end":
+            if state.ended_ms is None or t > state.ended_ms:
+                state.ended_ms = t
+                state.exit_reason = p.exit_reason
+                state.player_watched_ms = p.watched_ms
+            new_state_ = "ended"
+        case "manifest_loaded" | "license_acquired":
+            pass
+    if in_order and new_state_ is not None and state.play_state != "ended":
+        state.play_state = new_state_
+
+    new_playing = playing_now and _mark_minute(
+        state.playing_minutes, minute, policy.max_minutes_tracked
+    )
+
+    closed_now = False
+    summary: SessionSummary | None = None
+    if late:
+        state.late_events += 1
+        # A late playback_end still tells how the session really ended.
+        ended_by: EndedBy = (
+            "playback_end" if p.event_type == "playback_end" else (state.ended_by or "timeout")
+        )
+        summary = _close(state, ended_by)
+    elif p.event_type == "playback_end":
+        closed_now = True
+        summary = _close(state, "playback_end")
+
+    return Applied(
+        late=late,
+        new_active_minute=new_active,
+        new_playing_minute=new_playing,
+        watch_ms=watch,
+        bitrate_kbps=watch_kbps,
+        closed_now=closed_now,
+        summary=summary,
+        **out,
+    )
+
+
+def expire(
+    state: SessionState, watermark_ms: int, policy: SessionPolicy = DEFAULT_POLICY
+) -> SessionSummary | None:
+    """Close an open session idle for the inactivity timeout (event time); else None."""
+    if state.closed or state.event_count == 0:
+        return None
+    if state.last_event_ms + policy.inactivity_timeout_ms > watermark_ms:
+        return None
+    return _close(state, "timeout")
+
+
+def forgettable(
+    state: SessionState, watermark_ms: int, policy: SessionPolicy = DEFAULT_POLICY
+) -> bool:
+    """True when a closed session is past its retention and its state can be deleted."""
+    return state.closed and state.last_event_ms + policy.closed_retention_ms <= watermark_ms
+
+
+def _close(state: SessionState, ended_by: EndedBy) -> SessionSummary:
+    state.closed = True
+    state.ended_by = ended_by
+    state.revision += 1
+    return summarize(state)
+
+
+def summarize(state: SessionState) -> SessionSummary:
+    """The summary of a session as it stands now."""
+    watch_source: Literal["player", "estimated"]
+    if state.player_watched_ms is not None:
+        watch_ms, watch_source = state.player_watched_ms, "player"
+    else:
+        watch_ms, watch_source = state.watch_est_ms, "estimated"
+    outcome = metrics.start_outcome(
+        state.play_requested_ms is not None, state.first_frame_ms, state.first_fatal_ms
+    )
+    failed = metrics.playback_failed(state.first_fatal_ms)
+    startup = (
+        metrics.startup_ms(state.play_requested_ms, state.first_frame_ms, state.reported_startup_ms)
+        if state.first_frame_ms is not None
+        else None
+    )
+    end_ms = state.ended_ms if state.ended_ms is not None else state.last_event_ms
+    avg_kbps = metrics.time_weighted_bitrate(state.bitrate_samples, end_ms)
+    d = state.dims
+    scores = metrics.session_scores(
+        startup=startup,
+        rebuffer_ms=state.rebuffer_ms,
+        watch_ms=watch_ms,
+        rebuffer_count=state.rebuffer_count,
+        avg_kbps=avg_kbps,
+        device_type=str(d.get("device_type", "")),
+        outcome=outcome,
+        failed=failed,
+    )
+    return SessionSummary(
+        session_id=state.session_id,
+        revision=max(state.revision, 0),
+        ended_by=state.ended_by or "timeout",
+        late_events=state.late_events,
+        duplicate_events=state.duplicates,
+        event_count=state.event_count,
+        **d,
+        first_event_at=from_ms(state.first_event_ms),
+        last_event_at=from_ms(state.last_event_ms),
+        play_requested_at=_opt(state.play_requested_ms),
+        first_frame_at=_opt(state.first_frame_ms),
+        ended_at=_opt(state.ended_ms),
+        exit_reason=state.exit_reason,
+        start_outcome=outcome,
+        playback_failed=failed,
+        in_play_failure=metrics.in_play_failure(state.first_frame_ms, state.first_fatal_ms),
+        startup_ms=startup,
+        watch_ms=watch_ms,
+        watch_source=watch_source,
+        rebuffer_ms=state.rebuffer_ms,
+        rebuffer_count=state.rebuffer_count,
+        rebuffer_pct=metrics.rebuffer_pct(state.rebuffer_ms, watch_ms),
+        rebuffers_per_minute=metrics.rebuffer_per_minute(state.rebuffer_count, watch_ms),
+        avg_bitrate_kbps=avg_kbps,
+        upshifts=state.upshifts,
+        downshifts=state.downshifts,
+        pauses=state.pauses,
+        seeks=state.seeks,
+        fatal_error_code=state.fatal_code,
+        errors=sorted(state.errors, key=lambda e: e.at),
+        score_startup=scores.startup,
+        score_smoothness=scores.smoothness,
+        score_quality=scores.quality,
+        score_success=scores.success,
+        score_aggregate=scores.aggregate,
+    )
+
+
+def _opt(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
+
+
+class Sessionizer:
+    """In-memory driver over many sessions (tests, benchmarks, replay tools).
+
+    The Faust app does the same with a table instead of a dict.
+    """
+
+    def __init__(self, policy: SessionPolicy = DEFAULT_POLICY) -> None:
+        self.policy = policy
+        self.states: dict[str, SessionState] = {}
+        self.watermark_ms = 0
+
+    def feed(self, event: Event) -> Applied:
+        """Apply one event; the caller collects `summary` when set."""
+        state = self.states.get(event.session_id)
+        if state is None:
+            state = self.states[event.session_id] = new_state(event.session_id)
+        self.watermark_ms = max(self.watermark_ms, to_ms(event.event_time))
+        return apply(state, event, self.policy)
+
+    def advance(self, watermark_ms: int | None = None) -> list[SessionSummary]:
+        """Close idle sessions and forget old closed ones; returns the new summaries."""
+        if watermark_ms is not None:
+            self.watermark_ms = max(self.watermark_ms, watermark_ms)
+        out: list[SessionSummary] = []
+        for sid in list(self.states):
+            st = self.states[sid]
+            summary = expire(st, self.watermark_ms, self.policy)
+            if summary is not None:
+                out.append(summary)
+            elif forgettable(st, self.watermark_ms, self.policy):
+                del self.states[sid]
+        return out
