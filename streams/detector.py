@@ -1,0 +1,483 @@
+"""Incident detection with root-cause localisation over merged minute rollups.
+
+Per minute the detector sees every dimension value's `MinuteCounts` (partials merged) and,
+for three metrics (playback failure %, rebuffer %, startup p95), asks of every value with a
+big enough cohort:
+
+1. siblings: is it significantly worse than the rest of the traffic in the same minute
+   (the aggregate without it)? This catches faults present from the very first minute,
+   when no history exists yet;
+2. history: is it significantly worse than its own EWMA baseline (mean and variance,
+   updated only with normal minutes)? This catches faults hitting everything ("all").
+
+Significance needs all of: a minimum cohort (small cohorts never page), a minimum
+absolute and relative departure, and a z-score >= `z_threshold` (two-proportion test for
+failure %, the same with 10 s of viewing as one trial for rebuffer %, a binomial test on
+"share of starts slower than the rest's p95" for startup p95).
+
+Localisation: among anomalous values, the narrowest one (smallest cohort) whose removal
+brings the aggregate back to normal (within tolerance of the typical value, the median
+over all dimension values) is the root cause; if none does, the one with the largest
+excess. An open incident with the same metric is updated, not raised again, while its
+dimension value stays anomalous; it resolves after `resolve_after_minutes` normal minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import median
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.records import Incident, IncidentMetric, MinuteCounts, Severity
+from streams.rollup import ALL
+from streams.sketch import bucket_of
+
+DimValue = tuple[str, str]
+METRICS: tuple[IncidentMetric, ...] = ("playback_failure_pct", "rebuffer_pct", "startup_p95_ms")
+# Tie-break between equally narrow explanations (e.g. an ISP served by exactly one OCA):
+# infrastructure before client, client before content.
+_DIM_PRIORITY = ("oca_id", "isp", "region", "app_version", "device_type", "title_id", ALL)
+
+
+@dataclass(frozen=True)
+class DetectorPolicy:
+    """Thresholds; tuned so noise never pages and real faults page in one minute."""
+
+    min_active_sessions: int = 40
+    min_watch_ms: int = 30 * 60_000  # 30 viewer-minutes
+    min_startup_samples: int = 40
+    z_threshold: float = 4.0
+    failure_min_delta: float = 5.0  # percentage points
+    failure_min_ratio: float = 2.0
+    rebuffer_min_delta: float = 2.0  # percentage points
+    rebuffer_min_ratio: float = 2.0
+    rebuffer_trial_ms: int = 10_000
+    startup_min_delta_ms: float = 1_500.0
+    startup_min_ratio: float = 1.5
+    ewma_alpha: float = 0.2
+    warmup_minutes: int = 5
+    resolve_after_minutes: int = 3
+    explain_share: float = 0.75  # removing the root cause removes >= 75 % of the excess
+
+
+DEFAULT_POLICY = DetectorPolicy()
+
+
+class Baseline(BaseModel):
+    """EWMA mean and variance of one metric of one dimension value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean: float = 0.0
+    var: float = 0.0
+    n: int = 0
+
+    def update(self, x: float, alpha: float) -> None:
+        """Fold in one normal observation."""
+        if self.n == 0:
+            self.mean, self.var = x, 0.0
+        else:
+            d = x - self.mean
+            self.mean += alpha * d
+            self.var = (1 - alpha) * (self.var + alpha * d * d)
+        self.n += 1
+
+
+class OpenIncident(BaseModel):
+    """Book-keeping of an incident that has not resolved yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incident: Incident
+    normal_streak: int = 0
+
+
+class DetectorState(BaseModel):
+    """Everything the detector remembers between minutes (serializable)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baselines: dict[str, Baseline] = Field(default_factory=dict)
+    open: dict[str, OpenIncident] = Field(default_factory=dict)
+    last_window_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One dimension value's departure on one metric in one minute."""
+
+    metric: IncidentMetric
+    dim: DimValue
+    observed: float
+    expected: float
+    cohort: float
+    affected: int
+    z: float
+
+
+# --- metric views over counts ---------------------------------------------------------------
+
+
+def _value(metric: IncidentMetric, c: MinuteCounts) -> float | None:
+    if metric == "playback_failure_pct":
+        return c.playback_failure_pct
+    if metric == "rebuffer_pct":
+        return c.rebuffer_pct
+    return c.startup.quantile(0.95)
+
+
+def _cohort(metric: IncidentMetric, c: MinuteCounts) -> float:
+    if metric == "playback_failure_pct":
+        return c.active_sessions
+    if metric == "rebuffer_pct":
+        return c.watch_ms + c.rebuffer_ms
+    return c.startup.count
+
+
+def _big_enough(metric: IncidentMetric, c: MinuteCounts, p: DetectorPolicy) -> bool:
+    need = {
+        "playback_failure_pct": p.min_active_sessions,
+        "rebuffer_pct": p.min_watch_ms,
+        "startup_p95_ms": p.min_startup_samples,
+    }[metric]
+    return _cohort(metric, c) >= need
+
+
+def _affected(metric: IncidentMetric, c: MinuteCounts) -> int:
+    return c.failed_sessions if metric == "playback_failure_pct" else c.active_sessions
+
+
+def _two_proportion_z(k1: float, n1: float, k2: float, n2: float) -> float:
+    if n1 <= 0 or n2 <= 0:
+        return 0.0
+    p = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(max(p * (1 - p), 1e-9) * (1 / n1 + 1 / n2))
+    return (k1 / n1 - k2 / n2) / se
+
+
+def _departs(metric: IncidentMetric, x: float, ref: float, p: DetectorPolicy) -> bool:
+    """Big enough in absolute and relative terms to matter to a viewer."""
+    if metric == "playback_failure_pct":
+        return x - ref >= p.failure_min_delta and x >= ref * p.failure_min_ratio
+    if metric == "rebuffer_pct":
+        return x - ref >= p.rebuffer_min_delta and x >= ref * p.rebuffer_min_ratio
+    return x - ref >= p.startup_min_delta_ms and x >= ref * p.startup_min_ratio
+
+
+def _sibling_z(
+    metric: IncidentMetric, c: MinuteCounts, rest: MinuteCounts, p: DetectorPolicy
+) -> float:
+    if metric == "playback_failure_pct":
+        return _two_proportion_z(
+            c.failed_sessions, c.active_sessions, rest.failed_sessions, rest.active_sessions
+        )
+    if metric == "rebuffer_pct":
+        t = p.rebuffer_trial_ms
+        return _two_proportion_z(
+            c.rebuffer_ms / t,
+            (c.rebuffer_ms + c.watch_ms) / t,
+            rest.rebuffer_ms / t,
+            (rest.rebuffer_ms + rest.watch_ms) / t,
+        )
+    # Startup: share of this value's starts slower than the rest's p95, against 5 %.
+    ref = rest.startup.quantile(0.95)
+    return 0.0 if ref is None else _share_slower_z(c, ref)
+
+
+def _finding(
+    metric: IncidentMetric, dim: DimValue, x: float, ref: float, c: MinuteCounts, z: float
+) -> Finding:
+    return Finding(metric, dim, x, ref, _cohort(metric, c), _affected(metric, c), z)
+
+
+def _history_z(
+    metric: IncidentMetric, x: float, b: Baseline, c: MinuteCounts, p: DetectorPolicy
+) -> float:
+    """z of this minute against the value's own EWMA baseline.
+
+    The sampling noise of this minute's estimate (binomial for the two percentages) adds
+    to the baseline's variance. A p95 from a few dozen starts is too noisy for a plain
+    z-score, so startup asks the robust question instead: are far more than 5 % of this
+    minute's starts slower than the usual p95?
+    """
+    if metric == "startup_p95_ms":
+        return _share_slower_z(c, b.mean)
+    if metric == "playback_failure_pct":
+        n = float(c.active_sessions)
+    else:
+        n = (c.watch_ms + c.rebuffer_ms) / p.rebuffer_trial_ms
+    q = min(max(b.mean / 100, 1e-3), 1.0)
+    sampling = (100**2) * q * (1 - q) / max(n, 1.0)
+    return (x - b.mean) / math.sqrt(b.var + sampling)
+
+
+def _share_slower_z(c: MinuteCounts, p95_ref: float) -> float:
+    """Binomial z of the share of starts slower than `p95_ref`, against 5 %."""
+    n = c.startup.count
+    if n == 0:
+        return 0.0
+    slow = sum(k for b, k in c.startup.buckets.items() if b > bucket_of(p95_ref))
+    return (slow / n - 0.05) / math.sqrt(0.05 * 0.95 / n)
+
+
+def _excess(metric: IncidentMetric, c: MinuteCounts, typical: float) -> float:
+    """How much worse than `typical` a cohort is, in additive units (sessions, ms, starts).
+
+    Additive, so the excess of "everything but v" is comparable with the excess of all.
+    """
+    if metric == "playback_failure_pct":
+        return c.failed_sessions - c.active_sessions * typical / 100
+    if metric == "rebuffer_pct":
+        return c.rebuffer_ms - (c.watch_ms + c.rebuffer_ms) * typical / 100
+    slow = sum(k for b, k in c.startup.buckets.items() if b > bucket_of(typical))
+    return slow - 0.05 * c.startup.count
+
+
+def _bkey(metric: str, dim: DimValue) -> str:
+    return f"{metric}|{dim[0]}|{dim[1]}"
+
+
+def incident_id(metric: str, dim: DimValue, started_at: datetime) -> str:
+    """Deterministic id: the same fault replayed gives the same incident id."""
+    raw = f"{metric}|{dim[0]}|{dim[1]}|{started_at.isoformat()}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def _severity(observed: float, expected: float, affected: int) -> Severity:
+    ratio = observed / expected if expected > 0 else math.inf
+    if affected >= 500 or ratio >= 5:
+        return "critical"
+    if affected >= 100 or ratio >= 2.5:
+        return "major"
+    return "minor"
+
+
+# --- one minute ---------------------------------------------------------------------------
+
+
+def find(
+    state: DetectorState,
+    values: Mapping[DimValue, MinuteCounts],
+    policy: DetectorPolicy = DEFAULT_POLICY,
+) -> dict[IncidentMetric, list[Finding]]:
+    """Every anomalous dimension value per metric in this minute (no state change)."""
+    total = values.get((ALL, ALL))
+    out: dict[IncidentMetric, list[Finding]] = {m: [] for m in METRICS}
+    if total is None:
+        return out
+    for metric in METRICS:
+        for dim, c in values.items():
+            if not _big_enough(metric, c, policy):
+                continue
+            x = _value(metric, c)
+            if x is None:
+                continue
+            finding: Finding | None = None
+            if dim != (ALL, ALL):
+                rest = total.minus(c)
+                r = _value(metric, rest)
+                if r is not None and _big_enough(metric, rest, policy):
+                    z = _sibling_z(metric, c, rest, policy)
+                    if z >= policy.z_threshold and _departs(metric, x, r, policy):
+                        finding = Finding(
+                            metric, dim, x, r, _cohort(metric, c), _affected(metric, c), z
+                        )
+            b = state.baselines.get(_bkey(metric, dim))
+            # A p95 of a few dozen starts is too noisy (and biased low) to hold against
+            # its own history; per value, startup is judged against siblings only.
+            history_ok = metric != "startup_p95_ms" or dim == (ALL, ALL)
+            if finding is None and history_ok and b is not None and b.n >= policy.warmup_minutes:
+                z = _history_z(metric, x, b, c, policy)
+                if z >= policy.z_threshold and _departs(metric, x, b.mean, policy):
+                    finding = Finding(
+                        metric, dim, x, b.mean, _cohort(metric, c), _affected(metric, c), z
+                    )
+            if finding is not None:
+                out[metric].append(finding)
+    return out
+
+
+def _typical(
+    metric: IncidentMetric,
+    values: Mapping[DimValue, MinuteCounts],
+    policy: DetectorPolicy,
+    baseline: Baseline | None,
+) -> float | None:
+    """The metric's normal level this minute.
+
+    Per dimension, the median over its values with a big enough cohort; a fault confined
+    to one value of some dimension leaves that dimension's median normal, while it may
+    lift every value of the other dimensions (it spreads across regions, titles...). So
+    the lowest per-dimension median, and the "all" baseline once warmed up, whichever is
+    lower.
+    """
+    per_dim: dict[str, list[float]] = {}
+    for (d, _), c in values.items():
+        if d == ALL or not _big_enough(metric, c, policy):
+            continue
+        x = _value(metric, c)
+        if x is not None:
+            per_dim.setdefault(d, []).append(x)
+    candidates = [median(xs) for xs in per_dim.values() if len(xs) >= 2]
+    if baseline is not None and baseline.n >= policy.warmup_minutes:
+        candidates.append(baseline.mean)
+    return min(candidates) if candidates else None
+
+
+def localise(
+    metric: IncidentMetric,
+    findings: list[Finding],
+    values: Mapping[DimValue, MinuteCounts],
+    policy: DetectorPolicy = DEFAULT_POLICY,
+    baseline: Baseline | None = None,
+) -> Finding | None:
+    """The finding that best explains the minute, or None.
+
+    "Normal" is the typical value (see `_typical`). A value explains the minute when
+    the aggregate without it keeps at most `1 - explain_share` of the aggregate's excess
+    over normal; the narrowest such value wins. When no single value explains it, "all"
+    does if it is anomalous itself (a global fault), else the value with most excess.
+    """
+    if not findings:
+        return None
+    total = values[(ALL, ALL)]
+    narrow = [f for f in findings if f.dim != (ALL, ALL)]
+    typical = _typical(metric, values, policy, baseline)
+    if typical is not None:
+        total_excess = _excess(metric, total, typical)
+        if total_excess > 0:
+            explaining = [
+                f
+                for f in narrow
+                if _excess(metric, total.minus(values[f.dim]), typical)
+                <= (1 - policy.explain_share) * total_excess
+            ]
+            if explaining:
+                return min(explaining, key=lambda f: (f.cohort, _DIM_PRIORITY.index(f.dim[0])))
+            whole = [f for f in findings if f.dim == (ALL, ALL)]
+            if whole:
+                return whole[0]
+            return max(narrow, key=lambda f: _excess(metric, values[f.dim], typical), default=None)
+    whole = [f for f in findings if f.dim == (ALL, ALL)]
+    return whole[0] if whole else max(narrow, key=lambda f: (f.observed - f.expected) * f.cohort)
+
+
+def evaluate(
+    state: DetectorState,
+    window_start: datetime,
+    values: Mapping[DimValue, MinuteCounts],
+    policy: DetectorPolicy = DEFAULT_POLICY,
+) -> list[Incident]:
+    """Evaluate one closed minute; returns incidents opened or resolved (state mutated)."""
+    window_end = window_start + timedelta(minutes=1)
+    findings = find(state, values, policy)
+    emitted: list[Incident] = []
+    anomalous = {(f.metric, f.dim) for fs in findings.values() for f in fs}
+
+    # 1. Open incidents: update while anomalous, resolve after a run of normal minutes.
+    for key in list(state.open):
+        oi = state.open[key]
+        inc = oi.incident
+        dim = (inc.dimension, inc.value)
+        if (inc.metric, dim) in anomalous:
+            f = next(f for f in findings[inc.metric] if f.dim == dim)
+            oi.normal_streak = 0
+            oi.incident = inc.model_copy(
+                update={
+                    "last_anomalous_at": window_start,
+                    "affected_sessions": inc.affected_sessions
+                    + (f.affected if inc.metric == "playback_failure_pct" else 0),
+                    "observed": max(inc.observed, f.observed),
+                }
+            )
+            if inc.metric != "playback_failure_pct":
+                oi.incident = oi.incident.model_copy(
+                    update={"affected_sessions": max(inc.affected_sessions, f.affected)}
+                )
+        else:
+            oi.normal_streak += 1
+            if oi.normal_streak >= policy.resolve_after_minutes:
+                resolved = oi.incident.model_copy(
+                    update={
+                        "status": "resolved",
+                        "revision": oi.incident.revision + 1,
+                        "resolved_at": window_end,
+                    }
+                )
+                emitted.append(resolved)
+                del state.open[key]
+
+    # 2. New incidents: one per metric, localised; suppressed while one is open for the
+    #    same metric and its dimension value is still anomalous (the same fault).
+    for metric in METRICS:
+        best = localise(
+            metric,
+            findings[metric],
+            values,
+            policy,
+            state.baselines.get(_bkey(metric, (ALL, ALL))),
+        )
+        if best is None:
+            continue
+        same_metric_open = [
+            oi
+            for oi in state.open.values()
+            if oi.incident.metric == metric
+            and (metric, (oi.incident.dimension, oi.incident.value)) in anomalous
+        ]
+        if same_metric_open:
+            continue
+        iid = incident_id(metric, best.dim, window_start)
+        inc = Incident(
+            incident_id=iid,
+            status="open",
+            metric=metric,
+            dimension=best.dim[0],
+            value=best.dim[1],
+            started_at=window_start,
+            detected_at=window_end,
+            last_anomalous_at=window_start,
+            observed=best.observed,
+            expected=best.expected,
+            affected_sessions=best.affected,
+            severity=_severity(best.observed, best.expected, best.affected),
+            explanation=(
+                f"{metric} {best.observed:.1f} vs {best.expected:.1f} expected for "
+                f"{best.dim[0]}={best.dim[1]} (z={best.z:.1f}); removing it brings the "
+                f"aggregate back to normal"
+            ),
+        )
+        state.open[iid] = OpenIncident(incident=inc)
+        emitted.append(inc)
+
+    # 3. Baselines learn only from normal minutes with a big enough cohort.
+    for metric in METRICS:
+        for dim, c in values.items():
+            if (metric, dim) in anomalous or not _big_enough(metric, c, policy):
+                continue
+            x = _value(metric, c)
+            if x is not None:
+                state.baselines.setdefault(_bkey(metric, dim), Baseline()).update(
+                    x, policy.ewma_alpha
+                )
+    state.last_window_ms = int(window_start.timestamp() * 1000)
+    return emitted
+
+
+def merge_partials(
+    rollups: list[tuple[DimValue, MinuteCounts]],
+) -> dict[DimValue, MinuteCounts]:
+    """Sum the partials of one minute into one `MinuteCounts` per dimension value."""
+    out: dict[DimValue, MinuteCounts] = {}
+    for dim, c in rollups:
+        acc = out.get(dim)
+        if acc is None:
+            out[dim] = c.model_copy(deep=True)
+        else:
+            acc.merge_in(c)
+    return out
