@@ -1,0 +1,112 @@
+"""Incidents: the list, the metric around one incident, and who it hit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import duckdb
+import pandas as pd
+
+from dashboards.filters import Filters
+from dashboards.queries.common import SESSION_TIME, query_df
+from dashboards.schema import DIMENSIONS
+from streams.metrics import SQL_METRICS
+
+# Incident metric (streams.records.IncidentMetric) -> the session-level SQL of that metric.
+INCIDENT_METRIC_SQL: Final[dict[str, str]] = {
+    "rebuffer_pct": SQL_METRICS["session_rebuffer_pct"],
+    "playback_failure_pct": SQL_METRICS["session_playback_failure_pct"],
+    "startup_p95_ms": SQL_METRICS["session_startup_p95_ms"],
+}
+METRIC_UNITS: Final[dict[str, str]] = {
+    "rebuffer_pct": "%",
+    "playback_failure_pct": "%",
+    "startup_p95_ms": "ms",
+}
+
+
+def list_incidents(
+    con: duckdb.DuckDBPyConnection, filters: Filters, status: str | None = None
+) -> pd.DataFrame:
+    """Incidents overlapping the time range (open first, then newest first)."""
+    parts, params = ["true"], []  # type: tuple[list[str], list[Any]]
+    if filters.end is not None:
+        parts.append("started_at < ?")
+        params.append(filters.end)
+    if filters.start is not None:
+        parts.append("coalesce(resolved_at, last_anomalous_at, started_at) >= ?")
+        params.append(filters.start)
+    if status is not None:
+        parts.append("status = ?")
+        params.append(status)
+    sql = f"""
+    SELECT incident_id, status, severity, metric, dimension, value, started_at, detected_at,
+           last_anomalous_at, resolved_at, observed, expected, affected_sessions, explanation
+    FROM dash_incidents WHERE {" AND ".join(parts)}
+    ORDER BY status = 'open' DESC, started_at DESC, incident_id
+    """
+    return query_df(con, sql, params)
+
+
+def incident_window(row: pd.Series) -> tuple[datetime, datetime]:
+    """[start, end) of an incident: its start to resolution (or last anomalous minute)."""
+    start = row["started_at"].to_pydatetime()
+    end_src = row["resolved_at"] if pd.notna(row["resolved_at"]) else row["last_anomalous_at"]
+    end = end_src.to_pydatetime() if pd.notna(end_src) else start
+    return start, max(end, start + timedelta(minutes=1))
+
+
+def _dimension_condition(dimension: str) -> str:
+    if dimension not in DIMENSIONS:
+        return "true"  # "all": the whole traffic
+    return f"{dimension} = ?"
+
+
+def metric_around(
+    con: duckdb.DuckDBPyConnection, row: pd.Series, margin: timedelta = timedelta(minutes=15)
+) -> pd.DataFrame:
+    """The incident's metric per minute, for its dimension value and for the rest."""
+    metric = str(row["metric"])
+    expr = INCIDENT_METRIC_SQL.get(metric, SQL_METRICS["session_rebuffer_pct"])
+    start, end = incident_window(row)
+    dimension, value = str(row["dimension"]), row["value"]
+    is_dim = dimension in DIMENSIONS
+    cohort = f"CASE WHEN {dimension} = ? THEN ? ELSE 'rest' END" if is_dim else "'all'"
+    params: list[Any] = [value, f"{dimension}={value}"] if is_dim else []
+    sql = f"""
+    SELECT date_trunc('minute', {SESSION_TIME}) AS minute, {cohort} AS cohort,
+           {expr} AS metric_value, count(*) AS sessions
+    FROM dash_sessions
+    WHERE {SESSION_TIME} >= ? AND {SESSION_TIME} < ?
+    GROUP BY ALL ORDER BY 1, 2
+    """
+    return query_df(con, sql, [*params, start - margin, end + margin])
+
+
+def affected_members(con: duckdb.DuckDBPyConnection, row: pd.Series, limit: int = 500) -> list[str]:
+    """Members with a session in the incident's dimension value during the incident."""
+    start, end = incident_window(row)
+    dimension = str(row["dimension"])
+    cond = _dimension_condition(dimension)
+    params: list[Any] = [row["value"]] if dimension in DIMENSIONS else []
+    rows = con.execute(
+        f"""SELECT DISTINCT member_id FROM dash_sessions
+        WHERE {cond} AND {SESSION_TIME} < ? AND coalesce(ended_at, last_event_at) >= ?
+          AND member_id IS NOT NULL ORDER BY 1 LIMIT ?""",
+        [*params, end, start, limit],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def affected_sessions(con: duckdb.DuckDBPyConnection, row: pd.Series) -> int:
+    """Sessions in the incident's dimension value that overlapped the incident."""
+    start, end = incident_window(row)
+    dimension = str(row["dimension"])
+    params: list[Any] = [row["value"]] if dimension in DIMENSIONS else []
+    r = con.execute(
+        f"""SELECT count(*) FROM dash_sessions WHERE {_dimension_condition(dimension)}
+        AND {SESSION_TIME} < ? AND coalesce(ended_at, last_event_at) >= ?""",
+        [*params, end, start],
+    ).fetchone()
+    return int(r[0]) if r else 0
