@@ -1,0 +1,165 @@
+"""The small interface both search engines sit behind, and the bulk item outcome model.
+
+Callers build request bodies once (`search_mappings`, `search_queries`) and send them through
+a `SearchBackend`; only client construction and the retention-policy API differ per engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from streamwatch.errors import StreamwatchError
+from streamwatch.settings import Settings
+
+BulkAction = Literal["create", "index"]
+
+
+class SearchUnavailable(StreamwatchError):
+    """The engine could not be reached or answered the whole request with 429/5xx."""
+
+
+@dataclass(frozen=True)
+class BulkOp:
+    """One bulk operation: `create` (fails with 409 if the id exists) or `index` (upsert)."""
+
+    action: BulkAction
+    index: str
+    doc_id: str | None
+    document: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class BulkItemResult:
+    """The engine's answer for one bulk item."""
+
+    status: int
+    error_type: str | None = None
+    error_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Written now."""
+        return 200 <= self.status < 300
+
+    @property
+    def already_done(self) -> bool:
+        """409 on a create with our own id: an earlier delivery already wrote it."""
+        return self.status == 409
+
+    @property
+    def retryable(self) -> bool:
+        """Engine overloaded (429) or failing (5xx): retry later with backoff."""
+        return self.status == 429 or self.status >= 500
+
+    @property
+    def rejected(self) -> bool:
+        """Any other 4xx (mapping conflict, bad document): retrying cannot help."""
+        return 400 <= self.status < 500 and not self.already_done and self.status != 429
+
+
+class SearchBackend(Protocol):
+    """What streamwatch needs from a search engine."""
+
+    name: str
+
+    def ping(self) -> bool:
+        """True when the engine answers."""
+        ...
+
+    def bulk(self, ops: Sequence[BulkOp]) -> list[BulkItemResult]:
+        """Send `ops` in one `_bulk`; one result per op, in order.
+
+        Raises `SearchUnavailable` when the request as a whole failed (connection, 429, 5xx).
+        """
+        ...
+
+    def put_index_template(self, name: str, body: Mapping[str, Any]) -> None:
+        """Create or replace a composable index template."""
+        ...
+
+    def create_index(self, name: str) -> None:
+        """Create an index (from matching templates) unless it exists."""
+        ...
+
+    def list_indices(self, pattern: str) -> list[str]:
+        """Names of indices matching `pattern`."""
+        ...
+
+    def delete_index(self, name: str) -> None:
+        """Delete an index (missing is fine)."""
+        ...
+
+    def delete_index_template(self, name: str) -> None:
+        """Delete an index template (missing is fine)."""
+        ...
+
+    def refresh(self, index: str) -> None:
+        """Make recent writes searchable now (tests, benchmarks, CLI)."""
+        ...
+
+    def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Run a search body; the raw response."""
+        ...
+
+    def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
+        """Number of documents matching `query` (all when None); 0 when the index is missing."""
+        ...
+
+    def index_document(
+        self, index: str, document: Mapping[str, Any], doc_id: str | None = None
+    ) -> None:
+        """Write one document (the audit log)."""
+        ...
+
+    def put_retention_policy(self, policy_id: str, settings: Settings) -> bool:
+        """Install ISM (OpenSearch) / ILM (Elasticsearch) retention; False if unsupported."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def bulk_lines(ops: Sequence[BulkOp]) -> list[dict[str, Any]]:
+    """The `_bulk` body (action line, source line, ...) shared by both clients."""
+    lines: list[dict[str, Any]] = []
+    for op in ops:
+        meta: dict[str, Any] = {"_index": op.index}
+        if op.doc_id is not None:
+            meta["_id"] = op.doc_id
+        lines.append({op.action: meta})
+        lines.append(dict(op.document))
+    return lines
+
+
+def parse_bulk_response(ops: Sequence[BulkOp], response: Mapping[str, Any]) -> list[BulkItemResult]:
+    """Per-item results of a `_bulk` response, checked one by one (a 200 can hide failures)."""
+    items = response.get("items") or []
+    if len(items) != len(ops):
+        raise SearchUnavailable(f"bulk answered {len(items)} items for {len(ops)} operations")
+    results: list[BulkItemResult] = []
+    for item in items:
+        (body,) = item.values()
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            caused = error.get("caused_by") or {}
+            reason = str(error.get("reason", ""))
+            if caused.get("reason"):
+                reason = f"{reason}: {caused.get('reason')}"
+            results.append(BulkItemResult(int(body["status"]), str(error.get("type")), reason))
+        else:
+            results.append(BulkItemResult(int(body["status"]), None, str(error) if error else None))
+    return results
+
+
+def make_backend(settings: Settings) -> SearchBackend:
+    """The backend chosen by `settings.search_backend`, connected to `search_endpoint`."""
+    if settings.search_backend == "elasticsearch":
+        from indexers.elasticsearch_backend import ElasticsearchBackend
+
+        return ElasticsearchBackend.from_settings(settings)
+    from indexers.opensearch_backend import OpenSearchBackend
+
+    return OpenSearchBackend.from_settings(settings)

@@ -1,0 +1,55 @@
+"""Immutable Parquet partitions: `<root>/<table>/date=YYYY-MM-DD/hour=HH/part-<uuid>.parquet`.
+
+Files are written under a temporary name, fsynced, then renamed into place: a reader's glob
+sees whole files or nothing, and never takes a lock (there is no database file to lock).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from indexers.documents import TableSpec
+
+
+def partition_dir(root: Path, table: str, day: str, hour: int) -> Path:
+    """Directory of one hive partition."""
+    return root / table / f"date={day}" / f"hour={hour:02d}"
+
+
+def write_partitioned(root: Path, spec: TableSpec, table: pa.Table) -> list[Path]:
+    """Write `table` as one new file per (date, hour) of `spec.time_column`; returns paths.
+
+    Rows without a time fall back to `ingested_at` so they are never lost.
+    """
+    if table.num_rows == 0:
+        return []
+    when = pc.coalesce(table[spec.time_column], table["ingested_at"])
+    days = pc.strftime(when, format="%Y-%m-%d")
+    hours = pc.hour(when)
+    keys = pa.Table.from_arrays([days, hours], names=["d", "h"])
+    written: list[Path] = []
+    for group in keys.group_by(["d", "h"]).aggregate([]).to_pylist():
+        day, hour = group["d"], group["h"]
+        mask = pc.and_(pc.equal(days, day), pc.equal(hours, hour))
+        part = table.filter(mask)
+        written.append(_write_atomically(partition_dir(root, spec.name, day, hour), part))
+    return written
+
+
+def _write_atomically(directory: Path, table: pa.Table) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    tmp = directory / f".{name}.tmp"  # not matched by readers' `*.parquet` glob
+    with open(tmp, "wb") as handle:
+        pq.write_table(table, handle, compression="zstd")
+        handle.flush()
+        os.fsync(handle.fileno())
+    final = directory / name
+    os.replace(tmp, final)
+    return final
