@@ -54,12 +54,12 @@ def decode(
             record, "not_an_object", f"expected a JSON object, got {type(obj).__name__}"
         )
     row = flatten(obj, table)
+    row["source_partition"] = record.partition
+    row["source_offset"] = record.offset
+    row["ingested_at"] = (now or datetime.now(UTC)).isoformat()
     doc_id = document_id(row, table)
     if doc_id is None:
         return Undecodable(
             record, "missing_key", f"{table.name} record lacks {'/'.join(table.key)}"
         )
-    row["source_partition"] = record.partition
-    row["source_offset"] = record.offset
-    row["ingested_at"] = (now or datetime.now(UTC)).isoformat()
     return Decoded(record, table, row, doc_id)

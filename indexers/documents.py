@@ -82,61 +82,97 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     _C("error_message", "text", "error: human-readable message (searchable by word)."),
     _C("watched_ms", "long", "playback_end: time watched in the session."),
     _C("exit_reason", "keyword", "playback_end: completed | user_exit | error | ..."),
-    _C("extra", "json", "Unknown / enrichment fields as JSON (never dropped)."),
+    _C("genre", "keyword", "Genre of the title (streams enrichment), if known."),
+    _C("device_family", "keyword", "Device family (streams enrichment), if known."),
+    _C("oca_site", "keyword", "Site of the OCA (streams enrichment), if known."),
+    _C("extra", "json", "Unknown fields as JSON (never dropped)."),
     *_SOURCE,
 )
 
 SESSION_COLUMNS: tuple[Column, ...] = (
     _C("session_id", "keyword", "Playback session id (unique in `sessions`)."),
+    _C("revision", "int", "Revision of the summary; a later one supersedes (late events)."),
+    _C("metrics_version", "keyword", "Version of streams.metrics the summary was computed with."),
+    _C("ended_by", "keyword", "playback_end | timeout."),
+    _C("late_events", "int", "Events that arrived after the session closed."),
+    _C("duplicate_events", "int", "Duplicate deliveries the sessionizer dropped."),
+    _C("event_count", "int", "Events in the session."),
     _C("member_id", "keyword", "Account (member) id."),
     _C("profile_id", "keyword", "Profile within the account."),
     _C("title_id", "keyword", "Title played."),
     *_DEVICE_NETWORK,
-    _C("started_at", "timestamp", "play_requested time (or first event of the session)."),
-    _C("ended_at", "timestamp", "playback_end / last event time; null while open."),
-    _C("status", "keyword", "open | closed (summaries are re-emitted while a session lives)."),
-    _C("startup_ms", "int", "Video startup time: play_requested → first_frame; null if none."),
-    _C("video_start_failure", "bool", "Fatal error before the first frame."),
-    _C("exit_before_video_start", "bool", "Play requested, no first frame, no fatal error."),
-    _C("playback_failure", "bool", "Session ended in a fatal error."),
+    _C("genre", "keyword", "Genre of the title (enrichment), if known."),
+    _C("device_family", "keyword", "Device family (enrichment), if known."),
+    _C("oca_site", "keyword", "Site of the OCA (enrichment), if known."),
+    _C("first_event_at", "timestamp", "Time of the session's first event (partitions the table)."),
+    _C("last_event_at", "timestamp", "Time of the session's last event."),
+    _C("play_requested_at", "timestamp", "play_requested time, if seen."),
+    _C("first_frame_at", "timestamp", "first_frame time; null when video never started."),
+    _C("ended_at", "timestamp", "playback_end time; null when closed by timeout."),
+    _C("exit_reason", "keyword", "Why playback ended."),
+    _C("start_outcome", "keyword", "started | start_failure | exit_before_start | not_requested."),
+    _C("playback_failed", "bool", "Session ended in a fatal error (any stage)."),
+    _C("in_play_failure", "bool", "Fatal error after the first frame (industry VPF)."),
+    _C("startup_ms", "int", "Video startup time: play_requested -> first_frame; null if none."),
     _C("watch_ms", "long", "Time spent playing."),
+    _C("watch_source", "keyword", "player (reported) | estimated (from heartbeats)."),
     _C("rebuffer_ms", "long", "Time spent rebuffering."),
     _C("rebuffer_count", "int", "Number of rebuffers."),
     _C("rebuffer_pct", "double", "rebuffer_ms / (watch_ms + rebuffer_ms) * 100."),
+    _C("rebuffers_per_minute", "double", "Rebuffers per minute watched."),
     _C("avg_bitrate_kbps", "double", "Time-weighted average bitrate."),
     _C("upshifts", "int", "Bitrate upshifts."),
     _C("downshifts", "int", "Bitrate downshifts."),
-    _C("error_count", "int", "Errors in the session."),
+    _C("pauses", "int", "Pauses."),
+    _C("seeks", "int", "Seeks."),
     _C("fatal_error_code", "keyword", "Code of the fatal error, if any."),
-    _C("exit_reason", "keyword", "Why playback ended."),
-    _C("startup_score", "double", "0-100 startup score."),
-    _C("smoothness_score", "double", "0-100 smoothness score."),
-    _C("quality_score", "double", "0-100 quality score."),
-    _C("success_score", "double", "0-100 success score."),
+    _C("session_errors", "json", "Errors of the session as JSON [{code, category, severity, at}]."),
+    _C("score_startup", "double", "0-100 startup score."),
+    _C("score_smoothness", "double", "0-100 smoothness score."),
+    _C("score_quality", "double", "0-100 quality score."),
+    _C("score_success", "double", "0-100 success score."),
+    _C("score_aggregate", "double", "Mean of the available 0-100 scores."),
     _C("extra", "json", "Fields of the summary without a column, as JSON."),
     *_SOURCE,
 )
 
 MINUTE_COLUMNS: tuple[Column, ...] = (
-    _C("window_start", "timestamp", "Start of the 1-minute window (UTC)."),
-    _C("dimension_key", "keyword", "Key of the dimension set, e.g. 'isp=Comcast|region=us-east'."),
-    _C("region", "keyword", "Region dimension (null = all)."),
-    _C("country", "keyword", "Country dimension (null = all)."),
-    _C("isp", "keyword", "ISP dimension (null = all)."),
-    _C("oca_id", "keyword", "OCA dimension (null = all)."),
-    _C("device_type", "keyword", "Device type dimension (null = all)."),
-    _C("device_model", "keyword", "Device model dimension (null = all)."),
-    _C("app_version", "keyword", "App version dimension (null = all)."),
-    _C("cdn_tier", "keyword", "CDN tier dimension (null = all)."),
+    _C("window_start", "timestamp", "Start of the 1-minute event-time window (UTC)."),
+    _C("window_end", "timestamp", "End of the window (exclusive)."),
+    _C(
+        "dimension",
+        "keyword",
+        "all | region | isp | oca_id | device_type | app_version | title_id.",
+    ),
+    _C("value", "keyword", "Value of the dimension ('all' for the total)."),
+    _C("partial", "keyword", "Source partition of this partial; sum partials for the minute."),
+    _C("revision", "int", "Revision of the partial; a later one supersedes (late events)."),
+    _C("metrics_version", "keyword", "Version of streams.metrics used."),
+    _C("late_events", "int", "Events that arrived after the window closed."),
+    _C("events", "long", "Events in the window."),
     _C("plays", "long", "Sessions that requested play in the window."),
+    _C("active_sessions", "long", "Sessions active in the window."),
     _C("concurrent_viewers", "long", "Sessions playing (not paused) in the window."),
-    _C("startup_p50_ms", "double", "Video startup time p50."),
-    _C("startup_p95_ms", "double", "Video startup time p95."),
-    _C("rebuffer_pct", "double", "Rebuffer time / (watch + rebuffer time) * 100."),
-    _C("video_start_failure_pct", "double", "Video start failure %."),
-    _C("playback_failure_pct", "double", "Playback failure %."),
-    _C("avg_bitrate_kbps", "double", "Time-weighted average bitrate."),
-    _C("errors", "long", "Error events in the window."),
+    _C("ended_sessions", "long", "Sessions that ended in the window."),
+    _C("failed_sessions", "long", "Sessions that failed (fatal error) in the window."),
+    _C("start_failures", "long", "Video start failures in the window."),
+    _C("exits_before_start", "long", "Exits before video start in the window."),
+    _C("in_play_failures", "long", "Fatal errors after first frame in the window."),
+    _C("rebuffer_ms", "long", "Rebuffer time in the window."),
+    _C("rebuffer_count", "long", "Rebuffers in the window."),
+    _C("watch_ms", "long", "Watch time in the window."),
+    _C("bitrate_kbps_ms", "double", "Sum of bitrate x time (for the time-weighted average)."),
+    _C("bitrate_ms", "long", "Time with a known bitrate."),
+    _C("upshifts", "long", "Bitrate upshifts."),
+    _C("downshifts", "long", "Bitrate downshifts."),
+    _C("errors_by_code", "json", "Error counts by code as JSON {code: n}."),
+    _C("startup_sketch", "json", "Mergeable startup-time sketch (streams.sketch) as JSON."),
+    _C("startup_p50_ms", "double", "Startup time p50 of this partial."),
+    _C("startup_p95_ms", "double", "Startup time p95 of this partial."),
+    _C("rebuffer_pct", "double", "Rebuffer % of this partial."),
+    _C("playback_failure_pct", "double", "Playback failure % of this partial."),
+    _C("ebvs_pct", "double", "Exits before video start % of this partial."),
+    _C("avg_bitrate_kbps", "double", "Time-weighted average bitrate of this partial."),
     _C("extra", "json", "Fields of the rollup without a column, as JSON."),
     *_SOURCE,
 )
@@ -144,17 +180,43 @@ MINUTE_COLUMNS: tuple[Column, ...] = (
 INCIDENT_COLUMNS: tuple[Column, ...] = (
     _C("incident_id", "keyword", "Incident id (unique in `incidents`)."),
     _C("status", "keyword", "open | resolved."),
-    _C("opened_at", "timestamp", "When the anomaly was first detected."),
-    _C("updated_at", "timestamp", "Last update of the incident."),
-    _C("resolved_at", "timestamp", "When it ended; null while open."),
-    _C("metric", "keyword", "Metric that went anomalous, e.g. rebuffer_pct."),
+    _C("revision", "int", "Revision; a later one supersedes."),
+    _C("metrics_version", "keyword", "Version of streams.metrics used."),
+    _C("metric", "keyword", "playback_failure_pct | rebuffer_pct | startup_p95_ms."),
     _C("dimension", "keyword", "Root-cause dimension, e.g. oca_id."),
-    _C("dimension_value", "keyword", "Value of that dimension, e.g. 'oca-17'."),
-    _C("severity", "keyword", "Severity of the incident."),
+    _C("value", "keyword", "Value of that dimension, e.g. 'oca-17'."),
+    _C("started_at", "timestamp", "First anomalous minute (partitions the table)."),
+    _C("detected_at", "timestamp", "End of the minute whose data raised it."),
+    _C("last_anomalous_at", "timestamp", "Last anomalous minute."),
+    _C("resolved_at", "timestamp", "When it ended; null while open."),
     _C("observed", "double", "Observed metric value."),
-    _C("baseline", "double", "Baseline (expected) value."),
-    _C("summary", "text", "Human-readable description."),
+    _C("expected", "double", "Expected (baseline) value."),
+    _C("affected_sessions", "long", "Sessions affected."),
+    _C("severity", "keyword", "minor | major | critical."),
+    _C("explanation", "text", "Human-readable explanation (searchable by word)."),
     _C("extra", "json", "Fields of the incident without a column, as JSON."),
+    *_SOURCE,
+)
+
+DEADLETTER_COLUMNS: tuple[Column, ...] = (
+    _C(
+        "reason",
+        "keyword",
+        "Machine-readable reason, e.g. schema_invalid, search.mapper_parsing_exception.",
+    ),
+    _C("detail", "text", "Human-readable explanation."),
+    _C(
+        "source",
+        "keyword",
+        "Stage that rejected it: collector, streams, sink.search, sink.warehouse.",
+    ),
+    _C("source_topic", "keyword", "Topic the rejected record was read from, if any."),
+    _C("origin_partition", "int", "Partition of the rejected record, if any."),
+    _C("origin_offset", "long", "Offset of the rejected record, if any."),
+    _C("event_id", "keyword", "event_id of the rejected event, when known."),
+    _C("original_b64", "keyword", "The rejected bytes, base64."),
+    _C("rejected_at", "timestamp", "When it was rejected (partitions the table)."),
+    _C("extra", "json", "Fields without a column, as JSON."),
     *_SOURCE,
 )
 
@@ -166,8 +228,9 @@ class TableSpec:
     name: str
     topic: str
     columns: tuple[Column, ...]
-    key: tuple[str, ...]  # dedupe key: the latest row per key is the truth
+    key: tuple[str, ...]  # dedupe key
     time_column: str  # partitions the Parquet files (date=/hour=)
+    latest_first: str  # ORDER BY inside the key: the first row is the one readers see
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -175,18 +238,30 @@ class TableSpec:
         return tuple(c.name for c in self.columns)
 
 
+_LATEST = "revision DESC NULLS LAST, ingested_at DESC, source_offset DESC"
 TABLES: tuple[TableSpec, ...] = (
-    TableSpec("events", topics.EVENTS, EVENT_COLUMNS, ("event_id",), "event_time"),
-    TableSpec("sessions", topics.SESSIONS, SESSION_COLUMNS, ("session_id",), "started_at"),
+    # First delivery of an event wins (all deliveries are identical).
     TableSpec(
-        "qoe_minute",
-        topics.MINUTE,
-        MINUTE_COLUMNS,
-        ("window_start", "dimension_key"),
-        "window_start",
+        "events", topics.EVENTS, EVENT_COLUMNS, ("event_id",), "event_time",
+        "ingested_at ASC, source_offset ASC",
     ),
-    TableSpec("incidents", topics.INCIDENTS, INCIDENT_COLUMNS, ("incident_id",), "opened_at"),
-)
+    TableSpec(
+        "sessions", topics.SESSIONS, SESSION_COLUMNS, ("session_id",), "first_event_at", _LATEST
+    ),
+    TableSpec(
+        "qoe_minute", topics.MINUTE, MINUTE_COLUMNS,
+        ("window_start", "dimension", "value", "partial"), "window_start", _LATEST,
+    ),
+    TableSpec(
+        "incidents", topics.INCIDENTS, INCIDENT_COLUMNS, ("incident_id",), "started_at", _LATEST
+    ),
+    # Each dead-letter message once (keyed by its own coordinates in the dead-letter topic).
+    TableSpec(
+        "deadletters", topics.DEADLETTER, DEADLETTER_COLUMNS,
+        ("source_partition", "source_offset"), "rejected_at",
+        "ingested_at ASC",
+    ),
+)  # fmt: skip
 TABLE_BY_TOPIC: dict[str, TableSpec] = {t.topic: t for t in TABLES}
 TABLE_BY_NAME: dict[str, TableSpec] = {t.name: t for t in TABLES}
 
@@ -200,13 +275,11 @@ _RENAMES: dict[str, dict[str, str]] = {
     },
     "seek": {"from_ms": "seek_from_ms", "to_ms": "seek_to_ms"},
 }
-# Aliases some upstream records may use for a column (first match wins).
-_ALIASES: dict[str, str] = {
-    "dimensions_key": "dimension_key",
-    "dim_key": "dimension_key",
-    "window": "window_start",
-    "start": "window_start",
-    "description": "summary",
+# Record fields stored under another column name (collision or clarity), per table.
+_TABLE_RENAMES: dict[str, dict[str, str]] = {
+    "sessions": {"errors": "session_errors"},
+    "qoe_minute": {"startup": "startup_sketch"},
+    "deadletters": {"source_partition": "origin_partition", "source_offset": "origin_offset"},
 }
 _EVENT_COLUMN_NAMES = frozenset(c.name for c in EVENT_COLUMNS)
 
@@ -235,26 +308,37 @@ def flatten_event(obj: Mapping[str, Any]) -> dict[str, Any]:
                 )
         elif key != "extra":
             _put(flat, extra, key, value, _EVENT_COLUMN_NAMES, "")
+    # Enrichment may arrive as top-level fields or inside `extra`: lift it to its column.
+    for name in _ENRICHMENT:
+        if name not in flat and name in extra:
+            flat[name] = extra.pop(name)
     if extra:
         flat["extra"] = extra
     return flat
 
 
+_ENRICHMENT = ("genre", "device_family", "oca_site")
+
+
 def flatten_record(obj: Mapping[str, Any], table: TableSpec) -> dict[str, Any]:
-    """A session / minute / incident record → flat record; nested maps are lifted one level."""
+    """A session / minute / incident / dead-letter record → flat record.
+
+    Nested maps without a column of their own (e.g. a rollup's `counts`) are lifted one level.
+    """
     names = frozenset(table.column_names)
+    renames = _TABLE_RENAMES.get(table.name, {})
     flat: dict[str, Any] = {}
-    extra: dict[str, Any] = (
-        dict(obj.get("extra") or {}) if isinstance(obj.get("extra"), Mapping) else {}
-    )
+    raw_extra = obj.get("extra")
+    extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, Mapping) else {}
     for key, value in obj.items():
         if key == "extra":
             continue
-        if isinstance(value, Mapping) and key not in names:
+        name = renames.get(key, key)
+        if isinstance(value, Mapping) and name not in names:
             for sub, sub_value in value.items():
-                _put(flat, extra, str(_ALIASES.get(sub, sub)), sub_value, names, f"{key}.")
+                _put(flat, extra, str(renames.get(sub, sub)), sub_value, names, f"{key}.")
         else:
-            _put(flat, extra, str(_ALIASES.get(key, key)), value, names, "")
+            _put(flat, extra, name, value, names, "")
     if extra:
         flat["extra"] = extra
     return flat

@@ -56,15 +56,18 @@ def member_events(
 
 
 def member_sessions(member_id: str, since: datetime, size: int = 200) -> dict[str, Any]:
-    """One member's session summaries started since `since`, newest first."""
+    """One member's session summaries whose first event is after `since`, newest first."""
     return {
         "size": size,
         "query": {
             "bool": {
-                "filter": [{"term": {"member_id": member_id}}, _range("started_at", since, None)]
+                "filter": [
+                    {"term": {"member_id": member_id}},
+                    _range("first_event_at", since, None),
+                ]
             }
         },
-        "sort": [{"started_at": {"order": "desc"}}],
+        "sort": [{"first_event_at": {"order": "desc"}}],
     }
 
 
@@ -96,14 +99,14 @@ def incidents_matching(
     """Incidents open during [at_from, at_to] whose root cause is one of `dimensions`.
 
     `dimensions` maps a dimension name (oca_id, isp, region, device_model ...) to the member's
-    value; an incident matches when its (dimension, dimension_value) equals one of the pairs.
+    value; an incident matches when its (dimension, value) equals one of the pairs.
     """
     pairs = [
         {
             "bool": {
                 "filter": [
                     {"term": {"dimension": name}},
-                    {"term": {"dimension_value": value}},
+                    {"term": {"value": value}},
                 ]
             }
         }
@@ -114,7 +117,7 @@ def incidents_matching(
         "query": {
             "bool": {
                 "filter": [
-                    {"range": {"opened_at": {"lte": at_to.isoformat()}}},
+                    {"range": {"started_at": {"lte": at_to.isoformat()}}},
                     {
                         "bool": {
                             "should": [
@@ -129,7 +132,7 @@ def incidents_matching(
                 "minimum_should_match": 1 if pairs else 0,
             }
         },
-        "sort": [{"opened_at": {"order": "desc"}}],
+        "sort": [{"started_at": {"order": "desc"}}],
     }
 
 

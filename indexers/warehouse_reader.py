@@ -5,8 +5,9 @@ no reader can ever hit a DuckDB lock error while the sink writes. Views are re-b
 query, so a long-lived connection sees new files as they land; only a table that had no file
 at all when the connection was made needs `refresh_views` once its first file exists.
 
-Views (see docs/warehouse.md): `events`, `sessions`, `qoe_minute`, `incidents` (deduplicated),
-`errors` (error events), and `<table>_all` (every stored row, duplicates included).
+Views (see docs/warehouse.md): `events`, `sessions`, `qoe_minute`, `incidents`, `deadletters`
+(deduplicated), `errors` (error events), and `<table>_all` (every stored row, duplicates
+included).
 """
 
 from __future__ import annotations
@@ -18,14 +19,6 @@ import duckdb
 from indexers import naming
 from indexers.documents import TABLES, TableSpec
 from streamwatch.settings import Settings
-
-# First delivery of an event wins; for summaries the latest record wins.
-_ORDER = {
-    "events": "ingested_at ASC, source_offset ASC",
-    "sessions": "ingested_at DESC, source_offset DESC",
-    "qoe_minute": "ingested_at DESC, source_offset DESC",
-    "incidents": "ingested_at DESC, source_offset DESC",
-}
 
 ERRORS_VIEW = """
 CREATE OR REPLACE VIEW errors AS
@@ -69,7 +62,7 @@ def _dedup_view_sql(spec: TableSpec) -> str:
     key = ", ".join(spec.key)
     return (
         f"CREATE OR REPLACE VIEW {spec.name} AS SELECT * FROM {spec.name}_all "
-        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {_ORDER[spec.name]}) = 1"
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {spec.latest_first}) = 1"
     )
 
 

@@ -25,7 +25,13 @@ from streamwatch import topics
 from streamwatch.settings import Settings
 
 SOURCE = "sink.warehouse"
-WAREHOUSE_TOPICS = (topics.EVENTS, topics.SESSIONS, topics.MINUTE, topics.INCIDENTS)
+WAREHOUSE_TOPICS = (
+    topics.EVENTS,
+    topics.SESSIONS,
+    topics.MINUTE,
+    topics.INCIDENTS,
+    topics.DEADLETTER,
+)
 
 
 @dataclass
