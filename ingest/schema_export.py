@@ -20,7 +20,22 @@ _SHARED_DEFS = ("Device", "Network")
 
 def envelope_schema() -> dict[str, Any]:
     """The schema of any event (what `EVENT_ADAPTER` validates)."""
-    schema = EVENT_ADAPTER.json_schema(mode="validation")
+    schema = copy.deepcopy(EVENT_ADAPTER.json_schema(mode="validation"))
+    # pydantic describes the payload as a oneOf discriminated on the payload's own
+    # `event_type`, but players may omit that tag (the envelope's type supplies it), and then
+    # payloads with the same fields (pause / rebuffer_start) match several branches. Selecting
+    # the payload schema by the envelope's type is what the validator really does.
+    schema["properties"]["payload"] = {
+        "type": "object",
+        "description": "Typed by the envelope's event_type (see allOf).",
+    }
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"event_type": {"const": t}}, "required": ["event_type"]},
+            "then": {"properties": {"payload": {"$ref": f"#/$defs/{PAYLOAD_MODELS[t].__name__}"}}},
+        }
+        for t in EVENT_TYPES
+    ]
     return _decorate(schema, "envelope.schema.json", "streamwatch event (any type)")
 
 

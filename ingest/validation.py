@@ -429,7 +429,8 @@ def stamp_and_clamp(event: Event, received_at: datetime, allowed_skew: timedelta
     the event is kept, its time moved to the nearest allowed instant, `clock_skew_clamped` set
     and the client's original time kept in `extra` for forensics.
     """
-    update: dict[str, Any] = {"received_at": received_at}
+    # The flag is the collector's to set: a client-sent value is overwritten either way.
+    update: dict[str, Any] = {"received_at": received_at, "clock_skew_clamped": False}
     earliest, latest = received_at - allowed_skew, received_at + allowed_skew
     clamped_to: datetime | None = None
     if event.event_time > latest:
