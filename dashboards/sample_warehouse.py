@@ -17,7 +17,6 @@ Replace steps 1 and 3 by the stub and the warehouse writer once they exist.
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections import defaultdict
@@ -26,9 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ingest.deadletter import DeadLetter
 from ingest.events import EVENT_ADAPTER, Event
@@ -240,49 +236,6 @@ def run(sc: Scenario) -> SampleRun:
 # --- writing the warehouse -------------------------------------------------------------------
 
 
-def _flat_rows(table: str, objs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    try:
-        from indexers import documents
-    except ImportError:  # pragma: no cover - indexers always ships documents today
-        documents = None  # type: ignore[assignment]
-    rows: list[dict[str, Any]] = []
-    for obj in objs:
-        if documents is not None and table in documents.TABLE_BY_NAME:
-            rows.append(documents.flatten(obj, documents.TABLE_BY_NAME[table]))
-        else:
-            rows.append(dict(obj))
-    return rows
-
-
-def _column_types(table: str) -> dict[str, pa.DataType]:
-    try:
-        from indexers import documents
-    except ImportError:  # pragma: no cover
-        return {}
-    spec = documents.TABLE_BY_NAME.get(table)
-    return {} if spec is None else {c.name: c.arrow_type for c in spec.columns}
-
-
-def _to_arrow(rows: list[dict[str, Any]], types: Mapping[str, pa.DataType]) -> pa.Table:
-    names = list(types) or sorted({k for r in rows for k in r})
-    for r in rows:
-        for k in r:
-            if k not in names:
-                names.append(k)
-    arrays: dict[str, pa.Array] = {}
-    for n in names:
-        vals = [r.get(n) for r in rows]
-        if n == "extra" or any(isinstance(v, dict | list) for v in vals):
-            vals = [None if v is None else json.dumps(v, default=str) for v in vals]
-            arrays[n] = pa.array(vals, pa.string())
-            continue
-        t = types.get(n)
-        if t is not None and pa.types.is_timestamp(t):
-            vals = [None if v is None else _ts(v) for v in vals]
-        arrays[n] = pa.array(vals, t) if t is not None else pa.array(vals)
-    return pa.table(arrays)
-
-
 def _ts(v: Any) -> datetime:
     if isinstance(v, datetime):
         return v.astimezone(UTC)
@@ -292,26 +245,27 @@ def _ts(v: Any) -> datetime:
 def write_table(
     root: Path, table: str, objs: list[dict[str, Any]], time_key: str, ingest_delay_s: float = 2.0
 ) -> int:
-    """Write one table's rows as date partitions; returns rows written."""
+    """Write one table with the warehouse sink's own code: flatten -> Arrow -> partitions.
+
+    `ingested_at` is the record's time plus `ingest_delay_s` (a fixed, known freshness).
+    """
+    from indexers.arrow_rows import rows_to_table
+    from indexers.documents import TABLE_BY_NAME, flatten, source_fields
+    from indexers.warehouse_writer import write_partitioned
+
     if not objs:
         return 0
-    for o in objs:
-        t = o.get(time_key)
-        base = _ts(t) if t is not None else T0
-        o.setdefault("ingested_at", (base + timedelta(seconds=ingest_delay_s)).isoformat())
-    rows = _flat_rows(table, objs)
-    types = {**_column_types(table)}
-    types.setdefault("ingested_at", pa.timestamp("us", tz="UTC"))
-    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for o, r in zip(objs, rows, strict=True):
-        r["ingested_at"] = o["ingested_at"]
-        t = o.get(time_key)
-        by_day[(_ts(t) if t is not None else T0).date().isoformat()].append(r)
-    for day, day_rows in by_day.items():
-        out = root / table / f"date={day}"
-        out.mkdir(parents=True, exist_ok=True)
-        pq.write_table(_to_arrow(day_rows, types), out / "part-0.parquet")
-    return len(rows)
+    spec = TABLE_BY_NAME[table]
+    rows = []
+    for offset, obj in enumerate(objs):
+        t = obj.get(time_key)
+        ingested = (_ts(t) if t is not None else T0) + timedelta(seconds=ingest_delay_s)
+        rows.append({**flatten(obj, spec), **source_fields(0, offset, ingested.isoformat())})
+    arrow, bad = rows_to_table(rows, spec.columns)
+    if bad:
+        raise ValueError(f"{table}: rows the warehouse would reject: {dict(list(bad.items())[:3])}")
+    write_partitioned(root, spec, arrow)
+    return arrow.num_rows
 
 
 def write_warehouse(root: Path, sample: SampleRun) -> dict[str, int]:

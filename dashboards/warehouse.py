@@ -11,6 +11,7 @@ every page renders on an empty warehouse instead of failing with "table not foun
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import duckdb
 
 from dashboards.schema import DEADLETTER_VIEW_NAMES, STORED_AT_COLUMNS, TIMESTAMP, VIEWS
 from streamwatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def warehouse_root(settings: Settings) -> Path:
@@ -42,7 +45,11 @@ def _indexers_connection(settings: Settings) -> duckdb.DuckDBPyConnection | None
         if exc.name not in ("indexers.warehouse_reader", "indexers"):
             raise
         return None
-    con: duckdb.DuckDBPyConnection = reader.connect_readonly(settings)
+    try:
+        con: duckdb.DuckDBPyConnection = reader.connect_readonly(settings)
+    except Exception:  # a reader bug must not blank the SRE's screen: fall back, loudly
+        log.exception("indexers.warehouse_reader failed; using the dashboards' own views")
+        return None
     return con
 
 

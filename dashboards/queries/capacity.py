@@ -70,7 +70,7 @@ def telemetry_per_second(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd
     sql = f"""
     SELECT date_trunc('second', e.event_time) AS second,
            count(*) AS events,
-           sum(octet_length(CAST(to_json(e) AS VARCHAR))) AS bytes,
+           sum(strlen(CAST(to_json(e) AS VARCHAR))) AS bytes,
            count(*) FILTER (WHERE e.event_type IN ({cp})) AS control_plane_requests
     FROM events e WHERE {where} GROUP BY 1 ORDER BY 1
     """

@@ -1,0 +1,20 @@
+"""The SRE app: `streamwatch dashboards` runs `streamlit run dashboards/app.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+PAGES = Path(__file__).parent / "pages"
+
+st.set_page_config(page_title="streamwatch · SRE", layout="wide")
+nav = st.navigation(
+    [
+        st.Page(PAGES / "overview.py", title="QoE overview", icon="📺", default=True),
+        st.Page(PAGES / "incidents.py", title="Incidents", icon="🚨"),
+        st.Page(PAGES / "pipeline.py", title="Pipeline health", icon="🛠️"),
+        st.Page(PAGES / "capacity.py", title="Capacity", icon="📈"),
+    ]
+)
+nav.run()

@@ -1,0 +1,52 @@
+"""Altair charts with units in their titles and readable axes."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+
+def line(df: pd.DataFrame, y: str, title: str, unit: str, color: str | None = None) -> alt.Chart:
+    """A time series over `minute` (UTC) of column `y`, in `unit`."""
+    enc: dict[str, object] = {
+        "x": alt.X("minute:T", title="time (UTC)"),
+        "y": alt.Y(f"{y}:Q", title=f"{title} ({unit})"),
+        "tooltip": [alt.Tooltip("minute:T", format="%H:%M"), alt.Tooltip(f"{y}:Q", format=",.2f")],
+    }
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", title=color.replace("_", " "))
+    return (
+        alt.Chart(df, title=f"{title} ({unit})")
+        .mark_line(point=False)
+        .encode(**enc)
+        .properties(height=220)
+    )
+
+
+def bars(df: pd.DataFrame, x: str, y: str, title: str, unit: str) -> alt.Chart:
+    """Horizontal bars of `y` per category `x`."""
+    return (
+        alt.Chart(df, title=f"{title} ({unit})")
+        .mark_bar()
+        .encode(
+            y=alt.Y(f"{x}:N", sort="-x", title=x.replace("_", " ")),
+            x=alt.X(f"{y}:Q", title=f"{title} ({unit})"),
+            tooltip=[x, alt.Tooltip(f"{y}:Q", format=",.2f")],
+        )
+        .properties(height=max(120, 24 * len(df)))
+    )
+
+
+def stacked_area(df: pd.DataFrame, y: str, color: str, title: str, unit: str) -> alt.Chart:
+    """A stacked area over `minute` split by `color`."""
+    return (
+        alt.Chart(df, title=f"{title} ({unit})")
+        .mark_area()
+        .encode(
+            x=alt.X("minute:T", title="time (UTC)"),
+            y=alt.Y(f"{y}:Q", stack=True, title=f"{title} ({unit})"),
+            color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
+            tooltip=["minute:T", color, alt.Tooltip(f"{y}:Q", format=",.2f")],
+        )
+        .properties(height=220)
+    )
