@@ -1,0 +1,1 @@
+"""Grafana dashboards as code: JSON builders and provisioning with grafana-client."""

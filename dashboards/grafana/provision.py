@@ -1,0 +1,61 @@
+"""Create or update the datasources and dashboards in Grafana (idempotent, by uid/name)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from grafana_client import GrafanaApi
+from grafana_client.client import GrafanaClientError
+
+from dashboards.grafana.dashboards import all_dashboards, datasources
+from streamwatch.settings import Settings
+
+
+@dataclass
+class ProvisionResult:
+    """What provisioning did, for the CLI to print and tests to check."""
+
+    datasources: dict[str, str] = field(default_factory=dict)  # name -> created|updated
+    dashboards: dict[str, str] = field(default_factory=dict)  # uid -> url/status
+
+    def lines(self) -> list[str]:
+        """Human-readable summary."""
+        return [f"datasource {n}: {s}" for n, s in self.datasources.items()] + [
+            f"dashboard {u}: {s}" for u, s in self.dashboards.items()
+        ]
+
+
+def _api(url: str, token: str | None) -> GrafanaApi:
+    return GrafanaApi.from_url(url=url, credential=token)
+
+
+def _upsert_datasource(api: GrafanaApi, payload: dict[str, Any]) -> str:
+    try:
+        existing = api.datasource.get_datasource_by_name(payload["name"])
+    except GrafanaClientError as exc:
+        if exc.status_code != 404:
+            raise
+        api.datasource.create_datasource(payload)
+        return "created"
+    api.datasource.update_datasource(existing["id"], {**payload, "id": existing["id"]})
+    return "updated"
+
+
+def provision(settings: Settings, url: str, token: str | None) -> ProvisionResult:
+    """Upsert datasources by name and dashboards by uid (overwrite=True: no duplicates)."""
+    api = _api(url, token)
+    result = ProvisionResult()
+    for ds in datasources(settings):
+        result.datasources[ds.name] = _upsert_datasource(api, ds.payload())
+    for dash in all_dashboards(settings):
+        existing = api.search.search_dashboards(dashboard_uids=[dash["uid"]], type_="dash-db")
+        body = {
+            "dashboard": {**dash, "id": None},
+            "overwrite": True,  # same uid: update in place
+            "message": "provisioned by streamwatch",
+        }
+        resp = api.dashboard.update_dashboard(body)
+        verb = "updated" if existing else "created"
+        result.dashboards[dash["uid"]] = f"{verb} v{resp.get('version', '?')} {resp.get('url', '')}"
+    return result
