@@ -11,9 +11,11 @@ big enough cohort:
    updated only with normal minutes)? This catches faults hitting everything ("all").
 
 Significance needs all of: a minimum cohort (small cohorts never page), a minimum
-absolute and relative departure, and a z-score >= `z_threshold` (two-proportion test for
-failure %, the same with 10 s of viewing as one trial for rebuffer %, a binomial test on
-"share of starts slower than the rest's p95" for startup p95).
+absolute and relative departure, and a tail probability at least as small as a z-score of
+`z_threshold` (exact binomial for failure %, Poisson on stall counts or a proportion test
+with 10 s of viewing as one trial for rebuffer %, exact binomial on "share of starts slower
+than the reference p95" for startup p95). Exact tails matter: a normal approximation with
+a handful of expected failures pages on noise once many values are tested every minute.
 
 Localisation: among anomalous values, the narrowest one (smallest cohort) whose removal
 brings the aggregate back to normal (within tolerance of the typical value, the median
@@ -29,7 +31,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from statistics import median
+from statistics import NormalDist, median
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -169,21 +171,69 @@ def _departs(metric: IncidentMetric, x: float, ref: float, p: DetectorPolicy) ->
     return x - ref >= p.startup_min_delta_ms and x >= ref * p.startup_min_ratio
 
 
+def _binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p); exact (small counts are where faults start)."""
+    if k <= n * p:
+        return 1.0  # only the upper tail matters here
+    if k > n:
+        return 0.0
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    log_p, log_q = math.log(p), math.log(1 - p)
+    lg_n = math.lgamma(n + 1)
+    total = 0.0
+    for i in range(k, n + 1):
+        term = math.exp(
+            lg_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        )
+        total += term
+        if term < 1e-15 * total:
+            break  # past the mode, terms only shrink
+    return min(1.0, total)
+
+
+def _poisson_sf(k: int, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam)."""
+    if k <= lam:
+        return 1.0
+    lam = max(lam, 1e-9)
+    total = 0.0
+    for i in range(k, k + 10_000):
+        term = math.exp(i * math.log(lam) - lam - math.lgamma(i + 1))
+        total += term
+        if term < 1e-15 * total:
+            break
+    return min(1.0, total)
+
+
+def _z_of(p_value: float) -> float:
+    """The one-sided z-score with the same tail probability (for one threshold)."""
+    return -NormalDist().inv_cdf(min(max(p_value, 1e-300), 0.5))
+
+
 def _sibling_z(
     metric: IncidentMetric, c: MinuteCounts, rest: MinuteCounts, p: DetectorPolicy
 ) -> float:
+    """How surprising this value is next to the rest of the traffic, as a z-score.
+
+    Exact tails for counts: small cohorts are where a normal approximation pages on noise.
+    """
     if metric == "playback_failure_pct":
-        return _two_proportion_z(
-            c.failed_sessions, c.active_sessions, rest.failed_sessions, rest.active_sessions
-        )
+        rate = max(rest.failed_sessions, 0.5) / max(rest.active_sessions, 1)
+        return _z_of(_binom_sf(c.failed_sessions, c.active_sessions, rate))
     if metric == "rebuffer_pct":
+        # More stalls than the rest's stall rate predicts (Poisson), or much more time
+        # stalled (10 s of viewing as one trial).
+        rest_ms = max(rest.watch_ms + rest.rebuffer_ms, 1)
+        lam = max(rest.rebuffer_count, 0.5) / rest_ms * (c.watch_ms + c.rebuffer_ms)
+        by_count = _z_of(_poisson_sf(c.rebuffer_count, lam))
         t = p.rebuffer_trial_ms
-        return _two_proportion_z(
+        by_time = _two_proportion_z(
             c.rebuffer_ms / t,
             (c.rebuffer_ms + c.watch_ms) / t,
             rest.rebuffer_ms / t,
             (rest.rebuffer_ms + rest.watch_ms) / t,
         )
+        return max(by_count, by_time)
     # Startup: share of this value's starts slower than the rest's p95, against 5 %.
     ref = rest.startup.quantile(0.95)
     return 0.0 if ref is None else _share_slower_z(c, ref)
@@ -208,21 +258,18 @@ def _history_z(
     if metric == "startup_p95_ms":
         return _share_slower_z(c, b.mean)
     if metric == "playback_failure_pct":
-        n = float(c.active_sessions)
-    else:
-        n = (c.watch_ms + c.rebuffer_ms) / p.rebuffer_trial_ms
+        rate = min(max(b.mean / 100, 1e-4), 1.0)
+        return _z_of(_binom_sf(c.failed_sessions, c.active_sessions, rate))
+    n = (c.watch_ms + c.rebuffer_ms) / p.rebuffer_trial_ms
     q = min(max(b.mean / 100, 1e-3), 1.0)
     sampling = (100**2) * q * (1 - q) / max(n, 1.0)
     return (x - b.mean) / math.sqrt(b.var + sampling)
 
 
 def _share_slower_z(c: MinuteCounts, p95_ref: float) -> float:
-    """Binomial z of the share of starts slower than `p95_ref`, against 5 %."""
-    n = c.startup.count
-    if n == 0:
-        return 0.0
+    """z of the share of starts slower than `p95_ref`, against 5 % (exact binomial)."""
     slow = sum(k for b, k in c.startup.buckets.items() if b > bucket_of(p95_ref))
-    return (slow / n - 0.05) / math.sqrt(0.05 * 0.95 / n)
+    return _z_of(_binom_sf(slow, c.startup.count, 0.05))
 
 
 def _excess(metric: IncidentMetric, c: MinuteCounts, typical: float) -> float:
