@@ -11,10 +11,10 @@ PAGES = Path(__file__).parent / "pages"
 st.set_page_config(page_title="streamwatch · SRE", layout="wide")
 nav = st.navigation(
     [
-        st.Page(PAGES / "overview.py", title="QoE overview", icon="📺", default=True),
-        st.Page(PAGES / "incidents.py", title="Incidents", icon="🚨"),
-        st.Page(PAGES / "pipeline.py", title="Pipeline health", icon="🛠️"),
-        st.Page(PAGES / "capacity.py", title="Capacity", icon="📈"),
+        st.Page(PAGES / "overview.py", title="QoE overview", default=True),
+        st.Page(PAGES / "incidents.py", title="Incidents"),
+        st.Page(PAGES / "pipeline.py", title="Pipeline health"),
+        st.Page(PAGES / "capacity.py", title="Capacity"),
     ]
 )
 nav.run()

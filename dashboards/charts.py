@@ -29,11 +29,11 @@ def bars(df: pd.DataFrame, x: str, y: str, title: str, unit: str) -> alt.Chart:
         alt.Chart(df, title=f"{title} ({unit})")
         .mark_bar()
         .encode(
-            y=alt.Y(f"{x}:N", sort="-x", title=x.replace("_", " ")),
+            y=alt.Y(f"{x}:N", title=x.replace("_", " ")),
             x=alt.X(f"{y}:Q", title=f"{title} ({unit})"),
             tooltip=[x, alt.Tooltip(f"{y}:Q", format=",.2f")],
         )
-        .properties(height=max(120, 24 * len(df)))
+        .properties(height=max(120, 28 * df[x].nunique()))
     )
 
 
