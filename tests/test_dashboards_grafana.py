@@ -138,7 +138,7 @@ def test_dashboard_json_is_well_formed() -> None:
         assert len(ids) == len(set(ids))
         grids = [p["gridPos"] for p in d["panels"]]
         for i, a in enumerate(grids):
-            assert 0 <= a["x"] and a["x"] + a["w"] <= 24
+            assert a["x"] >= 0 and a["x"] + a["w"] <= 24
             for b in grids[i + 1 :]:
                 assert not _overlaps(a, b), (a, b)
         for p in d["panels"]:

@@ -145,7 +145,9 @@ def test_every_page_on_an_empty_warehouse(page: str, empty_root: Path, use_wareh
 
 
 @pytest.mark.parametrize("page", PAGE_NAMES)
-def test_every_page_on_a_deadletter_only_warehouse(page: str, deadletter_root: Path, use_warehouse) -> None:  # type: ignore[no-untyped-def]
+def test_every_page_on_a_deadletter_only_warehouse(
+    page: str, deadletter_root: Path, use_warehouse
+) -> None:  # type: ignore[no-untyped-def]
     use_warehouse(deadletter_root)
     at = run_page(page)
     if page == "pipeline":
