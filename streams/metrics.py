@@ -98,21 +98,67 @@ def rebuffer_per_minute(rebuffer_count: int, watch_ms: float) -> float | None:
     return None if watch_ms <= 0 else rebuffer_count / (watch_ms / 60_000.0)
 
 
-def time_weighted_bitrate(samples: Iterable[tuple[int, int]], end_ms: int) -> float | None:
+Mark = Literal["start", "buffering", "buffered", "paused", "resumed", "end"]
+
+
+def playing_intervals(marks: Iterable[tuple[int, int, str]], end_ms: int) -> list[tuple[int, int]]:
+    """[start, end) intervals of playing time from (time, arrival seq, mark) marks.
+
+    Playing = started (first frame), not buffering, not paused, not ended. Buffering and
+    pausing are independent flags: a player may report "not paused" while it is stalled.
+    Marks are sorted by time (arrival order breaks ties), so the result does not depend on
+    the order the events arrived in; an open interval runs to `end_ms`.
+    """
+    out: list[tuple[int, int]] = []
+    started = buffering = paused = ended = False
+    since: int | None = None
+    for t, _, mark in sorted(marks):
+        if mark == "start":
+            started = True
+        elif mark == "buffering":
+            buffering = True
+        elif mark == "buffered":
+            buffering = False
+        elif mark == "paused":
+            paused = True
+        elif mark == "resumed":
+            paused = False
+        elif mark == "end":
+            ended = True
+        playing = started and not (buffering or paused or ended)
+        if playing and since is None:
+            since = t
+        elif not playing and since is not None:
+            if t > since:
+                out.append((since, t))
+            since = None
+    if since is not None and end_ms > since:
+        out.append((since, end_ms))
+    return out
+
+
+def time_weighted_bitrate(
+    samples: Iterable[tuple[int, int]],
+    end_ms: int,
+    playing: Sequence[tuple[int, int]] | None = None,
+) -> float | None:
     """Average bitrate (kbps) weighted by how long each sample held.
 
     `samples` are (event time ms, kbps); each holds until the next sample or `end_ms`.
-    Out-of-order samples are sorted first; a duplicate time keeps the later sample.
+    With `playing` intervals, only playing time counts (bitrate integrated over watch
+    time, divided by watch time). Out-of-order samples are sorted first.
     """
     ordered = sorted(samples)
     if not ordered:
         return None
     weighted = 0.0
     total = 0
-    for (t, kbps), nxt in zip(
-        ordered, [*ordered[1:], (max(end_ms, ordered[-1][0]), 0)], strict=True
-    ):
-        held = nxt[0] - t
+    ends = [t for t, _ in ordered[1:]] + [max(end_ms, ordered[-1][0])]
+    for (t, kbps), until in zip(ordered, ends, strict=True):
+        if playing is None:
+            held = until - t
+        else:
+            held = sum(max(0, min(until, e) - max(t, s)) for s, e in playing)
         weighted += kbps * held
         total += held
     if total == 0:

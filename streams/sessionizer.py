@@ -19,8 +19,6 @@ from ingest.events import Event
 from streams import metrics
 from streams.records import EndedBy, SessionError, SessionSummary
 
-PlayState = Literal["idle", "playing", "paused", "buffering", "ended"]
-
 # Event types that show the viewer is watching at that instant (counts towards concurrency).
 _PLAYING_TYPES = frozenset({"first_frame", "resume", "rebuffer_end", "bitrate_change"})
 
@@ -81,12 +79,17 @@ class SessionState(BaseModel):
     upshifts: int = 0
     downshifts: int = 0
     bitrate_samples: list[tuple[int, int]] = Field(default_factory=list)
+    # (event time, arrival seq, mark) marks: order-independent watch time and bitrate.
+    transitions: list[tuple[int, int, str]] = Field(default_factory=list)
     ended_ms: int | None = None
     exit_reason: str | None = None
     player_watched_ms: int | None = None
     # In-order clock for estimating watch time when the player never reports it.
     clock_ms: int | None = None
-    play_state: PlayState = "idle"
+    started: bool = False
+    buffering: bool = False
+    paused: bool = False
+    ended: bool = False
     current_kbps: int | None = None
     watch_est_ms: int = 0
     active_minutes: list[int] = Field(default_factory=list)
@@ -191,7 +194,7 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
     watch = 0
     watch_kbps = state.current_kbps
     if state.clock_ms is None or t >= state.clock_ms:
-        if state.clock_ms is not None and state.play_state == "playing":
+        if state.clock_ms is not None and _playing(state):
             watch = min(t - state.clock_ms, policy.max_watch_gap_ms)
             state.watch_est_ms += watch
         state.clock_ms = t
@@ -202,7 +205,7 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
     p = event.payload
     out: dict[str, Any] = {}
     playing_now = event.event_type in _PLAYING_TYPES
-    new_state_: PlayState | None = None
+    marks: list[metrics.Mark] = []
     match p.event_type:
         case "play_requested":
             if state.play_requested_ms is None:
@@ -218,13 +221,13 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
             elif t < state.first_frame_ms:
                 state.first_frame_ms = t
             state.bitrate_samples.append((t, p.bitrate_kbps))
-            new_state_ = "playing"
+            marks.append("start")
             if in_order:
                 state.current_kbps = p.bitrate_kbps
         case "heartbeat":
             state.bitrate_samples.append((t, p.bitrate_kbps))
             playing_now = p.playing
-            new_state_ = "playing" if p.playing else "paused"
+            marks.append("resumed" if p.playing else "paused")
             if in_order:
                 state.current_kbps = p.bitrate_kbps
         case "bitrate_change":
@@ -236,17 +239,17 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
             if in_order:
                 state.current_kbps = p.to_kbps
         case "rebuffer_start":
-            new_state_ = "buffering"
+            marks.append("buffering")
         case "rebuffer_end":
             state.rebuffer_ms += p.duration_ms
             state.rebuffer_count += 1
             out["rebuffer_ms"], out["rebuffer_count"] = p.duration_ms, 1
-            new_state_ = "playing"
+            marks.append("buffered")
         case "pause":
             state.pauses += 1
-            new_state_ = "paused"
+            marks.append("paused")
         case "resume":
-            new_state_ = "playing"
+            marks.append("resumed")
         case "seek":
             state.seeks += 1
         case "error":
@@ -267,17 +270,19 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
                 if state.first_fatal_ms is None or t < state.first_fatal_ms:
                     state.first_fatal_ms = t
                     state.fatal_code = p.code
-                new_state_ = "ended"
+                marks.append("end")
         case "playback_end":
             if state.ended_ms is None or t > state.ended_ms:
                 state.ended_ms = t
                 state.exit_reason = p.exit_reason
                 state.player_watched_ms = p.watched_ms
-            new_state_ = "ended"
+            marks.append("end")
         case "manifest_loaded" | "license_acquired":
             pass
-    if in_order and new_state_ is not None and state.play_state != "ended":
-        state.play_state = new_state_
+    for mark in marks:
+        state.transitions.append((t, state.event_count, mark))
+        if in_order:
+            _set_flag(state, mark)
 
     new_playing = playing_now and _mark_minute(
         state.playing_minutes, minute, policy.max_minutes_tracked
@@ -308,6 +313,21 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
     )
 
 
+def _playing(state: SessionState) -> bool:
+    return state.started and not (state.buffering or state.paused or state.ended)
+
+
+def _set_flag(state: SessionState, mark: str) -> None:
+    if mark == "start":
+        state.started = True
+    elif mark in ("buffering", "buffered"):
+        state.buffering = mark == "buffering"
+    elif mark in ("paused", "resumed"):
+        state.paused = mark == "paused"
+    elif mark == "end":
+        state.ended = True
+
+
 def expire(
     state: SessionState, watermark_ms: int, policy: SessionPolicy = DEFAULT_POLICY
 ) -> SessionSummary | None:
@@ -335,11 +355,13 @@ def _close(state: SessionState, ended_by: EndedBy) -> SessionSummary:
 
 def summarize(state: SessionState) -> SessionSummary:
     """The summary of a session as it stands now."""
+    end_ms = state.ended_ms if state.ended_ms is not None else state.last_event_ms
+    playing = metrics.playing_intervals(state.transitions, end_ms)
     watch_source: Literal["player", "estimated"]
     if state.player_watched_ms is not None:
         watch_ms, watch_source = state.player_watched_ms, "player"
     else:
-        watch_ms, watch_source = state.watch_est_ms, "estimated"
+        watch_ms, watch_source = sum(e - s for s, e in playing), "estimated"
     outcome = metrics.start_outcome(
         state.play_requested_ms is not None, state.first_frame_ms, state.first_fatal_ms
     )
@@ -349,8 +371,7 @@ def summarize(state: SessionState) -> SessionSummary:
         if state.first_frame_ms is not None
         else None
     )
-    end_ms = state.ended_ms if state.ended_ms is not None else state.last_event_ms
-    avg_kbps = metrics.time_weighted_bitrate(state.bitrate_samples, end_ms)
+    avg_kbps = metrics.time_weighted_bitrate(state.bitrate_samples, end_ms, playing)
     d = state.dims
     scores = metrics.session_scores(
         startup=startup,

@@ -138,3 +138,25 @@ def test_sketch_edges() -> None:
     sk.add(10**12)
     assert bucket_of(0.2) == 0
     assert sk.quantile(0.0) == 0.2 and sk.quantile(1.0) == 10**12
+
+
+def test_playing_intervals_treat_stall_and_pause_as_independent_flags() -> None:
+    marks = [
+        (0, 1, "start"),
+        (10, 2, "buffering"),
+        (12, 3, "resumed"),  # a heartbeat saying "not paused" during the stall
+        (15, 4, "buffered"),
+        (20, 5, "paused"),
+        (30, 6, "resumed"),
+        (40, 7, "end"),
+    ]
+    assert metrics.playing_intervals(marks, 50) == [(0, 10), (15, 20), (30, 40)]
+    assert metrics.playing_intervals(list(reversed(marks)), 50) == [(0, 10), (15, 20), (30, 40)]
+    assert metrics.playing_intervals([(5, 1, "start")], 65) == [(5, 65)]
+
+
+def test_bitrate_weighted_over_playing_time_only() -> None:
+    # 1000 kbps for 10 s playing, then a 10 s stall, then 3000 kbps for 10 s.
+    samples = [(0, 1_000), (20, 3_000)]
+    playing = [(0, 10), (20, 30)]
+    assert metrics.time_weighted_bitrate(samples, 30, playing) == pytest.approx(2_000)

@@ -1,0 +1,42 @@
+"""Tunables of the stream workers, with documented defaults.
+
+They live here (not in `streamwatch.settings`) until the shared Settings grows a streams
+block; `from_env` reads `STREAMWATCH_STREAMS_*` overrides so nothing is hard-wired.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+from streams.detector import DetectorPolicy
+from streams.rollup import RollupPolicy
+from streams.sessionizer import SessionPolicy
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    """Batching, dedupe and state-keeping knobs of `streams.app`."""
+
+    batch_size: int = 500
+    batch_within_s: float = 0.5
+    dedupe_ttl_ms: int = 30 * 60_000  # event time a duplicate can still be recognised in
+    dedupe_max_keys_per_partition: int = 1_000_000
+    scan_every_s: float = 1.0  # how often open sessions/windows are checked for closing
+    detector_grace_minutes: int = 2  # wait for partials of later minutes before judging
+    commit_interval_s: float = 1.0
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    rollup: RollupPolicy = field(default_factory=RollupPolicy)
+    detector: DetectorPolicy = field(default_factory=DetectorPolicy)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> StreamsConfig:
+        """Defaults overridden by `STREAMWATCH_STREAMS_<FIELD>` (scalar fields only)."""
+        env = os.environ if environ is None else environ
+        updates: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"STREAMWATCH_STREAMS_{f.name.upper()}")
+            if raw is None or f.type not in ("int", "float"):
+                continue
+            updates[f.name] = int(raw) if f.type == "int" else float(raw)
+        return cls(**updates)  # type: ignore[arg-type]
