@@ -1,0 +1,186 @@
+"""`streamwatch stub run|scenarios`: simulated players for load, demos and ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from platform_stub.generator import RunOptions, seed_epoch_ms
+from platform_stub.runner import Pacing, SinkFactory, run
+from platform_stub.scenarios import SCENARIOS
+from platform_stub.sinks import Delivered, FileSink, HttpSink, KafkaSink, NullSink, Sink
+from streamwatch import topics
+from streamwatch.errors import ConfigurationError
+from streamwatch.settings import Settings, get_settings
+
+TARGETS = ("kafka", "http", "file", "null")
+_LIVE_TARGETS = ("kafka", "http")
+
+
+def resolve_start(value: str | None, target: str, seed: int, duration_s: float) -> int:
+    """Simulated start (epoch ms) from --start: seed | now | backfill | an ISO-8601 time.
+
+    Default: `now` for live targets (Kafka, HTTP: dashboards show the present) and `seed`
+    for file and null (same seed, same bytes).
+    """
+    choice = value or ("now" if target in _LIVE_TARGETS else "seed")
+    if choice == "seed":
+        return seed_epoch_ms(seed)
+    if choice == "now":
+        return int(time.time() * 1000)
+    if choice == "backfill":
+        # The whole window ends now: an unpaced load lands in the recent past.
+        return int(time.time() * 1000 - duration_s * 1000)
+    try:
+        parsed = datetime.fromisoformat(choice.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"--start: expected seed|now|backfill|ISO time, got {choice!r}"
+        ) from exc
+    if parsed.tzinfo is None:
+        raise ConfigurationError("--start: give a timezone, e.g. 2026-03-02T19:00:00Z")
+    return int(parsed.timestamp() * 1000)
+
+
+def sink_factory(args: argparse.Namespace, settings: Settings) -> SinkFactory:
+    """The sink for --target."""
+    target: str = args.target
+
+    def make(run_dir: Path, delivered: Delivered) -> Sink:
+        if target == "file":
+            return FileSink(run_dir / "events.ndjson", delivered)
+        if target == "null":
+            return NullSink(delivered)
+        if target == "kafka":
+            return KafkaSink(
+                settings.bootstrap_servers,
+                settings.topic(topics.RAW),
+                delivered,
+                linger_ms=args.linger_ms,
+                compression_type=args.compression,
+            )
+        url = args.collector_url or (
+            f"http://{settings.collector_host}:{settings.collector_port}/v1/events"
+        )
+        return HttpSink(url, delivered)
+
+    return make
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    speed = args.speed if args.speed is not None else (1.0 if args.target in _LIVE_TARGETS else 0.0)
+    start_ms = resolve_start(args.start, args.target, args.seed, args.duration)
+    options = RunOptions(
+        seed=args.seed,
+        members=args.members,
+        rate=args.rate,
+        duration_s=args.duration,
+        scenario=args.scenario,
+        start_ms=start_ms,
+        max_events=args.max_events,
+        drain=args.drain if args.drain is not None else speed == 0,
+        warmup_s=args.warmup,
+    )
+    name = args.run_name or (
+        f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{args.scenario}-seed{args.seed}"
+    )
+    run_dir = settings.data_dir / "stub" / name
+    if args.target == "http" and args.max_batch > settings.max_batch_events:
+        raise ConfigurationError(
+            f"--max-batch {args.max_batch} exceeds the collector's limit "
+            f"({settings.max_batch_events} events)"
+        )
+    options = _with_batch(options, args.max_batch)
+    summary = run(
+        options,
+        sink_factory(args, settings),
+        run_dir,
+        target=args.target,
+        pacing=Pacing(speed=speed),
+        truth=args.truth,
+    )
+    print(json.dumps({
+        "run_dir": summary.run_dir,
+        "events": summary.events,
+        "acknowledged": summary.delivered,
+        "sessions": summary.sessions_started,
+        "events_per_s": summary.events_per_s,
+        "events_by_type": summary.events_by_type,
+        "scenario": summary.scenario_path,
+        "truth": summary.truth_path,
+        "ledger": summary.ledger_path,
+    }, indent=2))  # fmt: skip
+    return 0 if summary.delivered == summary.events else 1
+
+
+def _with_batch(options: RunOptions, max_batch: int) -> RunOptions:
+    from dataclasses import replace
+
+    return replace(options, config=replace(options.config, batch_events=max_batch))
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from platform_stub.population import build_population
+    from platform_stub.scenarios import choose_fault
+
+    population = build_population(args.seed, args.members)
+    for name in SCENARIOS:
+        fault = choose_fault(name, population, 0, 1)
+        if fault is None:
+            print(f"{name:20s} no fault")
+        else:
+            print(f"{name:20s} {fault.dimension} = {fault.value!r} moves {fault.metric}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `stub` subcommands."""
+    stub = sub.add_parser("stub", help="simulated players: events, faults and ground truth")
+    ssub = stub.add_subparsers(dest="stub_command", required=True, metavar="ACTION")
+
+    r = ssub.add_parser("run", help="generate playback events into Kafka, the collector or a file")
+    r.add_argument("--members", type=int, default=10_000, help="population size")
+    r.add_argument(
+        "--rate", type=float, default=1_000.0, help="events per simulated second at the start"
+    )
+    r.add_argument(
+        "--duration", type=float, default=600.0, help="simulated seconds during which plays start"
+    )
+    r.add_argument("--scenario", choices=SCENARIOS, default="normal")
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--target", choices=TARGETS, default="kafka")
+    r.add_argument("--collector-url", help="collector endpoint (default: settings' collector)")
+    r.add_argument(
+        "--speed",
+        type=float,
+        help="simulated seconds per wall second; 0 = as fast as possible "
+        "(default: 1 for kafka/http, 0 for file/null)",
+    )
+    r.add_argument("--max-events", type=int, help="stop after this many events")
+    r.add_argument("--truth", action="store_true", help="write truth.jsonl (one line per session)")
+    r.add_argument("--start", help="simulated start: seed | now | backfill | ISO-8601 time")
+    r.add_argument(
+        "--warmup", type=float, default=0.0, help="start sessions this many seconds early "
+        "(sent unpaced) so a live run begins at full rate",
+    )  # fmt: skip
+    r.add_argument(
+        "--drain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let sessions finish after the window (default: yes when unpaced)",
+    )
+    r.add_argument("--run-name", help="output directory name under <data_dir>/stub/")
+    r.add_argument("--max-batch", type=int, default=1_000, help="events per sink batch")
+    r.add_argument("--linger-ms", type=int, default=20, help="Kafka producer linger")
+    r.add_argument("--compression", choices=("gzip", "lz4", "zstd", "snappy"), default=None)
+    r.set_defaults(handler=_cmd_run)
+
+    s = ssub.add_parser("scenarios", help="list fault scenarios and what each one hits")
+    s.add_argument("--members", type=int, default=10_000)
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(handler=_cmd_scenarios)

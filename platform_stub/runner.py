@@ -1,0 +1,191 @@
+"""A stub run end to end: generate, pace, send to a sink, keep the ledger, write the truth.
+
+Output directory (`<data_dir>/stub/<run name>/`):
+
+- `events.ndjson`  the events (file target only);
+- `ledger.txt`     one event id per line for every event the destination acknowledged;
+- `scenario.json`  the scenario's ground truth (kind, window, dimension/value, affected ids);
+- `truth.jsonl`    one record per session (with `--truth`);
+- `members.jsonl`  the population's members (ids, emails, devices) for a member directory;
+- `summary.json`   counts, rates and paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+from platform_stub.generator import RunOptions, StubRun
+from platform_stub.population import member_record
+from platform_stub.sinks import Delivered, Sink
+from platform_stub.truth import write_truth
+
+SinkFactory = Callable[[Path, Delivered], Sink]
+
+
+class Ledger:
+    """Event ids the destination acknowledged: a count and an append-only file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.count = 0
+        self._fh: IO[str] | None = path.open("w", encoding="utf-8") if path else None
+
+    def add(self, lines: list[str]) -> None:
+        """Record acknowledged event lines (the id sits at a fixed offset of each line)."""
+        self.count += len(lines)
+        if self._fh is not None and lines:
+            self._fh.write("\n".join([line[13:49] for line in lines]))
+            self._fh.write("\n")
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did (also written as summary.json)."""
+
+    run_dir: str
+    target: str
+    scenario: str
+    seed: int
+    events: int
+    delivered: int
+    sessions_started: int
+    sessions_finished: int
+    events_by_type: dict[str, int]
+    elapsed_s: float
+    events_per_s: float
+    first_event_ms: int
+    stopped_early: bool
+    ledger_path: str
+    scenario_path: str
+    truth_path: str | None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        """Write as pretty JSON."""
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How fast simulated time runs in wall time: `speed` x real time, 0 = as fast as possible."""
+
+    speed: float = 0.0
+    progress_every_s: float = 5.0
+
+
+async def run_async(
+    options: RunOptions,
+    sink_factory: SinkFactory,
+    run_dir: Path,
+    *,
+    target: str,
+    pacing: Pacing = Pacing(),
+    truth: bool = False,
+    progress: IO[str] | None = sys.stderr,
+) -> RunSummary:
+    """Generate `options` into the sink made by `sink_factory`; write the run directory."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = StubRun(options)
+    ledger = Ledger(run_dir / "ledger.txt")
+    sink = sink_factory(run_dir, ledger.add)
+    batch_events = options.config.batch_events
+    # A paced run sends what is due every ~100 ms of wall time instead of big bursts.
+    span_ms = int(100 * pacing.speed) if pacing.speed > 0 else None
+    wall0 = time.perf_counter()
+    last_report = wall0
+    pace_origin: float | None = None  # wall time at which simulated time reached the start
+    await sink.start()
+    try:
+        for batch in run.batches(batch_events, span_ms):
+            if pacing.speed > 0 and batch.last_ms > options.start:
+                # Warm-up events (before the start) went out unpaced; pace from here on.
+                if pace_origin is None:
+                    pace_origin = time.perf_counter()
+                due = pace_origin + (batch.last_ms - options.start) / 1000.0 / pacing.speed
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await sink.send(batch.lines, batch.keys)
+            now = time.perf_counter()
+            if progress is not None and now - last_report >= pacing.progress_every_s:
+                last_report = now
+                progress.write(
+                    f"stub: {run.events:,} events, {run.events / (now - wall0):,.0f}/s, "
+                    f"{run.sessions_started:,} sessions ({run.playing:,} in flight), "
+                    f"acknowledged {ledger.count:,}\n"
+                )
+                progress.flush()
+        await sink.flush()
+    finally:
+        await sink.stop()
+        ledger.close()
+    elapsed = time.perf_counter() - wall0
+
+    scenario_path = run_dir / "scenario.json"
+    run.scenario_truth().write(scenario_path)
+    truth_path: Path | None = None
+    if truth:
+        truth_path = run_dir / "truth.jsonl"
+        with truth_path.open("w", encoding="utf-8") as fh:
+            write_truth(run.truths(), fh)
+    with (run_dir / "members.jsonl").open("w", encoding="utf-8") as fh:
+        for member in run.population.members:
+            fh.write(json.dumps(member_record(member), separators=(",", ":")) + "\n")
+
+    summary = RunSummary(
+        run_dir=str(run_dir),
+        target=target,
+        scenario=options.scenario,
+        seed=options.seed,
+        events=run.events,
+        delivered=ledger.count,
+        sessions_started=run.sessions_started,
+        sessions_finished=len(run.finished),
+        events_by_type=dict(sorted(run.events_by_type.items(), key=lambda kv: -kv[1])),
+        elapsed_s=round(elapsed, 3),
+        events_per_s=round(run.events / elapsed, 1) if elapsed > 0 else 0.0,
+        first_event_ms=options.start - int(options.warmup_s * 1000),
+        stopped_early=run.stopped_early,
+        ledger_path=str(run_dir / "ledger.txt"),
+        scenario_path=str(scenario_path),
+        truth_path=str(truth_path) if truth_path else None,
+    )
+    summary.write(run_dir / "summary.json")
+    return summary
+
+
+def run(
+    options: RunOptions,
+    sink_factory: SinkFactory,
+    run_dir: Path,
+    *,
+    target: str,
+    pacing: Pacing = Pacing(),
+    truth: bool = False,
+    progress: IO[str] | None = sys.stderr,
+) -> RunSummary:
+    """Synchronous wrapper of `run_async`."""
+    return asyncio.run(
+        run_async(
+            options,
+            sink_factory,
+            run_dir,
+            target=target,
+            pacing=pacing,
+            truth=truth,
+            progress=progress,
+        )
+    )
