@@ -1,15 +1,25 @@
 """Was this member hit by a known incident?
 
-A troubled session is marked "known incident" when it overlaps an incident in time and shares
-the incident's root-cause dimension value (same OCA, ISP, region, device family, app
-version, ...). Pure functions: the service fetches candidate incidents, this decides.
+A troubled session is marked "known incident" when it shares the incident's root-cause
+dimension value (same OCA, ISP, region, OS, device family, app version, ...) AND its trouble
+is the kind the incident measures, at the incident's time:
+
+- a failure incident (`playback_failure_pct`) explains a session whose fatal error fell in
+  the incident's span; on an infrastructure dimension (OCA, ISP, region, CDN tier) it also
+  explains network / CDN errors in the span (players that failed over after timeouts);
+- a rebuffering incident explains a session with stalls that overlaps the span;
+- a startup incident explains a slow, failed or abandoned start inside the span.
+
+So a Tizen TV with a home-network warning during a DRM-license incident on Tizen is *not*
+marked: the agent must not tell that member "it's on our side". Pure functions: the service
+fetches candidate incidents, this decides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from support_console.models import IncidentMark, IncidentView, SessionView
 
@@ -30,6 +40,13 @@ DIMENSION_FIELDS: dict[str, str] = {
     "cdn_tier": "cdn_tier",
     "title_id": "title_id",
 }
+# Dimensions of the delivery path: an incident there also explains network / CDN errors.
+INFRA_DIMENSIONS: frozenset[str] = frozenset(
+    {"oca_id", "oca", "isp", "region", "country", "cdn_tier", "all"}
+)
+_FAILED = frozenset({"failed", "start_failure"})
+_UNKNOWN_TIME = datetime.min.replace(tzinfo=UTC)
+
 # The detector's dimension for "everything" (`streams.rollup.ALL`): an incident on all
 # traffic touches every session.
 ALL_DIMENSION = "all"
@@ -45,6 +62,7 @@ class CorrelationPolicy:
     """
 
     grace: timedelta = timedelta(minutes=2)
+    slow_startup_ms: int = 5_000
 
 
 DEFAULT_POLICY = CorrelationPolicy()
@@ -68,15 +86,57 @@ def session_value(session: SessionView, dimension: str) -> str | None:
     return str(value) if value else None
 
 
+def _span(
+    incident: IncidentView, now: datetime, policy: CorrelationPolicy
+) -> tuple[datetime, datetime]:
+    return incident.started_at - policy.grace, (incident.ended_at or now) + policy.grace
+
+
 def overlaps(
     session: SessionView, incident: IncidentView, now: datetime, policy: CorrelationPolicy
 ) -> bool:
     """Whether the session's time span meets the incident's (widened by the grace)."""
-    s_start = session.started_at
-    s_end = session.ended_at or session.started_at
-    i_start = incident.started_at - policy.grace
-    i_end = (incident.ended_at or now) + policy.grace
-    return s_start <= i_end and s_end >= i_start
+    lo, hi = _span(incident, now, policy)
+    return session.started_at <= hi and (session.ended_at or session.started_at) >= lo
+
+
+def _failed_in_span(session: SessionView, lo: datetime, hi: datetime) -> bool:
+    if session.outcome not in _FAILED:
+        return False
+    fatal = [e.at for e in session.errors if e.severity == "fatal" and e.at != _UNKNOWN_TIME]
+    when = fatal[0] if fatal else (session.ended_at or session.started_at)
+    return lo <= when <= hi
+
+
+def explained_by(
+    session: SessionView,
+    incident: IncidentView,
+    now: datetime,
+    policy: CorrelationPolicy = DEFAULT_POLICY,
+) -> bool:
+    """Whether `incident` explains this session's trouble (see the module docstring)."""
+    if not session.troubled or session_value(session, incident.dimension) != incident.value:
+        return False
+    lo, hi = _span(incident, now, policy)
+    metric = incident.metric
+    if metric in ("playback_failure_pct", "start_failure_pct"):
+        if _failed_in_span(session, lo, hi):
+            return True
+        dim = incident.dimension.rpartition(".")[2]
+        return dim in INFRA_DIMENSIONS and any(
+            e.category in ("network", "cdn") and lo <= e.at <= hi for e in session.errors
+        )
+    if metric == "rebuffer_pct":
+        stalled = session.rebuffer_count > 0 or session.outcome == "degraded"
+        return stalled and overlaps(session, incident, now, policy)
+    if metric == "startup_p95_ms":
+        slow = (
+            session.outcome in ("exit_before_start", "start_failure")
+            or (session.startup_ms or 0) >= policy.slow_startup_ms
+        )
+        return slow and lo <= session.started_at <= hi
+    # A metric this console does not know yet: any trouble overlapping the span.
+    return overlaps(session, incident, now, policy)
 
 
 def marks_for(
@@ -85,14 +145,10 @@ def marks_for(
     now: datetime,
     policy: CorrelationPolicy = DEFAULT_POLICY,
 ) -> tuple[IncidentMark, ...]:
-    """The incidents a troubled session overlaps on a shared dimension value."""
-    if not session.troubled:
-        return ()
+    """The incidents that explain a session's trouble."""
     marks = []
     for inc in incidents:
-        if session_value(session, inc.dimension) != inc.value:
-            continue
-        if not overlaps(session, inc, now, policy):
+        if not explained_by(session, inc, now, policy):
             continue
         marks.append(
             IncidentMark(

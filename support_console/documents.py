@@ -96,7 +96,7 @@ def outcome_of(doc: Doc, has_warnings: bool) -> Outcome:
 
 def errors_of(doc: Doc, catalog: ErrorCatalog) -> tuple[ErrorView, ...]:
     """The session's errors, each explained from the catalog, in time order."""
-    raw = field(doc, "errors")
+    raw = field(doc, "session_errors", "errors")
     out: list[ErrorView] = []
     if isinstance(raw, list):
         for e in raw:

@@ -154,8 +154,8 @@ def sessions_of_member(member_id: str, start: datetime, end: datetime, size: int
     return {
         "size": size,
         "query": {"bool": {"filter": [_term("member_id", member_id), _time_range(start, end)]}},
-        # unmapped_type: a sessions index without `started_at` sorts nothing instead of failing.
-        "sort": [{"started_at": {"order": "desc", "unmapped_type": "date"}}],
+        # unmapped_type: an index without the field sorts nothing instead of failing.
+        "sort": [{"first_event_at": {"order": "desc", "unmapped_type": "date"}}],
     }
 
 
