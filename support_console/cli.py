@@ -37,7 +37,13 @@ def _lookup(args: argparse.Namespace) -> int:
         LookupRequest(args.id, period=period, reason=args.reason or "", case_id=args.case or ""),
         surface="cli",
     )
-    if args.json:
+    if result.status == "refused":
+        print(
+            "streamwatch: support lookup needs --agent NAME (every lookup is audited under an "
+            "agent's name); this attempt was recorded as refused.",
+            file=sys.stderr,
+        )
+    elif args.json:
         print(result.model_dump_json(indent=2))
     else:
         _print_result(result)
