@@ -30,6 +30,7 @@ class SessionStats:
     session_id: str
     dims: dict[str, str] = field(default_factory=dict)
     started_ms: int = 0
+    ended_ms: int | None = None  # time of playback_end
     first_frame: bool = False
     startup_ms: int | None = None
     fatal_before_start: bool = False
@@ -107,6 +108,7 @@ def sessionize(events: Iterable[dict[str, Any]]) -> dict[str, SessionStats]:
                     s.fatal_before_start = True
         elif kind == "playback_end":
             s.ended = True
+            s.ended_ms = event_ms(event)
             s.exit_reason = payload["exit_reason"]
             s.watch_ms = payload["watched_ms"]
     return sessions

@@ -270,7 +270,7 @@ class StubRun:
 
     def in_flight(self) -> list[SessionTruth]:
         """Truth records of sessions cut by `max_events` or the window end (incomplete)."""
-        return [entry[4].truth() for entry in sorted(self._heap, key=lambda e: e[1])]
+        return [entry[4].truth(entry[2]) for entry in sorted(self._heap, key=lambda e: e[1])]
 
     def truths(self) -> list[SessionTruth]:
         """Every session started: finished ones first (in end order), then cut ones."""
@@ -281,6 +281,6 @@ class StubRun:
         affected = dict(self.affected)
         for entry in self._heap:
             state = entry[4]
-            if state.affected or self._flash_affected(state.truth()):
+            if state.affected or self._flash_affected(state.truth(entry[2])):
                 affected[state.plan.session_id] = state.plan.member.member_id
         return scenario_truth(self.options.scenario, self.options.seed, self.fault, affected)

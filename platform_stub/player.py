@@ -16,10 +16,13 @@ events agree by construction.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import json
 import math
 import random
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 from platform_stub.config import PlayerConfig
 from platform_stub.encoding import envelope_json, event_line, uuid4_from
@@ -135,8 +138,15 @@ class SessionState:
         self.final_oca_id = plan.oca.oca_id
         self.affected = False
 
-    def truth(self) -> SessionTruth:
-        """The truth record; `complete` is False if the session has not ended yet."""
+    def truth(self, pending: str | None = None) -> SessionTruth:
+        """The truth record of what has been emitted.
+
+        `pending` is the session's next line when the run stopped before emitting it: the
+        generator has already counted it, so its effect is taken back here and the record
+        is marked incomplete.
+        """
+        if pending is not None:
+            return self._without(pending)
         p = self.plan
         fam = p.device.family
         watch = int(self.watch_ms)
@@ -178,6 +188,30 @@ class SessionState:
             fatal_code=self.fatal_code,
             fault_affected=self.affected,
         )
+
+    def _without(self, pending: str) -> SessionTruth:
+        event = json.loads(pending)
+        kind, payload = event["event_type"], event["payload"]
+        record = self.truth()
+        changes: dict[str, Any] = {"events": record.events - 1, "complete": False}
+        if kind == "playback_end":
+            changes.update(exit_reason=None, exit_before_start=False)
+        elif kind == "first_frame":
+            changes.update(first_frame=False, startup_ms=None)
+        elif kind == "error":
+            changes["error_codes"] = record.error_codes[:-1]
+            if payload["severity"] == "fatal":
+                changes.update(fatal_code=None, fatal_before_start=False, fatal_after_start=False)
+        elif kind == "rebuffer_start":
+            changes["rebuffer_count"] = record.rebuffer_count - 1
+        elif kind == "rebuffer_end":
+            changes["rebuffer_ms"] = record.rebuffer_ms - payload["duration_ms"]
+        elif kind == "bitrate_change":
+            up = payload["to_kbps"] > payload["from_kbps"]
+            changes["upshifts" if up else "downshifts"] = (
+                record.upshifts - 1 if up else record.downshifts - 1
+            )
+        return dataclasses.replace(record, **changes)
 
 
 def _network(oca: Oca, member: Member, connection_type: str) -> dict[str, object]:
