@@ -66,6 +66,7 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 PRODUCER_KEY = web.AppKey("producer", EventProducer)
 METRICS_KEY = web.AppKey("metrics", CollectorMetrics)
 LIMITER_KEY = web.AppKey("limiter", TokenBucketLimiter)
+LOG_FIELDS_KEY = web.RequestKey("log_fields", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -158,7 +159,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
                 "status": response.status,
                 "client": request.remote,
                 "duration_ms": round(elapsed * 1000, 2),
-                **request.get("log_fields", {}),
+                **request.get(LOG_FIELDS_KEY, {}),
             },
         )
     if isinstance(response, web.HTTPException):
@@ -223,7 +224,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             }
         return _error(status, outcome.reason, outcome.detail, **extra)
 
-    request["log_fields"] = {
+    request[LOG_FIELDS_KEY] = {
         "format": outcome.format,
         "accepted": len(outcome.accepted),
         "rejected": len(outcome.rejected),

@@ -101,6 +101,7 @@ class EventProducer:
         self.deadletter_topic = settings.topic(topics.DEADLETTER)
         self._producer: AIOKafkaProducer | None = None
         self._start_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> bool:
@@ -118,6 +119,28 @@ class EventProducer:
             producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    def _retire(self, producer: AIOKafkaProducer) -> None:
+        """Replace `producer` by a fresh one on next use; close it in the background.
+
+        An idempotent producer whose batches failed or expired unsent is left with a gap in its
+        sequence numbers: once Kafka is back every later batch fails with
+        OutOfOrderSequenceNumber and it never recovers (aiokafka does not bump the epoch the
+        way the Java client does). A new producer gets a new producer id and starts clean.
+        """
+        if self._producer is producer:
+            self._producer = None
+            task = asyncio.create_task(self._close_quietly(producer))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _close_quietly(self, producer: AIOKafkaProducer) -> None:
+        try:
+            await producer.stop()
+        except Exception as exc:  # closing a broken producer may fail; it is gone either way
+            log.debug("closing a retired producer failed", extra={"error": repr(exc)})
 
     async def _ensure_started(self) -> AIOKafkaProducer:
         async with self._start_lock:
@@ -172,6 +195,9 @@ class EventProducer:
             async with asyncio.timeout(self.ack_timeout_s):
                 await self._send_with_retries(topic, records)
         except TimeoutError as exc:
+            # Batches still queued in this producer would expire later and leave a gap.
+            if self._producer is not None:
+                self._retire(self._producer)
             raise self._unavailable(
                 f"Kafka did not acknowledge {len(records)} records to {topic} within "
                 f"{self.ack_timeout_s:g}s"
@@ -218,6 +244,7 @@ class EventProducer:
                 "records not acknowledged",
                 extra={"topic": topic, "failed": len(failed), "error": repr(first)},
             )
+            self._retire(producer)
         return failed
 
     def _unavailable(self, message: str) -> KafkaUnavailable:
