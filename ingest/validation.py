@@ -403,6 +403,10 @@ def _validate_event(
             index, NOT_AN_OBJECT, f"an event must be a JSON object, got {_json_kind(obj)}", original
         )
     event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+    # Stamping in the input (our own freshly parsed dict) is much cheaper than copying the
+    # validated model; only events whose clock is off are copied again, by stamp_and_clamp.
+    obj["received_at"] = received_at
+    obj["clock_skew_clamped"] = False
     try:
         event = EVENT_ADAPTER.validate_python(obj)
     except ValidationError as exc:
@@ -429,18 +433,20 @@ def stamp_and_clamp(event: Event, received_at: datetime, allowed_skew: timedelta
     the event is kept, its time moved to the nearest allowed instant, `clock_skew_clamped` set
     and the client's original time kept in `extra` for forensics.
     """
-    # The flag is the collector's to set: a client-sent value is overwritten either way.
-    update: dict[str, Any] = {"received_at": received_at, "clock_skew_clamped": False}
     earliest, latest = received_at - allowed_skew, received_at + allowed_skew
     clamped_to: datetime | None = None
     if event.event_time > latest:
         clamped_to = latest
     elif event.event_time < earliest:
         clamped_to = earliest
+    # The flag is the collector's to set: a client-sent value is overwritten either way.
+    update: dict[str, Any] = {"received_at": received_at, "clock_skew_clamped": False}
     if clamped_to is not None:
         update["event_time"] = clamped_to
         update["clock_skew_clamped"] = True
         update["extra"] = {**event.extra, CLOCK_SKEW_ORIGINAL_KEY: event.event_time.isoformat()}
+    elif event.received_at == received_at and not event.clock_skew_clamped:
+        return event  # already stamped (the validator does it in the input): no copy
     return event.model_copy(update=update)
 
 
