@@ -176,10 +176,9 @@ class StreamsApp:
         )
 
         def table(name: str, partitions: int) -> Any:
-            schema: Any = faust.Schema(
-                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-            )
-            return self.app.Table(name, schema=schema, partitions=partitions)
+            # key_type/value_type=bytes is what makes faust use the raw codec for the
+            # changelog *and* for recovery; a Schema alone leaves recovery on json.
+            return self.app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
 
         self.seen = table("seen", raw_parts)
         self.validate_stats = table("validate-stats", raw_parts)
