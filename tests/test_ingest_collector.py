@@ -140,9 +140,10 @@ async def test_partly_bad_batch_lands_valid_events_in_raw_and_bad_ones_in_deadle
     raw = await consume(kafka_bootstrap, settings.topic(topics.RAW), set(good), event_id_of)
     assert raw.keys() == good.keys()
     for event_id, (key, value) in raw.items():
-        event = EVENT_ADAPTER.validate_json(value)
+        stored = EVENT_ADAPTER.validate_json(value)
         assert key == good[event_id]["session_id"].encode()
-        assert event.received_at is not None
+        assert stored.received_at is not None
+        assert str(stored.event_id) == event_id
 
     dead = await consume(
         kafka_bootstrap, settings.topic(topics.DEADLETTER), set(markers.values()), marker_of
