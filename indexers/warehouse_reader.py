@@ -82,5 +82,7 @@ def connect_readonly(settings: Settings, threads: int | None = None) -> duckdb.D
         config["threads"] = threads
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
+    # Files are immutable once renamed into place, so caching their footers is always safe.
+    con.execute("SET parquet_metadata_cache = true")
     refresh_views(con, settings)
     return con
