@@ -63,14 +63,14 @@ def timeline(sessions: Sequence[SessionView]) -> alt.Chart:
             y=alt.Y("device:N", title=None),
             color=colour,
             tooltip=[
-                "session",
-                "outcome",
-                "device",
+                "session:N",
+                "outcome:N",
+                "device:N",
                 alt.Tooltip("start:T", format="%Y-%m-%d %H:%M"),
-                "errors",
-                "incident",
-                "startup_ms",
-                "rebuffer_pct",
+                "errors:N",
+                "incident:N",
+                "startup_ms:Q",
+                "rebuffer_pct:Q",
             ],
         )
     )
@@ -108,7 +108,7 @@ def drilldown(points: Sequence[HeartbeatPoint]) -> alt.Chart | alt.LayerChart:
             x=alt.X("at:T", title="time (UTC)"),
             y=alt.Y("value:Q", title=None),
             color=alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=[alt.Tooltip("at:T", format="%H:%M:%S"), "series", "value"],
+            tooltip=[alt.Tooltip("at:T", format="%H:%M:%S"), "series:N", "value:Q"],
         )
     )
     marks = markers_frame(points)
@@ -117,6 +117,6 @@ def drilldown(points: Sequence[HeartbeatPoint]) -> alt.Chart | alt.LayerChart:
     rules = (
         alt.Chart(marks)
         .mark_rule(color="#c62828", strokeDash=[4, 3])
-        .encode(x="at:T", tooltip=[alt.Tooltip("at:T", format="%H:%M:%S"), "what"])
+        .encode(x="at:T", tooltip=[alt.Tooltip("at:T", format="%H:%M:%S"), "what:N"])
     )
     return cast(alt.LayerChart, alt.layer(lines, rules).properties(height=220, width="container"))
