@@ -387,3 +387,21 @@ async def test_kafka_outage_answers_503_and_every_200_survives_a_restart(
     raw = await consume(settings.bootstrap_servers, settings.topic(topics.RAW), ledger, event_id_of)
     missing = ledger - raw.keys()
     assert not missing, f"{len(missing)} of {len(ledger)} acknowledged events are not in Kafka"
+
+
+async def test_body_that_never_arrives_is_408_and_the_collector_stays_up(
+    settings: Settings,
+) -> None:
+    async with collector(settings, collector_request_timeout_s=0.5) as (url, http):
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        # Announce 1000 bytes, send 2, then go quiet: a slow-loris client.
+        writer.write(
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n[{"
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        assert status_line.startswith(b"HTTP/1.1 408"), status_line
+        assert await healthz(http) == 200
