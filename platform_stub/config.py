@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class PlayerConfig:
     """Constants of the player model (timings in ms, throughput in kbps)."""
 
-    tick_ms: int = 2_000  # simulation step; heartbeats fall on tick boundaries
+    tick_ms: int = 2_500  # simulation step; heartbeats fall on tick boundaries
     heartbeat_ms: int = 10_000
     segment_ms: int = 4_000
     max_buffer_ms: int = 30_000

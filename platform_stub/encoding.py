@@ -6,7 +6,6 @@ pydantic model (tests validate samples against `ingest.events.EVENT_ADAPTER`).
 
 from __future__ import annotations
 
-import json
 import random
 import time
 
@@ -34,27 +33,6 @@ def iso_ms(epoch_ms: int) -> str:
     minute, s = divmod(sec, 60)
     h, m = divmod(minute, 60)
     return f"{prefix}{h:02d}:{m:02d}:{s:02d}.{ms:03d}Z"
-
-
-def envelope_json(
-    *,
-    member_id: str,
-    profile_id: str,
-    session_id: str,
-    title_id: str,
-    device: dict[str, str],
-    network: dict[str, object],
-) -> str:
-    """The constant middle of a session's events (ids, device, network), without braces."""
-    parts = {
-        "member_id": member_id,
-        "profile_id": profile_id,
-        "session_id": session_id,
-        "title_id": title_id,
-        "device": device,
-        "network": network,
-    }
-    return json.dumps(parts, separators=(",", ":"))[1:-1]
 
 
 def event_line(event_id: str, event_type: str, event_ms: int, envelope: str, payload: str) -> str:

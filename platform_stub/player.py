@@ -20,12 +20,13 @@ import dataclasses
 import json
 import math
 import random
+import statistics
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 from platform_stub.config import PlayerConfig
-from platform_stub.encoding import envelope_json, event_line, uuid4_from
+from platform_stub.encoding import event_line, uuid4_from
 from platform_stub.error_codes import ErrorTable, InjectedError, Phase
 from platform_stub.population import CONNECTION_KBPS, Device, Member, Oca, Population, Title
 from platform_stub.scenarios import Fault
@@ -36,6 +37,9 @@ SessionEvents = Generator[tuple[int, str], None, None]
 _PLAY, _STALL, _SEEK, _PAUSE = 0, 1, 2, 3
 _STARTUP_PHASES: tuple[Phase, ...] = ("play", "manifest", "license", "segments", "first_frame")
 _ORIGIN_THROUGHPUT = 0.6  # origin is farther away and shared: less throughput than an edge
+# Standard normal quantiles, indexed by 12 random bits: per-tick noise without the cost of
+# `random.gauss` (the walk needs a bell shape, not exact tails).
+_NORMALS = tuple(statistics.NormalDist().inv_cdf((i + 0.5) / 4096) for i in range(4096))
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,6 @@ class PlayerWorld:
         self.errors = errors
         self.fault = fault
         self.config = config
-        # One generator shared by all sessions keeps the hot state small (interleaving
-        # thousands of per-session Mersenne Twisters thrashes the CPU cache); the heap order
-        # is deterministic, so the run still is. None = a private generator per session.
-        self.rng: random.Random | None = None
         device_types = {
             f.device_type for m in population.members for d in m.devices for f in [d.family]
         }
@@ -90,6 +90,34 @@ class PlayerWorld:
                 cum.append(total)
             self.playback_errors[dt] = (total / 3_600_000.0, entries, cum)
         self.origins = {r: population.ocas[o] for r, o in population.origin_by_region.items()}
+        # One generator shared by all sessions keeps the hot state small (interleaving
+        # thousands of per-session Mersenne Twisters thrashes the CPU cache); the heap order
+        # is deterministic, so the run still is. None = a private generator per session.
+        self.rng: random.Random | None = None
+        self._device_json: dict[str, str] = {}
+        self._network_json: dict[tuple[str, str, str], str] = {}
+
+    def device_json(self, device: Device) -> str:
+        """The `device` object of a device's events, encoded once per device."""
+        text = self._device_json.get(device.device_id)
+        if text is None:
+            family = device.family
+            text = self._device_json[device.device_id] = _compact({
+                "device_id": device.device_id,
+                "device_type": family.device_type,
+                "device_model": device.device_model,
+                "os": family.os,
+                "app_version": device.app_version,
+            })  # fmt: skip
+        return text
+
+    def network_json(self, member: Member, oca: Oca, connection_type: str) -> str:
+        """The `network` object for a member served by `oca`, encoded once per combination."""
+        key = (member.member_id, oca.oca_id, connection_type)
+        text = self._network_json.get(key)
+        if text is None:
+            text = self._network_json[key] = _compact(_network(oca, member, connection_type))
+        return text
 
 
 class SessionState:
@@ -214,6 +242,10 @@ class SessionState:
         return dataclasses.replace(record, **changes)
 
 
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _network(oca: Oca, member: Member, connection_type: str) -> dict[str, object]:
     return {
         "country": member.country,
@@ -243,23 +275,15 @@ def play(plan: SessionPlan, world: PlayerWorld, state: SessionState) -> SessionE
     member, device, title = plan.member, plan.device, plan.title
     family = device.family
     device_type = family.device_type
-    device_json = {
-        "device_id": device.device_id,
-        "device_type": device_type,
-        "device_model": device.device_model,
-        "os": family.os,
-        "app_version": device.app_version,
-    }
+    ids_json = (
+        f'"member_id":{json.dumps(member.member_id)},"profile_id":{json.dumps(plan.profile_id)},'
+        f'"session_id":"{plan.session_id}","title_id":{json.dumps(title.title_id)},'
+    )
+    device_json = world.device_json(device)
 
     def envelope(oca: Oca) -> str:
-        return envelope_json(
-            member_id=member.member_id,
-            profile_id=plan.profile_id,
-            session_id=plan.session_id,
-            title_id=title.title_id,
-            device=device_json,
-            network=_network(oca, member, plan.connection_type),
-        )
+        network = world.network_json(member, oca, plan.connection_type)
+        return f'{ids_json}"device":{device_json},"network":{network}'
 
     env = envelope(plan.oca)
 
@@ -465,6 +489,11 @@ def play(plan: SessionPlan, world: PlayerWorld, state: SessionState) -> SessionE
     pause_end = 0
     since_switch = 0
     dip_ticks = 0
+    # Log-throughput walk: correlation 0.9 per 2 s whatever the tick, stationary sd 0.5.
+    rho = 0.9 ** (tick / 2_000)
+    walk_sd = 0.5 * math.sqrt(1 - rho * rho)
+    normals = _NORMALS
+    bits = rng.getrandbits
     dip_depth = 1.0
     p_dip = cfg.dip_per_hour * tick / 3_600_000
     dip_median_ticks = cfg.dip_median_s * 1000 / tick
@@ -484,7 +513,7 @@ def play(plan: SessionPlan, world: PlayerWorld, state: SessionState) -> SessionE
     while True:
         t_end = t + tick
         # Throughput for this tick: the walk, short Wi-Fi/cell dips, and any congestion.
-        level = 0.9 * level + 0.22 * gauss(0.0, 1.0)
+        level = rho * level + walk_sd * normals[bits(12)]
         thr = base_kbps * math.exp(level)
         if dip_ticks > 0:
             # Wi-Fi interference, a cell handover, a neighbour's upload: the link nearly stops.
