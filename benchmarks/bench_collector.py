@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
+from aiokafka.admin import AIOKafkaAdminClient
 
 from benchmarks.kafka_reference import producer_performance
 from ingest.producer import EventProducer, Record
@@ -164,6 +165,16 @@ async def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("collector did not become healthy")
 
 
+async def delete_topics(settings: Settings) -> None:
+    """Remove this run's topics (they carry its unique prefix) from the shared broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([settings.topic(t.name) for t in topics.ALL_TOPICS])
+    finally:
+        await admin.close()
+
+
 def free_port() -> int:
     import socket
 
@@ -199,6 +210,8 @@ async def main_async(args: argparse.Namespace) -> None:
     reference = producer_performance(
         settings, settings.topic(topics.RAW), args.reference_records, avg_event
     )
+    if not args.keep_topics:
+        await delete_topics(settings)
 
     def row(name: str, rate: float, extra: str = "") -> None:
         print(f"  {name:38s} {rate:12,.0f} events/s  {extra}")
@@ -230,6 +243,9 @@ def main() -> None:
         type=int,
         default=200_000,
         help="records for Kafka's ProducerPerformance",
+    )
+    parser.add_argument(
+        "--keep-topics", action="store_true", help="keep this run's topics on the broker"
     )
     asyncio.run(main_async(parser.parse_args()))
 
