@@ -1,0 +1,166 @@
+"""Platform stub throughput: generation alone and stub -> Kafka, vs Kafka's own producer.
+
+Run against the local stack (`streamwatch infra up` first):
+
+    .venv/bin/python -m benchmarks.bench_stub --events 300000
+
+Measures, in one run on one machine:
+
+- generation alone (events/s, wall and CPU): the ceiling of one stub process;
+- stub -> Kafka (acks=all, idempotent, key = session id), counting only acknowledged events;
+- Kafka's `ProducerPerformance` (acks=all, idempotent) with records of the stub's mean size;
+
+and prints the stub's Kafka rate as a ratio of the reference. Each function returns its
+rate, so other harnesses can call `bench_generation` / `bench_kafka` directly. The machine's
+load average is printed too: on a shared box it moves every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from platform_stub.generator import RunOptions, StubRun
+from platform_stub.sinks import KafkaSink
+from streamwatch import topics
+from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
+
+
+@dataclass(frozen=True)
+class StubRate:
+    """A measured stub throughput."""
+
+    events: int
+    seconds: float
+    cpu_seconds: float
+    bytes: int
+
+    @property
+    def per_s(self) -> float:
+        """Events per wall second."""
+        return self.events / self.seconds
+
+    @property
+    def cpu_per_s(self) -> float:
+        """Events per CPU second of this process (what the stub costs, load aside)."""
+        return self.events / self.cpu_seconds if self.cpu_seconds else 0.0
+
+    @property
+    def mean_bytes(self) -> int:
+        """Mean event size."""
+        return self.bytes // max(1, self.events)
+
+
+def _options(events: int, rate: float, members: int, seed: int) -> RunOptions:
+    # A long window so `events` is reached in steady state rather than while draining.
+    return RunOptions(seed=seed, members=members, rate=rate, duration_s=86_400.0, max_events=events)
+
+
+def bench_generation(
+    events: int = 300_000, rate: float = 2_000.0, members: int = 50_000, seed: int = 1
+) -> StubRate:
+    """Generate `events` events (no I/O) and return the rate."""
+    stub = StubRun(_options(events, rate, members, seed))
+    size = 0
+    count = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for batch in stub.batches(5_000):
+        count += len(batch.lines)
+        size += sum(map(len, batch.lines))
+    return StubRate(count, time.perf_counter() - wall, time.process_time() - cpu, size)
+
+
+async def bench_kafka(
+    bootstrap_servers: str,
+    topic: str,
+    events: int = 300_000,
+    rate: float = 2_000.0,
+    members: int = 50_000,
+    seed: int = 1,
+    batch_events: int = 5_000,
+) -> StubRate:
+    """Generate and produce `events` events to `topic`; rate counts acknowledged events."""
+    stub = StubRun(_options(events, rate, members, seed))
+    acked = 0
+    size = 0
+
+    def delivered(lines: list[str]) -> None:
+        nonlocal acked, size
+        acked += len(lines)
+        size += sum(map(len, lines))
+
+    sink = KafkaSink(bootstrap_servers, topic, delivered, linger_ms=5)
+    await sink.start()
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for batch in stub.batches(batch_events):
+            await sink.send(batch.lines, batch.keys)
+        await sink.flush()
+        seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await sink.stop()
+    if acked != stub.events:
+        raise RuntimeError(f"only {acked} of {stub.events} events acknowledged")
+    return StubRate(acked, seconds, cpu_seconds, size)
+
+
+async def _delete_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [settings.topic(t.name) for t in topics.ALL_TOPICS]
+        existing = set(await admin.list_topics())
+        await admin.delete_topics([n for n in names if n in existing])
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    """Print generation and Kafka rates and the ratio against ProducerPerformance."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--rate", type=float, default=2_000.0, help="stub events per sim second")
+    parser.add_argument("--members", type=int, default=50_000)
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args()
+
+    settings = Settings(topic_prefix=f"bench-stub-{uuid.uuid4().hex[:6]}.")
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    gen = bench_generation(args.events, args.rate, args.members)
+    print(
+        f"generation      {gen.per_s:>10,.0f} events/s wall  {gen.cpu_per_s:>10,.0f} events/s CPU"
+        f"  ({gen.events:,} events, mean {gen.mean_bytes} B)"
+    )
+    asyncio.run(create_topics(settings))
+    try:
+        topic = settings.topic(topics.RAW)
+        kafka = asyncio.run(
+            bench_kafka(settings.bootstrap_servers, topic, args.events, args.rate, args.members)
+        )
+        mb_s = kafka.bytes / kafka.seconds / 1e6
+        print(
+            f"stub -> Kafka   {kafka.per_s:>10,.0f} events/s wall  "
+            f"{kafka.cpu_per_s:>10,.0f} events/s CPU  ({mb_s:.1f} MB/s)"
+        )
+        if not args.skip_reference:
+            from benchmarks.kafka_reference import producer_performance
+
+            ref = producer_performance(settings, topic, args.events, kafka.mean_bytes)
+            ratio = kafka.per_s / ref.records_per_s
+            print(
+                f"ProducerPerformance {ref.records_per_s:>6,.0f} records/s "
+                f"({ref.mb_per_s:.1f} MB/s)  -> stub/reference = {ratio:.2f}"
+            )
+    finally:
+        asyncio.run(_delete_topics(settings))
+
+
+if __name__ == "__main__":
+    main()
