@@ -12,15 +12,16 @@ big enough cohort:
 
 Significance needs all of: a minimum cohort (small cohorts never page), a minimum
 absolute and relative departure, and a tail probability at least as small as a z-score of
-`z_threshold` (exact binomial for failure %, Poisson on stall counts or a proportion test
-with 10 s of viewing as one trial for rebuffer %, exact binomial on "share of starts slower
-than the reference p95" for startup p95). Exact tails matter: a normal approximation with
-a handful of expected failures pages on noise once many values are tested every minute.
+`z_threshold` (exact binomial for failure %; exact binomial on the share of viewers who
+stalled for rebuffer %, because stall time is heavy-tailed and clustered in a few bad
+lines; exact binomial on "share of starts slower than the reference p95" for startup p95).
+Exact tails matter: a normal approximation with a handful of expected failures pages on
+noise once many values are tested every minute.
 
 Localisation: among anomalous values, the narrowest one (smallest cohort) whose removal
-brings the aggregate back to normal (within tolerance of the typical value, the median
-over all dimension values) is the root cause; if none does, the one with the largest
-excess. An open incident with the same metric is updated, not raised again, while its
+takes away most of the aggregate's excess over the typical level (see `localise`) is the
+root cause; if none does, "all" when it is anomalous itself, else the value with the
+largest excess. An open incident with the same metric is updated, not raised again, while its
 dimension value stays anomalous; it resolves after `resolve_after_minutes` normal minutes.
 """
 
@@ -43,7 +44,7 @@ DimValue = tuple[str, str]
 METRICS: tuple[IncidentMetric, ...] = ("playback_failure_pct", "rebuffer_pct", "startup_p95_ms")
 # Tie-break between equally narrow explanations (e.g. an ISP served by exactly one OCA):
 # infrastructure before client, client before content.
-_DIM_PRIORITY = ("oca_id", "isp", "region", "app_version", "device_type", "title_id", ALL)
+_DIM_PRIORITY = ("oca_id", "isp", "region", "app_version", "os", "device_type", "title_id", ALL)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ def _value(metric: IncidentMetric, c: MinuteCounts) -> float | None:
     return c.startup.quantile(0.95)
 
 
+_STALL_SHARE = "stalling_share"  # baseline of rebuffering_sessions / active_sessions
+
+
 def _cohort(metric: IncidentMetric, c: MinuteCounts) -> float:
     if metric == "playback_failure_pct":
         return c.active_sessions
@@ -147,6 +151,8 @@ def _big_enough(metric: IncidentMetric, c: MinuteCounts, p: DetectorPolicy) -> b
         "rebuffer_pct": p.min_watch_ms,
         "startup_p95_ms": p.min_startup_samples,
     }[metric]
+    if metric == "rebuffer_pct" and c.active_sessions < p.min_active_sessions:
+        return False
     return _cohort(metric, c) >= need
 
 
@@ -221,19 +227,10 @@ def _sibling_z(
         rate = max(rest.failed_sessions, 0.5) / max(rest.active_sessions, 1)
         return _z_of(_binom_sf(c.failed_sessions, c.active_sessions, rate))
     if metric == "rebuffer_pct":
-        # More stalls than the rest's stall rate predicts (Poisson), or much more time
-        # stalled (10 s of viewing as one trial).
-        rest_ms = max(rest.watch_ms + rest.rebuffer_ms, 1)
-        lam = max(rest.rebuffer_count, 0.5) / rest_ms * (c.watch_ms + c.rebuffer_ms)
-        by_count = _z_of(_poisson_sf(c.rebuffer_count, lam))
-        t = p.rebuffer_trial_ms
-        by_time = _two_proportion_z(
-            c.rebuffer_ms / t,
-            (c.rebuffer_ms + c.watch_ms) / t,
-            rest.rebuffer_ms / t,
-            (rest.rebuffer_ms + rest.watch_ms) / t,
-        )
-        return max(by_count, by_time)
+        # Stall time is heavy-tailed and clustered (one bad line stalls again and again),
+        # so the test counts viewers: sessions that stalled, against the rest's share.
+        rate = max(rest.rebuffering_sessions, 0.5) / max(rest.active_sessions, 1)
+        return _z_of(_binom_sf(c.rebuffering_sessions, c.active_sessions, rate))
     # Startup: share of this value's starts slower than the rest's p95, against 5 %.
     ref = rest.startup.quantile(0.95)
     return 0.0 if ref is None else _share_slower_z(c, ref)
@@ -246,7 +243,11 @@ def _finding(
 
 
 def _history_z(
-    metric: IncidentMetric, x: float, b: Baseline, c: MinuteCounts, p: DetectorPolicy
+    metric: IncidentMetric,
+    x: float,
+    b: Baseline,
+    c: MinuteCounts,
+    share: Baseline | None = None,
 ) -> float:
     """z of this minute against the value's own EWMA baseline.
 
@@ -260,10 +261,11 @@ def _history_z(
     if metric == "playback_failure_pct":
         rate = min(max(b.mean / 100, 1e-4), 1.0)
         return _z_of(_binom_sf(c.failed_sessions, c.active_sessions, rate))
-    n = (c.watch_ms + c.rebuffer_ms) / p.rebuffer_trial_ms
-    q = min(max(b.mean / 100, 1e-3), 1.0)
-    sampling = (100**2) * q * (1 - q) / max(n, 1.0)
-    return (x - b.mean) / math.sqrt(b.var + sampling)
+    # Rebuffer: viewers who stalled against the usual share of stalling viewers.
+    if share is None or share.n == 0:
+        return 0.0
+    rate = min(max(share.mean, 1e-4), 1.0)
+    return _z_of(_binom_sf(c.rebuffering_sessions, c.active_sessions, rate))
 
 
 def _share_slower_z(c: MinuteCounts, p95_ref: float) -> float:
@@ -339,7 +341,8 @@ def find(
             # its own history; per value, startup is judged against siblings only.
             history_ok = metric != "startup_p95_ms" or dim == (ALL, ALL)
             if finding is None and history_ok and b is not None and b.n >= policy.warmup_minutes:
-                z = _history_z(metric, x, b, c, policy)
+                share = state.baselines.get(_bkey(_STALL_SHARE, dim))
+                z = _history_z(metric, x, b, c, share)
                 if z >= policy.z_threshold and _departs(metric, x, b.mean, policy):
                     finding = Finding(
                         metric, dim, x, b.mean, _cohort(metric, c), _affected(metric, c), z
@@ -393,7 +396,8 @@ def localise(
     if not findings:
         return None
     total = values[(ALL, ALL)]
-    narrow = [f for f in findings if f.dim != (ALL, ALL)]
+    # A value that carries all the traffic (one OS everywhere) localises nothing.
+    narrow = [f for f in findings if f.dim != (ALL, ALL) and f.cohort < _cohort(metric, total)]
     typical = _typical(metric, values, policy, baseline)
     if typical is not None:
         total_excess = _excess(metric, total, typical)
@@ -511,6 +515,10 @@ def evaluate(
             if x is not None:
                 state.baselines.setdefault(_bkey(metric, dim), Baseline()).update(
                     x, policy.ewma_alpha
+                )
+            if metric == "rebuffer_pct" and c.active_sessions:
+                state.baselines.setdefault(_bkey(_STALL_SHARE, dim), Baseline()).update(
+                    c.rebuffering_sessions / c.active_sessions, policy.ewma_alpha
                 )
     state.last_window_ms = int(window_start.timestamp() * 1000)
     return emitted

@@ -109,6 +109,7 @@ _ADDITIVE: tuple[str, ...] = (
     "in_play_failures",
     "rebuffer_ms",
     "rebuffer_count",
+    "rebuffering_sessions",
     "watch_ms",
     "bitrate_kbps_ms",
     "bitrate_ms",
@@ -134,6 +135,9 @@ class MinuteCounts(BaseModel):
     startup: LatencySketch = Field(default_factory=LatencySketch)
     rebuffer_ms: int = 0
     rebuffer_count: int = 0
+    rebuffering_sessions: int = Field(
+        default=0, description="Sessions with a stall ending this minute."
+    )
     watch_ms: int = 0
     bitrate_kbps_ms: float = 0.0
     bitrate_ms: int = 0

@@ -22,7 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from streams.records import MinuteCounts, MinuteRollup, SessionSummary
 from streams.sessionizer import Applied, from_ms, minute_of, to_ms
 
-DIMENSIONS: tuple[str, ...] = ("region", "isp", "oca_id", "device_type", "app_version", "title_id")
+DIMENSIONS: tuple[str, ...] = (
+    "region",
+    "isp",
+    "oca_id",
+    "device_type",
+    "os",
+    "app_version",
+    "title_id",
+)
 ALL = "all"
 WINDOW_MS = 60_000
 
@@ -98,6 +106,7 @@ def add_event(window: WindowState, dims: Mapping[str, Any], applied: Applied) ->
             c.startup.add(applied.startup_ms)
         c.rebuffer_ms += applied.rebuffer_ms
         c.rebuffer_count += applied.rebuffer_count
+        c.rebuffering_sessions += applied.new_rebuffer_minute
         c.watch_ms += applied.watch_ms
         if applied.watch_ms and applied.bitrate_kbps is not None:
             c.bitrate_kbps_ms += applied.bitrate_kbps * applied.watch_ms

@@ -94,6 +94,7 @@ class SessionState(BaseModel):
     watch_est_ms: int = 0
     active_minutes: list[int] = Field(default_factory=list)
     playing_minutes: list[int] = Field(default_factory=list)
+    rebuffer_minutes: list[int] = Field(default_factory=list)
     # Closing.
     closed: bool = False
     ended_by: EndedBy | None = None
@@ -111,6 +112,7 @@ class Applied:
     new_active_minute: bool = False
     new_playing_minute: bool = False
     new_failure: bool = False
+    new_rebuffer_minute: bool = False
     startup_ms: int | None = None
     watch_ms: int = 0
     bitrate_kbps: int | None = None
@@ -244,6 +246,10 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
             state.rebuffer_ms += p.duration_ms
             state.rebuffer_count += 1
             out["rebuffer_ms"], out["rebuffer_count"] = p.duration_ms, 1
+            # Sessions, not stalls, are the unit of "how many viewers stalled".
+            out["new_rebuffer_minute"] = _mark_minute(
+                state.rebuffer_minutes, minute, policy.max_minutes_tracked
+            )
             marks.append("buffered")
         case "pause":
             state.pauses += 1

@@ -103,6 +103,7 @@ class Traffic:
                 watch_ms=watch_ms,
                 rebuffer_ms=rb_ms,
                 rebuffer_count=rb_n,
+                rebuffering_sessions=rb_n,
             )
             c.startup.extend(starts)
         return values

@@ -42,6 +42,7 @@ def test_rollup_counts_per_minute_and_dimension() -> None:
     assert out[(0, "oca_id", "oca-2")].counts.startup.quantile(0.5) == pytest.approx(4_000, 0.03)
     assert {d for _, d, _ in out} == {
         "all",
+        "os",
         "region",
         "isp",
         "oca_id",
@@ -93,7 +94,7 @@ def test_late_event_is_counted_and_republished_never_dropped() -> None:
     r = revised[(0, "all", "all")]
     assert r.revision == 1 and r.late_events == 1 and r.counts.rebuffer_ms == 2_000
     # Only the touched values are republished (every dimension of this session).
-    assert len(revised) == 7
+    assert len(revised) == 8
 
 
 def test_very_late_event_becomes_its_own_partial() -> None:
