@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -96,6 +97,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"({settings.max_batch_events} events)"
         )
     options = _with_batch(options, args.max_batch)
+    if speed > 0 and args.warmup == 0:
+        print(
+            "stub: the event rate builds up over the first minutes as sessions accumulate; "
+            "use --warmup 1800 to start at the full rate",
+            file=sys.stderr,
+        )
     summary = run(
         options,
         sink_factory(args, settings),
@@ -146,7 +153,11 @@ def register(sub: Any) -> None:
     r = ssub.add_parser("run", help="generate playback events into Kafka, the collector or a file")
     r.add_argument("--members", type=int, default=10_000, help="population size")
     r.add_argument(
-        "--rate", type=float, default=1_000.0, help="events per simulated second at the start"
+        "--rate",
+        type=float,
+        default=1_000.0,
+        help="steady-state events per simulated second (reached once sessions accumulate; "
+        "follows the regions' daily load curve from the start time)",
     )
     r.add_argument(
         "--duration", type=float, default=600.0, help="simulated seconds during which plays start"

@@ -39,7 +39,7 @@ class RunOptions:
 
     seed: int = 1
     members: int = 10_000
-    rate: float = 1_000.0  # events per simulated second at the start of the run
+    rate: float = 1_000.0  # steady-state events per simulated second (load curve at start)
     duration_s: float = 600.0  # simulated seconds during which new sessions start
     scenario: str = "normal"
     start_ms: int | None = None  # simulated start (epoch ms); None = derived from the seed

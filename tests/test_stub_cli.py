@@ -1,0 +1,93 @@
+"""`streamwatch stub run|scenarios` and wall-clock pacing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from platform_stub.generator import RunOptions
+from platform_stub.runner import Pacing, run
+from platform_stub.sinks import NullSink
+from streamwatch.cli import main
+from streamwatch.settings import get_settings
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("STREAMWATCH_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_run_to_file_writes_the_run_directory(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "stub", "run", "--target", "file", "--members", "1000", "--rate", "50",
+            "--duration", "300", "--scenario", "drm_license_outage", "--seed", "3",
+            "--max-events", "5000", "--truth", "--run-name", "cli",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    run_dir = data_dir / "stub" / "cli"
+    assert out["run_dir"] == str(run_dir) and out["events"] == out["acknowledged"] == 5_000
+    for name in ("events.ndjson", "ledger.txt", "truth.jsonl", "scenario.json", "members.jsonl"):
+        assert (run_dir / name).stat().st_size > 0, name
+    scenario = json.loads((run_dir / "scenario.json").read_text())
+    assert scenario["kind"] == "drm_license_outage" and scenario["dimension"] == "device.os"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert sum(summary["events_by_type"].values()) == 5_000
+    members = [json.loads(line) for line in (run_dir / "members.jsonl").open()]
+    assert len(members) == 1_000 and all("@example." in m["email"] for m in members)
+
+
+def test_scenarios_lists_every_fault(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stub", "scenarios", "--members", "500"]) == 0
+    out = capsys.readouterr().out
+    for name in ("oca_outage", "isp_congestion", "drm_license_outage", "bad_app_release"):
+        assert name in out
+
+
+def test_speed_paces_simulated_time_in_wall_time(tmp_path: Path) -> None:
+    # 90 simulated seconds at 30x take about 3 wall seconds; unpaced they take a fraction.
+    options = RunOptions(seed=4, members=500, rate=40.0, duration_s=90.0, drain=False)
+    started = time.perf_counter()
+    summary = run(
+        options,
+        lambda _d, delivered: NullSink(delivered),
+        tmp_path / "paced",
+        target="null",
+        pacing=Pacing(speed=30.0),
+        progress=None,
+    )
+    wall = time.perf_counter() - started
+    assert summary.events > 200  # the rate builds up as sessions accumulate (no warm-up)
+    assert 2.5 <= wall <= 8.0, wall
+
+
+def test_warmup_events_precede_the_start_and_are_not_paced(tmp_path: Path) -> None:
+    start = 1_800_000_000_000
+    options = RunOptions(
+        seed=4, members=500, rate=40.0, duration_s=30.0, start_ms=start, warmup_s=600.0,
+        drain=False,
+    )  # fmt: skip
+    began = time.perf_counter()
+    summary = run(
+        options,
+        lambda _d, delivered: NullSink(delivered),
+        tmp_path / "warm",
+        target="null",
+        pacing=Pacing(speed=30.0),
+        progress=None,
+    )
+    # 600 s of warm-up at 30x would take 20 s if it were paced; only the 30 s window is.
+    assert time.perf_counter() - began < 8.0
+    assert summary.first_event_ms == start - 600_000
+    assert summary.events > 1_000
