@@ -133,10 +133,8 @@ def _render_session(service: SupportService, agent: AgentIdentity | None, s: Ses
     cols = st.columns(4)
     cols[0].metric("startup", f"{s.startup_ms} ms" if s.startup_ms is not None else "—")
     cols[1].metric(
-        "rebuffering",
+        f"rebuffering ({s.rebuffer_count} stalls)",
         f"{s.rebuffer_pct:.1f} %" if s.rebuffer_pct is not None else "—",
-        f"{s.rebuffer_count} stalls",
-        delta_color="off",
     )
     cols[2].metric("avg bitrate", f"{s.avg_bitrate_kbps:,.0f} kbps" if s.avg_bitrate_kbps else "—")
     cols[3].metric("watched", f"{s.watch_ms / 60000:.1f} min")
@@ -183,7 +181,8 @@ def _render_result(
     st.subheader(f"Member {member.member_id}")
     facts = [f"email {member.email_masked}" if member.email_masked else None]
     facts += [f"plan {member.plan}" if member.plan else None, member.country]
-    facts += [f"{len(member.device_ids)} devices" if member.device_ids else None]
+    n_devices = len(member.device_ids)
+    facts += [f"{n_devices} device{'s' if n_devices != 1 else ''}" if n_devices else None]
     st.caption(" · ".join(f for f in facts if f))
     st.info(result.summary)
     _render_incident_badges(result)
@@ -198,7 +197,9 @@ def _render_result(
     cols[1].metric("with problems", len(troubled))
     cols[2].metric("during known incidents", sum(1 for s in troubled if s.incidents))
     st.markdown("#### Timeline")
-    st.altair_chart(charts.timeline(result.sessions), width="stretch")
+    st.altair_chart(
+        charts.timeline(result.sessions, result.incidents, result.period_end), width="stretch"
+    )
     st.markdown("#### Sessions, newest first")
     for s in result.sessions:
         label = (
@@ -210,7 +211,7 @@ def _render_result(
         with st.expander(label, expanded=s.troubled and s is troubled[0]):
             _render_session(service, agent, s)
     st.markdown("#### Case note")
-    st.code(result.case_note, language=None)
+    st.code(result.case_note, language=None, wrap_lines=True)
 
 
 def main() -> None:

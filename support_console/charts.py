@@ -6,12 +6,13 @@ Pure builders (data in, chart out) so they can be tested without a browser.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import cast
 
 import altair as alt
 import pandas as pd
 
-from support_console.models import HeartbeatPoint, SessionView
+from support_console.models import HeartbeatPoint, IncidentView, SessionView
 
 # One colour per outcome, fixed, so "red" always means the same thing to an agent.
 OUTCOME_COLOURS: dict[str, str] = {
@@ -27,13 +28,10 @@ def sessions_frame(sessions: Sequence[SessionView]) -> pd.DataFrame:
     """One row per session with what the timeline shows and its tooltip says."""
     rows = []
     for s in sessions:
-        end = s.ended_at or s.started_at
-        # Very short sessions (a start failure) still need a visible bar: at least 2 minutes.
-        end = max(end, s.started_at + pd.Timedelta(minutes=2))
         rows.append(
             {
                 "start": s.started_at,
-                "end": end,
+                "end": s.ended_at or s.started_at,
                 "device": s.device_label,
                 "outcome": s.outcome,
                 "session": s.session_id,
@@ -46,36 +44,75 @@ def sessions_frame(sessions: Sequence[SessionView]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def timeline(sessions: Sequence[SessionView]) -> alt.Chart:
-    """Sessions as bars on a time axis, one row per device, coloured by outcome."""
+def incidents_frame(
+    incidents: Sequence[IncidentView], devices: Sequence[str], now: datetime
+) -> pd.DataFrame:
+    """Incident spans (open ones run until now), one per device row, for the background."""
+    rows = [
+        {
+            "start": i.started_at,
+            "end": i.ended_at or now,
+            "device": device,
+            "incident": f"{i.incident_id}: {i.dimension} {i.value}",
+        }
+        for i in incidents
+        for device in devices
+    ]
+    return pd.DataFrame(rows, columns=["start", "end", "device", "incident"])
+
+
+def timeline(
+    sessions: Sequence[SessionView],
+    incidents: Sequence[IncidentView] = (),
+    now: datetime | None = None,
+) -> alt.LayerChart:
+    """Sessions on a time axis, one row per device, coloured by outcome; incidents shaded.
+
+    A bar spans each session; a dot marks its start, so a start failure that lasted two
+    seconds is as visible as a two-hour film. Dots are drawn last: a failure is never hidden
+    behind a longer session on the same device.
+    """
     frame = sessions_frame(sessions)
     colour = alt.Color(
         "outcome:N",
         scale=alt.Scale(domain=list(OUTCOME_COLOURS), range=list(OUTCOME_COLOURS.values())),
         legend=alt.Legend(title="outcome", orient="bottom"),
     )
-    bars = (
-        alt.Chart(frame)
-        .mark_bar(height=14, cornerRadius=2)
-        .encode(
-            x=alt.X("start:T", title="time (UTC)"),
-            x2="end:T",
-            y=alt.Y("device:N", title=None),
-            color=colour,
-            tooltip=[
-                "session:N",
-                "outcome:N",
-                "device:N",
-                alt.Tooltip("start:T", format="%Y-%m-%d %H:%M"),
-                "errors:N",
-                "incident:N",
-                "startup_ms:Q",
-                "rebuffer_pct:Q",
-            ],
-        )
+    tooltip: list[alt.Tooltip] = [
+        alt.Tooltip("session:N"),
+        alt.Tooltip("outcome:N"),
+        alt.Tooltip("device:N"),
+        alt.Tooltip("start:T", format="%Y-%m-%d %H:%M:%S"),
+        alt.Tooltip("errors:N"),
+        alt.Tooltip("incident:N"),
+        alt.Tooltip("startup_ms:Q"),
+        alt.Tooltip("rebuffer_pct:Q"),
+    ]
+    base = alt.Chart(frame).encode(
+        x=alt.X("start:T", title="time (UTC)"),
+        y=alt.Y("device:N", title=None),
+        color=colour,
+        tooltip=tooltip,
     )
-    height = max(80, 40 * int(frame["device"].nunique()))
-    return cast(alt.Chart, bars.properties(height=height, width="container"))
+    bars = base.mark_bar(height=10, opacity=0.45).encode(x2="end:T")
+    dots = base.mark_point(filled=True, size=140, opacity=1.0)
+    devices = sorted(frame["device"].unique())
+    height = max(90, 50 * len(devices))
+    layers: list[alt.Chart] = [bars, dots]
+    if incidents:
+        spans = (
+            alt.Chart(incidents_frame(incidents, devices, now or datetime.now(UTC)))
+            .mark_bar(color="#fb8c00", opacity=0.25, height=34)
+            .encode(
+                x="start:T",
+                x2="end:T",
+                y=alt.Y("device:N", title=None),
+                tooltip=[alt.Tooltip("incident:N")],
+            )
+        )
+        layers.insert(0, spans)
+    chart = alt.layer(*layers).properties(height=height, width="container")
+    return cast(alt.LayerChart, chart)
 
 
 def drilldown_frame(points: Sequence[HeartbeatPoint]) -> pd.DataFrame:
