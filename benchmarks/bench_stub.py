@@ -85,6 +85,7 @@ async def bench_kafka(
     members: int = 50_000,
     seed: int = 1,
     batch_events: int = 5_000,
+    producers: int = 2,
 ) -> StubRate:
     """Generate and produce `events` events to `topic`; rate counts acknowledged events."""
     stub = StubRun(_options(events, rate, members, seed))
@@ -96,7 +97,7 @@ async def bench_kafka(
         acked += len(lines)
         size += sum(map(len, lines))
 
-    sink = KafkaSink(bootstrap_servers, topic, delivered, linger_ms=5)
+    sink = KafkaSink(bootstrap_servers, topic, delivered, linger_ms=5, producers=producers)
     await sink.start()
     try:
         wall, cpu = time.perf_counter(), time.process_time()
