@@ -85,7 +85,7 @@ async def bench_kafka(
     members: int = 50_000,
     seed: int = 1,
     batch_events: int = 5_000,
-    producers: int = 2,
+    producers: int = 1,
 ) -> StubRate:
     """Generate and produce `events` events to `topic`; rate counts acknowledged events."""
     stub = StubRun(_options(events, rate, members, seed))
