@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from platform_stub.generator import RunOptions, seed_epoch_ms
-from platform_stub.runner import Pacing, SinkFactory, run
+from platform_stub.runner import PIPELINE_TARGETS, Pacing, SinkFactory, run
 from platform_stub.scenarios import SCENARIOS
 from platform_stub.sinks import Delivered, FileSink, HttpSink, KafkaSink, NullSink, Sink
 from streamwatch import topics
@@ -19,7 +19,7 @@ from streamwatch.errors import ConfigurationError
 from streamwatch.settings import Settings, get_settings
 
 TARGETS = ("kafka", "http", "file", "null")
-_LIVE_TARGETS = ("kafka", "http")
+_LIVE_TARGETS = PIPELINE_TARGETS
 
 
 def resolve_start(value: str | None, target: str, seed: int, duration_s: float) -> int:
@@ -53,7 +53,7 @@ def sink_factory(args: argparse.Namespace, settings: Settings) -> SinkFactory:
 
     def make(run_dir: Path, delivered: Delivered) -> Sink:
         if target == "file":
-            return FileSink(run_dir / "events.ndjson", delivered)
+            return FileSink(run_dir / "events.jsonl", delivered)
         if target == "null":
             return NullSink(delivered)
         if target == "kafka":

@@ -2,8 +2,10 @@
 
 Output directory (`<data_dir>/stub/<run name>/`):
 
-- `events.ndjson`  the events (file target only);
-- `ledger.txt`     one event id per line for every event the destination acknowledged;
+- `events.jsonl`  the events (file target only);
+- `ledger.txt`     one event id per line for every event Kafka or the collector acknowledged
+                   (not for file/null runs: `streamwatch reconcile` counts every ledger under
+                   `<data_dir>/stub/` as produced into the pipeline);
 - `scenario.json`  the scenario's ground truth (kind, window, dimension/value, affected ids);
 - `truth.jsonl`    one record per session (with `--truth`);
 - `members.jsonl`  the population's members (ids, emails, devices) for a member directory;
@@ -27,6 +29,7 @@ from platform_stub.sinks import Delivered, Sink
 from platform_stub.truth import write_truth
 
 SinkFactory = Callable[[Path, Delivered], Sink]
+PIPELINE_TARGETS = ("kafka", "http")
 
 
 class Ledger:
@@ -68,7 +71,7 @@ class RunSummary:
     events_per_s: float
     first_event_ms: int
     stopped_early: bool
-    ledger_path: str
+    ledger_path: str | None
     scenario_path: str
     truth_path: str | None
     extra: dict[str, object] = field(default_factory=dict)
@@ -99,7 +102,9 @@ async def run_async(
     """Generate `options` into the sink made by `sink_factory`; write the run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
     run = StubRun(options)
-    ledger = Ledger(run_dir / "ledger.txt")
+    # Only runs that feed the pipeline leave a ledger for reconciliation to count.
+    ledger_path = run_dir / "ledger.txt" if target in PIPELINE_TARGETS else None
+    ledger = Ledger(ledger_path)
     sink = sink_factory(run_dir, ledger.add)
     batch_events = options.config.batch_events
     # A paced run sends what is due every ~100 ms of wall time instead of big bursts.
@@ -159,7 +164,7 @@ async def run_async(
         events_per_s=round(run.events / elapsed, 1) if elapsed > 0 else 0.0,
         first_event_ms=options.start - int(options.warmup_s * 1000),
         stopped_early=run.stopped_early,
-        ledger_path=str(run_dir / "ledger.txt"),
+        ledger_path=str(ledger_path) if ledger_path else None,
         scenario_path=str(scenario_path),
         truth_path=str(truth_path) if truth_path else None,
     )

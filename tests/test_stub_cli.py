@@ -38,7 +38,7 @@ def test_run_to_file_writes_the_run_directory(
     out = json.loads(capsys.readouterr().out)
     run_dir = data_dir / "stub" / "cli"
     assert out["run_dir"] == str(run_dir) and out["events"] == out["acknowledged"] == 5_000
-    for name in ("events.ndjson", "ledger.txt", "truth.jsonl", "scenario.json", "members.jsonl"):
+    for name in ("events.jsonl", "truth.jsonl", "scenario.json", "members.jsonl"):
         assert (run_dir / name).stat().st_size > 0, name
     scenario = json.loads((run_dir / "scenario.json").read_text())
     assert scenario["kind"] == "drm_license_outage" and scenario["dimension"] == "device.os"
@@ -46,6 +46,12 @@ def test_run_to_file_writes_the_run_directory(
     assert sum(summary["events_by_type"].values()) == 5_000
     members = [json.loads(line) for line in (run_dir / "members.jsonl").open()]
     assert len(members) == 1_000 and all("@example." in m["email"] for m in members)
+    # The support console's offline replay and member loader read a run directory as is.
+    from support_console.directory import find_export
+    from support_console.replay import read_events
+
+    assert sum(1 for _ in read_events(run_dir)) == 5_000
+    assert find_export(run_dir) == run_dir / "members.jsonl"
 
 
 def test_scenarios_lists_every_fault(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
@@ -54,16 +55,18 @@ def test_run_directory_files_are_identical(tmp_path: Path) -> None:
         out = tmp_path / name
         run(
             OPTIONS,
-            lambda d, delivered: FileSink(d / "events.ndjson", delivered),
+            lambda d, delivered: FileSink(d / "events.jsonl", delivered),
             out,
             target="file",
             truth=True,
             progress=None,
         )
-        files = ("events.ndjson", "ledger.txt", "truth.jsonl", "scenario.json", "members.jsonl")
+        assert not (out / "ledger.txt").exists(), "a file run feeds no pipeline: no ledger"
+        files = ("events.jsonl", "truth.jsonl", "scenario.json", "members.jsonl", "summary.json")
         return {f: (out / f).read_bytes() for f in files}
 
     a, b = once("a"), once("b")
+    summaries = [json.loads(x.pop("summary.json")) for x in (a, b)]
     assert a == b
-    assert a["events.ndjson"].count(b"\n") == 20_000
-    assert a["ledger.txt"].count(b"\n") == 20_000
+    assert a["events.jsonl"].count(b"\n") == 20_000
+    assert summaries[0]["delivered"] == summaries[1]["delivered"] == 20_000
