@@ -12,7 +12,7 @@ import bisect
 import heapq
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -88,8 +88,19 @@ def expected_events_per_session(population: Population, config: StubConfig) -> f
 class StubRun:
     """One simulated run: iterate `batches()`, then read truths and the scenario truth."""
 
-    def __init__(self, options: RunOptions, population: Population | None = None) -> None:
+    def __init__(
+        self,
+        options: RunOptions,
+        population: Population | None = None,
+        *,
+        keep_truths: bool = True,
+        on_session_end: Callable[[SessionTruth], None] | None = None,
+    ) -> None:
+        """`keep_truths=False` keeps no per-session records in memory (long live runs);
+        `on_session_end` receives each finished session's truth as it ends."""
         self.options = options
+        self._keep_truths = keep_truths
+        self._on_session_end = on_session_end
         cfg = options.config
         self.population = population or build_population(options.seed, options.members, cfg.titles)
         span = options.end - options.start
@@ -105,7 +116,8 @@ class StubRun:
         self.events_by_type: dict[str, int] = {}
         self.events = 0
         self.sessions_started = 0
-        self.finished: list[SessionTruth] = []
+        self.finished: list[SessionTruth] = []  # only with keep_truths
+        self.sessions_finished = 0
         self.affected: dict[str, str] = {}  # session id -> member id
         self.stopped_early = False
         self._heap: list[tuple[int, int, str, SessionEvents, SessionState]] = []
@@ -186,7 +198,11 @@ class StubRun:
 
     def _session_ended(self, state: SessionState) -> None:
         truth = state.truth()
-        self.finished.append(truth)
+        self.sessions_finished += 1
+        if self._keep_truths:
+            self.finished.append(truth)
+        if self._on_session_end is not None:
+            self._on_session_end(truth)
         if state.affected or self._flash_affected(truth):
             self.affected[truth.session_id] = truth.member_id
 
@@ -273,7 +289,9 @@ class StubRun:
         return [entry[4].truth(entry[2]) for entry in sorted(self._heap, key=lambda e: e[1])]
 
     def truths(self) -> list[SessionTruth]:
-        """Every session started: finished ones first (in end order), then cut ones."""
+        """Every session started: finished ones first (in end order), then cut ones.
+
+        Finished ones only with `keep_truths` (the default)."""
         return self.finished + self.in_flight()
 
     def scenario_truth(self) -> ScenarioTruth:

@@ -26,7 +26,7 @@ from typing import IO
 from platform_stub.generator import RunOptions, StubRun
 from platform_stub.population import member_record
 from platform_stub.sinks import Delivered, Sink
-from platform_stub.truth import write_truth
+from platform_stub.truth import SessionTruth, write_truth
 
 SinkFactory = Callable[[Path, Delivered], Sink]
 PIPELINE_TARGETS = ("kafka", "http")
@@ -101,7 +101,16 @@ async def run_async(
 ) -> RunSummary:
     """Generate `options` into the sink made by `sink_factory`; write the run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = StubRun(options)
+    # Truth records stream to disk as sessions end, so a long live run holds none in memory.
+    truth_path = run_dir / "truth.jsonl" if truth else None
+    truth_file = truth_path.open("w", encoding="utf-8") if truth_path else None
+
+    def session_ended(record: SessionTruth) -> None:
+        if truth_file is not None:
+            truth_file.write(record.to_json())
+            truth_file.write("\n")
+
+    run = StubRun(options, keep_truths=False, on_session_end=session_ended)
     # Only runs that feed the pipeline leave a ledger for reconciliation to count.
     ledger_path = run_dir / "ledger.txt" if target in PIPELINE_TARGETS else None
     ledger = Ledger(ledger_path)
@@ -137,15 +146,14 @@ async def run_async(
     finally:
         await sink.stop()
         ledger.close()
+        if truth_file is not None:
+            # Sessions cut by --max-events or the window end, marked incomplete.
+            write_truth(run.in_flight(), truth_file)
+            truth_file.close()
     elapsed = time.perf_counter() - wall0
 
     scenario_path = run_dir / "scenario.json"
     run.scenario_truth().write(scenario_path)
-    truth_path: Path | None = None
-    if truth:
-        truth_path = run_dir / "truth.jsonl"
-        with truth_path.open("w", encoding="utf-8") as fh:
-            write_truth(run.truths(), fh)
     with (run_dir / "members.jsonl").open("w", encoding="utf-8") as fh:
         for member in run.population.members:
             fh.write(json.dumps(member_record(member), separators=(",", ":")) + "\n")
@@ -158,7 +166,7 @@ async def run_async(
         events=run.events,
         delivered=ledger.count,
         sessions_started=run.sessions_started,
-        sessions_finished=len(run.finished),
+        sessions_finished=run.sessions_finished,
         events_by_type=dict(sorted(run.events_by_type.items(), key=lambda kv: -kv[1])),
         elapsed_s=round(elapsed, 3),
         events_per_s=round(run.events / elapsed, 1) if elapsed > 0 else 0.0,
