@@ -16,7 +16,7 @@ from indexers.search_backend import make_backend
 from streamwatch.settings import Settings
 from support_console.identity import save_agent
 from support_console.service import SupportService
-from tests.test_support_data import World, scenario_world
+from tests.test_support_data import World, own_settings, scenario_world
 from tests.test_support_service import RecordingBackend
 
 APP = str(Path(__file__).resolve().parents[1] / "support_console" / "app.py")
@@ -116,9 +116,7 @@ def test_member_with_no_errors(
 def test_empty_index(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, agents_file: Path
 ) -> None:
-    empty = settings.model_copy(
-        update={"search_index_prefix": f"streamwatch-{settings.topic_prefix}app-empty-"}
-    )
+    empty = own_settings(settings, "app-empty")
     at, _ = _app(monkeypatch, empty, agents_file)
     _search(at, "m-1234")
     assert any("no playback data yet" in i.value for i in at.info)

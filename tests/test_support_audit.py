@@ -15,7 +15,7 @@ from streamwatch.settings import Settings
 from support_console import indices
 from support_console.identity import AgentIdentity
 from support_console.service import LookupRequest, SupportService
-from tests.test_support_data import World, scenario_world
+from tests.test_support_data import World, own_settings, scenario_world
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,9 +79,7 @@ def test_session_view_is_audited(world: World) -> None:
 
 def test_no_audit_no_data(settings: Settings, world: World) -> None:
     # A real failure: the engine refuses writes to the audit index (index.blocks.write).
-    locked = world.settings.model_copy(
-        update={"search_index_prefix": f"{world.settings.search_index_prefix}locked-"}
-    )
+    locked = own_settings(settings, "locked")
     backend = make_backend(locked)
     service = SupportService.open(locked)
     audit_index = indices.audit(locked)

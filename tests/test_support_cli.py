@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from streamwatch.settings import Settings
+from tests.test_support_data import own_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def test_stub_file_run_replayed_and_looked_up(settings: Settings, tmp_path: Path
         **os.environ,
         "STREAMWATCH_DATA_DIR": str(tmp_path),
         "STREAMWATCH_TOPIC_PREFIX": settings.topic_prefix,
-        "STREAMWATCH_SEARCH_INDEX_PREFIX": f"streamwatch-{settings.topic_prefix}cli-",
+        "STREAMWATCH_SEARCH_INDEX_PREFIX": str(own_settings(settings, "cli").search_index_prefix),
     }
     run = _sw(
         env, "stub", "run", "--target", "file", "--members", "300", "--rate", "30",

@@ -15,7 +15,9 @@ What is loaded, per scenario:
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -105,10 +107,37 @@ def _index_incident(backend: SearchBackend, settings: Settings, inc: Incident) -
     backend.refresh(index)
 
 
+_OWN_PREFIXES: set[str] = set()
+
+
+def own_settings(base: Settings, name: str) -> Settings:
+    """`base` with an index prefix of its own (deleted when the test process exits)."""
+    prefix = f"streamwatch-{base.topic_prefix}{name}-"
+    _OWN_PREFIXES.add(prefix)
+    return base.model_copy(update={"search_index_prefix": prefix})
+
+
+@atexit.register
+def _delete_own_indices() -> None:
+    # The support tests' indices and templates are theirs alone; keep them only on request.
+    if not _OWN_PREFIXES or os.environ.get("STREAMWATCH_KEEP_TEST_INDICES"):
+        return
+    try:
+        backend = make_backend(Settings())
+        for prefix in _OWN_PREFIXES:
+            for index in backend.list_indices(f"{prefix}*"):
+                backend.delete_index(index)
+            for template in (f"{prefix}{n}" for n in ("events", "sessions", "incidents")):
+                backend.delete_index_template(template)
+            for template in (f"{prefix}support-audit", f"{prefix}support-members"):
+                backend.delete_index_template(template)
+    except Exception:  # the stack may be gone already; leftovers are harmless
+        pass
+
+
 def build_world(scenario: str, base: Settings) -> World:
     """Run the stub for `scenario` and load everything into indices of its own."""
-    prefix = f"streamwatch-{base.topic_prefix}{scenario.replace('_', '-')}-"
-    settings = base.model_copy(update={"search_index_prefix": prefix})
+    settings = own_settings(base, scenario.replace("_", "-"))
     run = StubRun(
         RunOptions(
             seed=SEEDS[scenario],

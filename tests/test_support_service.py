@@ -19,7 +19,7 @@ from streamwatch.settings import Settings
 from support_console import queries
 from support_console.identity import AgentIdentity
 from support_console.service import LookupRequest, SupportService
-from tests.test_support_data import World, scenario_world
+from tests.test_support_data import World, own_settings, scenario_world
 
 AGENT = AgentIdentity("agent-svc", "cli")
 
@@ -184,9 +184,7 @@ def test_exotic_but_valid_input_is_searched_as_an_exact_term(world: World) -> No
 
 
 def test_unknown_id_and_empty_indices(settings: Settings) -> None:
-    empty = settings.model_copy(
-        update={"search_index_prefix": f"streamwatch-{settings.topic_prefix}empty-"}
-    )
+    empty = own_settings(settings, "empty")
     service = SupportService.open(empty)
     result = service.lookup(AGENT, LookupRequest("m-does-not-exist"))
     assert result.status == "empty_index"
