@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -38,9 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 async def scoped(settings: Settings, tmp_path: Path, **overrides: Any) -> Settings:
     """Settings with a fresh topic prefix (topics created), a private warehouse, fast batching."""
     prefix = f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."
+    del tmp_path  # pytest prunes old tmp dirs of *other* concurrent runs: use our own
     values: dict[str, Any] = {
         "topic_prefix": prefix,
-        "warehouse_dir": tmp_path / "warehouse",
+        "warehouse_dir": private_dir("warehouse"),
         "kafka_partitions": 3,
         "sink_batch_max_records": 500,
         "sink_batch_max_wait_ms": 200,
@@ -53,6 +55,11 @@ async def scoped(settings: Settings, tmp_path: Path, **overrides: Any) -> Settin
     scoped_settings = settings.model_copy(update=values)
     await create_topics(scoped_settings)
     return scoped_settings
+
+
+def private_dir(tag: str) -> Path:
+    """A temp dir no other pytest run prunes (unlike tmp_path, which concurrent runs clean)."""
+    return Path(tempfile.mkdtemp(prefix=f"streamwatch-indexers-{tag}-"))
 
 
 def cleanup_search(settings: Settings) -> None:

@@ -29,7 +29,14 @@ from streams.sessionizer import Sessionizer
 from streams.synthetic import T0, event, normal_session
 from streamwatch import topics
 from streamwatch.settings import Settings
-from tests.test_indexers_support import REPO, produce, scoped, sink_env, wait_until
+from tests.test_indexers_support import (
+    REPO,
+    private_dir,
+    produce,
+    scoped,
+    sink_env,
+    wait_until,
+)
 
 DOC = REPO / "docs" / "warehouse.md"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -145,9 +152,9 @@ def _deadletters() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def small() -> Settings:
     """A small warehouse written with the sink's own Arrow → Parquet path."""
-    root = tmp_path_factory.mktemp("warehouse")
+    root = private_dir("small")
     s = Settings(warehouse_dir=root)
     evs = list(events(3000, seed=5, members=30, end=NOW))
     evs[0] = {**evs[0], "genre": "drama"}  # enrichment as streams may add it
