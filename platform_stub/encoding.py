@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 _V4_CLEAR = ~((0xF << 76) | (0xC << 60))
 _V4_SET = (0x4 << 76) | (0x8 << 60)
 
-_day_cache: dict[int, str] = {}
+_last: list[Any] = [None, ""]  # (second, its formatted prefix)
 
 
 def uuid4_from(rng: random.Random) -> str:
@@ -23,16 +24,13 @@ def uuid4_from(rng: random.Random) -> str:
 
 def iso_ms(epoch_ms: int) -> str:
     """UTC ISO-8601 with milliseconds and `Z`, e.g. 2026-01-01T18:00:00.250Z."""
-    day, ms_of_day = divmod(epoch_ms, 86_400_000)
-    prefix = _day_cache.get(day)
-    if prefix is None:
-        # Only the date part needs the calendar; it changes once per simulated day.
-        prefix = time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
-        _day_cache[day] = prefix
-    sec, ms = divmod(ms_of_day, 1000)
-    minute, s = divmod(sec, 60)
-    h, m = divmod(minute, 60)
-    return f"{prefix}{h:02d}:{m:02d}:{s:02d}.{ms:03d}Z"
+    sec, ms = divmod(epoch_ms, 1000)
+    if sec != _last[0]:
+        # The generator emits in time order, so thousands of events in a row share a second:
+        # format the calendar part once per second, only the milliseconds per event.
+        _last[0] = sec
+        _last[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+    return f"{_last[1]}{ms:03d}Z"
 
 
 def event_line(event_id: str, event_type: str, event_ms: int, envelope: str, payload: str) -> str:
