@@ -36,12 +36,25 @@ from statistics import NormalDist, median
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streams import metrics
 from streams.records import Incident, IncidentMetric, MinuteCounts, Severity
 from streams.rollup import ALL
 from streams.sketch import bucket_of
 
 DimValue = tuple[str, str]
-METRICS: tuple[IncidentMetric, ...] = ("playback_failure_pct", "rebuffer_pct", "startup_p95_ms")
+METRICS: tuple[IncidentMetric, ...] = (
+    "start_failure_pct",
+    "playback_failure_pct",
+    "rebuffer_pct",
+    "startup_p95_ms",
+)
+# Failure rates: (sessions failing this minute, sessions at risk this minute). Start
+# failures are judged against this minute's plays, so long-running sessions do not dilute
+# a fault that only breaks new starts (an OCA or a licence server going down).
+_RATES: dict[str, tuple[str, str]] = {
+    "playback_failure_pct": ("failed_sessions", "active_sessions"),
+    "start_failure_pct": ("failed_starts", "plays"),
+}
 # Tie-break between equally narrow explanations (e.g. an ISP served by exactly one OCA):
 # infrastructure before client, client before content.
 _DIM_PRIORITY = ("oca_id", "isp", "region", "app_version", "os", "device_type", "title_id", ALL)
@@ -52,20 +65,22 @@ class DetectorPolicy:
     """Thresholds; tuned so noise never pages and real faults page in one minute."""
 
     min_active_sessions: int = 40
+    min_plays: int = 15
     min_watch_ms: int = 30 * 60_000  # 30 viewer-minutes
     min_startup_samples: int = 40
     z_threshold: float = 4.0
     failure_min_delta: float = 5.0  # percentage points
     failure_min_ratio: float = 2.0
     rebuffer_min_delta: float = 2.0  # percentage points
-    rebuffer_min_ratio: float = 2.0
+    rebuffer_min_ratio: float = 3.0
     rebuffer_trial_ms: int = 10_000
     startup_min_delta_ms: float = 1_500.0
     startup_min_ratio: float = 1.5
     ewma_alpha: float = 0.2
     warmup_minutes: int = 5
+    chronic_veto_z: float = 2.0
     resolve_after_minutes: int = 3
-    explain_share: float = 0.75  # removing the root cause removes >= 75 % of the excess
+    explain_share: float = 0.9  # removing the root cause removes >= 90 % of the excess
 
 
 DEFAULT_POLICY = DetectorPolicy()
@@ -127,8 +142,9 @@ class Finding:
 
 
 def _value(metric: IncidentMetric, c: MinuteCounts) -> float | None:
-    if metric == "playback_failure_pct":
-        return c.playback_failure_pct
+    if metric in _RATES:
+        k, n = _RATES[metric]
+        return metrics.ratio_pct(getattr(c, k), getattr(c, n))
     if metric == "rebuffer_pct":
         return c.rebuffer_pct
     return c.startup.quantile(0.95)
@@ -138,8 +154,8 @@ _STALL_SHARE = "stalling_share"  # baseline of rebuffering_sessions / active_ses
 
 
 def _cohort(metric: IncidentMetric, c: MinuteCounts) -> float:
-    if metric == "playback_failure_pct":
-        return c.active_sessions
+    if metric in _RATES:
+        return float(getattr(c, _RATES[metric][1]))
     if metric == "rebuffer_pct":
         return c.watch_ms + c.rebuffer_ms
     return c.startup.count
@@ -148,6 +164,7 @@ def _cohort(metric: IncidentMetric, c: MinuteCounts) -> float:
 def _big_enough(metric: IncidentMetric, c: MinuteCounts, p: DetectorPolicy) -> bool:
     need = {
         "playback_failure_pct": p.min_active_sessions,
+        "start_failure_pct": p.min_plays,
         "rebuffer_pct": p.min_watch_ms,
         "startup_p95_ms": p.min_startup_samples,
     }[metric]
@@ -157,7 +174,9 @@ def _big_enough(metric: IncidentMetric, c: MinuteCounts, p: DetectorPolicy) -> b
 
 
 def _affected(metric: IncidentMetric, c: MinuteCounts) -> int:
-    return c.failed_sessions if metric == "playback_failure_pct" else c.active_sessions
+    if metric in _RATES:
+        return int(getattr(c, _RATES[metric][0]))
+    return c.active_sessions
 
 
 def _two_proportion_z(k1: float, n1: float, k2: float, n2: float) -> float:
@@ -170,7 +189,7 @@ def _two_proportion_z(k1: float, n1: float, k2: float, n2: float) -> float:
 
 def _departs(metric: IncidentMetric, x: float, ref: float, p: DetectorPolicy) -> bool:
     """Big enough in absolute and relative terms to matter to a viewer."""
-    if metric == "playback_failure_pct":
+    if metric in _RATES:
         return x - ref >= p.failure_min_delta and x >= ref * p.failure_min_ratio
     if metric == "rebuffer_pct":
         return x - ref >= p.rebuffer_min_delta and x >= ref * p.rebuffer_min_ratio
@@ -223,9 +242,10 @@ def _sibling_z(
 
     Exact tails for counts: small cohorts are where a normal approximation pages on noise.
     """
-    if metric == "playback_failure_pct":
-        rate = max(rest.failed_sessions, 0.5) / max(rest.active_sessions, 1)
-        return _z_of(_binom_sf(c.failed_sessions, c.active_sessions, rate))
+    if metric in _RATES:
+        k, n = _RATES[metric]
+        rate = max(getattr(rest, k), 0.5) / max(getattr(rest, n), 1)
+        return _z_of(_binom_sf(getattr(c, k), getattr(c, n), rate))
     if metric == "rebuffer_pct":
         # Stall time is heavy-tailed and clustered (one bad line stalls again and again),
         # so the test counts viewers: sessions that stalled, against the rest's share.
@@ -258,9 +278,10 @@ def _history_z(
     """
     if metric == "startup_p95_ms":
         return _share_slower_z(c, b.mean)
-    if metric == "playback_failure_pct":
+    if metric in _RATES:
+        k, n = _RATES[metric]
         rate = min(max(b.mean / 100, 1e-4), 1.0)
-        return _z_of(_binom_sf(c.failed_sessions, c.active_sessions, rate))
+        return _z_of(_binom_sf(getattr(c, k), getattr(c, n), rate))
     # Rebuffer: viewers who stalled against the usual share of stalling viewers.
     if share is None or share.n == 0:
         return 0.0
@@ -279,8 +300,9 @@ def _excess(metric: IncidentMetric, c: MinuteCounts, typical: float) -> float:
 
     Additive, so the excess of "everything but v" is comparable with the excess of all.
     """
-    if metric == "playback_failure_pct":
-        return c.failed_sessions - c.active_sessions * typical / 100
+    if metric in _RATES:
+        k, n = _RATES[metric]
+        return float(getattr(c, k) - getattr(c, n) * typical / 100)
     if metric == "rebuffer_pct":
         return c.rebuffer_ms - (c.watch_ms + c.rebuffer_ms) * typical / 100
     slow = sum(k for b, k in c.startup.buckets.items() if b > bucket_of(typical))
@@ -327,26 +349,33 @@ def find(
             if x is None:
                 continue
             finding: Finding | None = None
+            b = state.baselines.get(_bkey(metric, dim))
+            # A p95 of a few dozen starts is too noisy (and biased low) to hold against
+            # its own history; per value, startup is judged against siblings only.
+            history_ok = metric != "startup_p95_ms" or dim == (ALL, ALL)
+            warm = history_ok and b is not None and b.n >= policy.warmup_minutes
+            hz: float | None = None
+            if warm and b is not None:
+                share = state.baselines.get(_bkey(_STALL_SHARE, dim))
+                hz = _history_z(metric, x, b, c, share)
             if dim != (ALL, ALL):
                 rest = total.minus(c)
                 r = _value(metric, rest)
                 if r is not None and _big_enough(metric, rest, policy):
                     z = _sibling_z(metric, c, rest, policy)
-                    if z >= policy.z_threshold and _departs(metric, x, r, policy):
-                        finding = Finding(
-                            metric, dim, x, r, _cohort(metric, c), _affected(metric, c), z
-                        )
-            b = state.baselines.get(_bkey(metric, dim))
-            # A p95 of a few dozen starts is too noisy (and biased low) to hold against
-            # its own history; per value, startup is judged against siblings only.
-            history_ok = metric != "startup_p95_ms" or dim == (ALL, ALL)
-            if finding is None and history_ok and b is not None and b.n >= policy.warmup_minutes:
-                share = state.baselines.get(_bkey(_STALL_SHARE, dim))
-                z = _history_z(metric, x, b, c, share)
-                if z >= policy.z_threshold and _departs(metric, x, b.mean, policy):
-                    finding = Finding(
-                        metric, dim, x, b.mean, _cohort(metric, c), _affected(metric, c), z
-                    )
+                    # A value that is always worse than its siblings (a poor ISP) is
+                    # judged by its own history once it has one: no page for its usual.
+                    chronic = hz is not None and hz < policy.chronic_veto_z
+                    if z >= policy.z_threshold and _departs(metric, x, r, policy) and not chronic:
+                        finding = _finding(metric, dim, x, r, c, z)
+            if (
+                finding is None
+                and hz is not None
+                and b is not None
+                and hz >= policy.z_threshold
+                and _departs(metric, x, b.mean, policy)
+            ):
+                finding = _finding(metric, dim, x, b.mean, c, hz)
             if finding is not None:
                 out[metric].append(finding)
     return out
@@ -442,11 +471,11 @@ def evaluate(
                 update={
                     "last_anomalous_at": window_start,
                     "affected_sessions": inc.affected_sessions
-                    + (f.affected if inc.metric == "playback_failure_pct" else 0),
+                    + (f.affected if inc.metric in _RATES else 0),
                     "observed": max(inc.observed, f.observed),
                 }
             )
-            if inc.metric != "playback_failure_pct":
+            if inc.metric not in _RATES:
                 oi.incident = oi.incident.model_copy(
                     update={"affected_sessions": max(inc.affected_sessions, f.affected)}
                 )
@@ -481,7 +510,12 @@ def evaluate(
             if oi.incident.metric == metric
             and (metric, (oi.incident.dimension, oi.incident.value)) in anomalous
         ]
-        if same_metric_open:
+        # Start failures are failures too: one fault, one incident.
+        same_fault_open = metric in _RATES and any(
+            oi.incident.metric in _RATES and (oi.incident.dimension, oi.incident.value) == best.dim
+            for oi in state.open.values()
+        )
+        if same_metric_open or same_fault_open:
             continue
         iid = incident_id(metric, best.dim, window_start)
         inc = Incident(

@@ -322,6 +322,7 @@ SQL_METRICS: dict[str, str] = {
     "rebuffers_per_minute": "sum(rebuffer_count) / nullif(sum(watch_ms) / 60000.0, 0)",
     "playback_failure_pct": "100.0 * sum(failed_sessions) / nullif(sum(active_sessions), 0)",
     "start_failure_pct": "100.0 * sum(start_failures) / nullif(sum(ended_sessions), 0)",
+    "failed_start_pct": "100.0 * sum(failed_starts) / nullif(sum(plays), 0)",
     "ebvs_pct": "100.0 * sum(exits_before_start) / nullif(sum(ended_sessions), 0)",
     "avg_bitrate_kbps": "sum(bitrate_kbps_ms) / nullif(sum(bitrate_ms), 0)",
     # qoe_sessions (one row per session, latest revision)

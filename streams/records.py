@@ -16,7 +16,9 @@ from streams import metrics
 from streams.sketch import LatencySketch
 
 EndedBy = Literal["playback_end", "timeout"]
-IncidentMetric = Literal["playback_failure_pct", "rebuffer_pct", "startup_p95_ms"]
+IncidentMetric = Literal[
+    "playback_failure_pct", "start_failure_pct", "rebuffer_pct", "startup_p95_ms"
+]
 IncidentStatus = Literal["open", "resolved"]
 Severity = Literal["minor", "major", "critical"]
 
@@ -104,6 +106,7 @@ _ADDITIVE: tuple[str, ...] = (
     "concurrent_viewers",
     "ended_sessions",
     "failed_sessions",
+    "failed_starts",
     "start_failures",
     "exits_before_start",
     "in_play_failures",
@@ -129,6 +132,9 @@ class MinuteCounts(BaseModel):
     concurrent_viewers: int = 0
     ended_sessions: int = 0
     failed_sessions: int = 0
+    failed_starts: int = Field(
+        default=0, description="Sessions whose start failed (fatal before first frame) now."
+    )
     start_failures: int = 0
     exits_before_start: int = 0
     in_play_failures: int = 0
@@ -171,6 +177,11 @@ class MinuteCounts(BaseModel):
     def playback_failure_pct(self) -> float | None:
         """Sessions failing this minute / sessions active this minute."""
         return metrics.ratio_pct(self.failed_sessions, self.active_sessions)
+
+    @property
+    def failed_start_pct(self) -> float | None:
+        """Starts that failed this minute / plays requested this minute (live VSF)."""
+        return metrics.ratio_pct(self.failed_starts, self.plays)
 
     @property
     def ebvs_pct(self) -> float | None:

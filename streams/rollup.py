@@ -102,6 +102,7 @@ def add_event(window: WindowState, dims: Mapping[str, Any], applied: Applied) ->
         c.active_sessions += applied.new_active_minute
         c.concurrent_viewers += applied.new_playing_minute
         c.failed_sessions += applied.new_failure
+        c.failed_starts += applied.new_start_failure
         if applied.startup_ms is not None:
             c.startup.add(applied.startup_ms)
         c.rebuffer_ms += applied.rebuffer_ms

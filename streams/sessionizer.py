@@ -112,6 +112,7 @@ class Applied:
     new_active_minute: bool = False
     new_playing_minute: bool = False
     new_failure: bool = False
+    new_start_failure: bool = False
     new_rebuffer_minute: bool = False
     startup_ms: int | None = None
     watch_ms: int = 0
@@ -273,6 +274,7 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
             if p.severity == "fatal":
                 if state.first_fatal_ms is None:
                     out["new_failure"] = True
+                    out["new_start_failure"] = state.first_frame_ms is None
                 if state.first_fatal_ms is None or t < state.first_fatal_ms:
                     state.first_fatal_ms = t
                     state.fatal_code = p.code
