@@ -139,6 +139,22 @@ def explained_by(
     return overlaps(session, incident, now, policy)
 
 
+# Which of several incidents explaining one session to name first: a failure incident before
+# a quality one, then the narrowest dimension (an OCA says more than "all TVs").
+_METRIC_RANK = {"playback_failure_pct": 0, "start_failure_pct": 0, "startup_p95_ms": 1}
+_DIMENSION_RANK = (
+    "oca_id", "oca", "isp", "os", "device_model", "device_family", "app_version", "region",
+    "country", "cdn_tier", "device_type", "title_id", "all",
+)  # fmt: skip
+
+
+def mark_rank(mark: IncidentMark) -> tuple[int, int, str]:
+    """Sort key: the incident that best explains a session first."""
+    dim = mark.dimension.rpartition(".")[2]
+    dim_rank = _DIMENSION_RANK.index(dim) if dim in _DIMENSION_RANK else len(_DIMENSION_RANK)
+    return (_METRIC_RANK.get(mark.metric, 2), dim_rank, mark.incident_id)
+
+
 def marks_for(
     session: SessionView,
     incidents: Iterable[IncidentView],
@@ -153,6 +169,7 @@ def marks_for(
         marks.append(
             IncidentMark(
                 incident_id=inc.incident_id,
+                metric=inc.metric,
                 dimension=inc.dimension,
                 value=inc.value,
                 started_at=inc.started_at,
@@ -161,7 +178,7 @@ def marks_for(
                 explanation=inc.explanation,
             )
         )
-    return tuple(marks)
+    return tuple(sorted(marks, key=mark_rank))
 
 
 def correlate(

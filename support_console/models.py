@@ -67,6 +67,7 @@ class IncidentMark(_View):
     """A session was hit during a known incident on one of its dimensions."""
 
     incident_id: str
+    metric: str = ""
     dimension: str
     value: str
     started_at: datetime

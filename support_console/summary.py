@@ -70,20 +70,35 @@ def _problem_phrase(troubled: Sequence[SessionView]) -> str:
 
 
 def _incident_phrase(troubled: Sequence[SessionView]) -> str:
-    hits: dict[str, tuple[str, str, set[str]]] = {}
+    """Name the incident that best explains most of the troubled sessions.
+
+    Each session's marks are ranked best-first (`correlation.mark_rank`); the summary names
+    the primary incidents and only counts the others (one fault often raises several
+    incidents at once: the OS, the device type, an app version), so the agent reads one
+    cause, not a list.
+    """
+    primary: dict[str, tuple[str, str, set[str]]] = {}
+    others: set[str] = set()
     for s in troubled:
-        for m in s.incidents:
-            _, _, hit = hits.setdefault(m.incident_id, (m.dimension, m.value, set()))
-            hit.add(s.session_id)
+        if not s.incidents:
+            continue
+        first = s.incidents[0]
+        _, _, hit = primary.setdefault(first.incident_id, (first.dimension, first.value, set()))
+        hit.add(s.session_id)
+        others.update(m.incident_id for m in s.incidents[1:])
+    others -= set(primary)
     total = len(troubled)
-    if not hits:
+    if not primary:
         return "; not during a known incident" if total == 1 else "; none during a known incident"
     parts = []
-    for iid, (dim, value, hit) in hits.items():
+    for iid, (dim, value, hit) in sorted(primary.items(), key=lambda kv: -len(kv[1][2])):
         k = len(hit)
         who = "it was" if total == 1 else ("all of them" if k == total else f"{k} of them")
         parts.append(f"{who} during incident {iid} ({dim} {value})")
-    return "; " + "; ".join(parts)
+    text = "; " + "; ".join(parts)
+    if others:
+        text += f" (and {_plural(len(others), 'related incident')} at the same time)"
+    return text
 
 
 def summarize(sessions: Sequence[SessionView], since: datetime) -> str:

@@ -229,3 +229,16 @@ def test_incident_explains_only_the_trouble_it_measures() -> None:
     rebuffer = oca.model_copy(update={"metric": "rebuffer_pct"})
     assert correlation.explained_by(home_network, rebuffer, now)
     assert not correlation.explained_by(session("s-ok", 10, "ok"), rebuffer, now)
+
+
+def test_summary_names_the_best_explanation_and_counts_the_rest() -> None:
+    now = T0 + timedelta(days=1)
+    fail = session("s-1", 10, "start_failure", errors=(drm_error(T0 + timedelta(minutes=10)),))
+    by_type = incident("device_type", "tv", 0, 30).model_copy(update={"metric": "rebuffer_pct"})
+    by_os = incident("os", "tizen", 0, 30).model_copy(update={"metric": "playback_failure_pct"})
+    everything = incident("all", "all", 0, 30).model_copy(update={"metric": "playback_failure_pct"})
+    (marked,) = correlation.correlate([fail], [everything, by_type, by_os], now)
+    assert [m.incident_id for m in marked.incidents][0] == "inc-os-tizen"
+    text = summary.summarize([marked], T0)
+    assert "it was during incident inc-os-tizen (os tizen)" in text
+    assert "(and 1 related incident at the same time)" in text
