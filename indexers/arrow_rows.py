@@ -29,6 +29,33 @@ def rows_to_table(
     rows: Sequence[dict[str, Any]], columns: Sequence[Column]
 ) -> tuple[pa.Table, dict[int, str]]:
     """A typed table of the good rows, and {row index: reason} for rows that do not fit."""
+    try:
+        return _all_rows_fit(rows, columns), {}
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return _row_by_row_check(rows, columns)
+
+
+def _all_rows_fit(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> pa.Table:
+    """Fast path (Arrow's C conversion of the whole batch); raises if any value does not fit."""
+    for row in rows:
+        extra = row.get("extra")
+        if extra is not None and not isinstance(extra, str):
+            row["extra"] = COERCE["json"](extra)
+    # Timestamps arrive as ISO text: read as strings, then cast (parses offsets and 'Z').
+    loose = pa.schema(
+        [pa.field(c.name, pa.string() if c.kind == "timestamp" else c.arrow_type) for c in columns]
+    )
+    table = pa.Table.from_pylist(list(rows), schema=loose)
+    for i, column in enumerate(columns):
+        if column.kind == "timestamp":
+            table = table.set_column(i, column.name, table.column(i).cast(column.arrow_type))
+    return table
+
+
+def _row_by_row_check(
+    rows: Sequence[dict[str, Any]], columns: Sequence[Column]
+) -> tuple[pa.Table, dict[int, str]]:
+    """Slow path: column by column, value by value, to find exactly which rows do not fit."""
     bad: dict[int, str] = {}
     arrays: dict[str, list[Any] | pa.Array] = {}
     for column in columns:

@@ -286,37 +286,44 @@ _EVENT_COLUMN_NAMES = frozenset(c.name for c in EVENT_COLUMNS)
 
 def flatten_event(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Event JSON → flat record (values as they came; typing happens in the store)."""
+    # Hot path of both sinks: plain loops, no helper calls per field.
+    names = _EVENT_COLUMN_NAMES
     flat: dict[str, Any] = {}
-    extra: dict[str, Any] = dict(obj.get("extra") or {})
-    event_type = obj.get("event_type")
+    raw_extra = obj.get("extra")
+    extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, Mapping) else {}
     for key, value in obj.items():
-        if key in ("device", "network") and isinstance(value, Mapping):
+        if (key == "device" or key == "network") and isinstance(value, Mapping):
             for sub, sub_value in value.items():
-                _put(flat, extra, sub, sub_value, _EVENT_COLUMN_NAMES, f"{key}.")
+                if sub in names and sub not in flat and sub not in _SOURCE_NAMES:
+                    flat[sub] = sub_value
+                else:
+                    extra[f"{key}.{sub}"] = sub_value
         elif key == "payload" and isinstance(value, Mapping):
-            renames = _RENAMES.get(str(event_type), {})
+            renames = _RENAMES.get(str(obj.get("event_type")), _NO_RENAMES)
             for sub, sub_value in value.items():
                 if sub == "event_type":
                     continue
-                _put(
-                    flat,
-                    extra,
-                    str(renames.get(sub, sub)),
-                    sub_value,
-                    _EVENT_COLUMN_NAMES,
-                    "payload.",
-                )
+                name = renames.get(sub, sub)
+                if name in names and name not in flat and name not in _SOURCE_NAMES:
+                    flat[name] = sub_value
+                else:
+                    extra[f"payload.{sub}"] = sub_value
         elif key != "extra":
-            _put(flat, extra, key, value, _EVENT_COLUMN_NAMES, "")
+            if key in names and key not in flat and key not in _SOURCE_NAMES:
+                flat[key] = value
+            else:
+                extra[key] = value
     # Enrichment may arrive as top-level fields or inside `extra`: lift it to its column.
-    for name in _ENRICHMENT:
-        if name not in flat and name in extra:
-            flat[name] = extra.pop(name)
     if extra:
-        flat["extra"] = extra
+        for name in _ENRICHMENT:
+            if name not in flat and name in extra:
+                flat[name] = extra.pop(name)
+        if extra:
+            flat["extra"] = extra
     return flat
 
 
+_NO_RENAMES: dict[str, str] = {}
 _ENRICHMENT = ("genre", "device_family", "oca_site")
 
 

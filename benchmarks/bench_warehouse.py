@@ -1,0 +1,114 @@
+"""Warehouse append throughput vs DuckDB's own Arrow insert, same table, same run.
+
+    .venv/bin/python benchmarks/bench_warehouse.py --events 1000000
+
+Prints rows/s of (1) our append: one Arrow table → immutable date/hour Parquet partitions
+(what the sink does after decoding), (2) the sink step end to end: Kafka record bytes →
+flat rows → typed Arrow → Parquet, and (3) the reference: DuckDB `INSERT INTO ... SELECT *
+FROM arrow_table` into a DuckDB table on disk; then the ratios, and the time of a deduplicated
+count through the read-only views at that size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from aiokafka.structs import ConsumerRecord
+
+from indexers.arrow_rows import rows_to_table
+from indexers.deadletters import DeadLetterWriter
+from indexers.documents import EVENT_COLUMNS, TABLE_BY_NAME, flatten_event
+from indexers.sample_data import events
+from indexers.sink_loop import Record
+from indexers.warehouse_reader import connect_readonly
+from indexers.warehouse_sink import WarehouseSink
+from indexers.warehouse_writer import write_partitioned
+from streamwatch.settings import Settings
+
+
+async def _sink_step(settings: Settings, records: list[Record], batch: int) -> float:
+    sink = WarehouseSink(settings, DeadLetterWriter(settings))  # no letters: never started
+    t = time.perf_counter()
+    for start in range(0, len(records), batch):
+        sink.add(records[start : start + batch])
+        await sink.flush()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--batch", type=int, default=50_000, help="rows per sink flush")
+    args = parser.parse_args()
+    n = args.events
+    root = Path(tempfile.mkdtemp(prefix="bench-warehouse-"))
+    try:
+        now = datetime.now(UTC)
+        t = time.perf_counter()
+        payloads = [
+            json.dumps(e).encode() for e in events(n, seed=1, end=now, span=timedelta(hours=6))
+        ]
+        print(f"generated {n:,} events in {time.perf_counter() - t:.1f}s")
+
+        records = [
+            ConsumerRecord("telemetry.events.v1", i % 6, i, 0, 0, None, p, None, 0, len(p), [])
+            for i, p in enumerate(payloads)
+        ]
+        stamp = now.isoformat()
+        rows = []
+        for r in records:
+            row = flatten_event(json.loads(r.value))
+            row.update(source_partition=r.partition, source_offset=r.offset, ingested_at=stamp)
+            rows.append(row)
+        arrow_table, bad = rows_to_table(rows, EVENT_COLUMNS)
+        assert not bad
+
+        # (1) our append: Arrow → partitioned, fsynced, renamed Parquet files
+        t = time.perf_counter()
+        spec = TABLE_BY_NAME["events"]
+        for start in range(0, n, args.batch):
+            write_partitioned(root / "append", spec, arrow_table.slice(start, args.batch))
+        append_s = time.perf_counter() - t
+
+        # (2) the sink step: bytes → rows → Arrow → Parquet (no Kafka, no commit)
+        settings = Settings(warehouse_dir=root / "sink")
+        step_s = asyncio.run(_sink_step(settings, records, args.batch))
+
+        # (3) reference: DuckDB's own insert of the same Arrow table
+        con = duckdb.connect(str(root / "ref.duckdb"))
+        con.execute("CREATE TABLE events AS SELECT * FROM arrow_table LIMIT 0")
+        t = time.perf_counter()
+        for start in range(0, n, args.batch):
+            part = arrow_table.slice(start, args.batch)  # noqa: F841 - read by DuckDB's replacement scan
+            con.execute("INSERT INTO events SELECT * FROM part")
+        con.execute("CHECKPOINT")
+        ref_s = time.perf_counter() - t
+        con.close()
+
+        reader = connect_readonly(settings)
+        t = time.perf_counter()
+        count = reader.execute("SELECT count(*) FROM events").fetchone()
+        count_s = time.perf_counter() - t
+        assert count == (n,), count
+
+        print(f"rows: {n:,}  batch: {args.batch:,}")
+        print(f"our append (Arrow -> Parquet partitions): {n / append_s:12,.0f} rows/s")
+        print(f"sink step (bytes -> Arrow -> Parquet):    {n / step_s:12,.0f} rows/s")
+        print(f"DuckDB INSERT ... SELECT FROM arrow:      {n / ref_s:12,.0f} rows/s")
+        print(f"ratio append / DuckDB insert:  {ref_s / append_s:.2f}")
+        print(f"ratio sink step / DuckDB insert: {ref_s / step_s:.2f}")
+        print(f"deduplicated count(*) over {n:,} rows via read-only views: {count_s * 1000:.0f} ms")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
