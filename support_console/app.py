@@ -234,7 +234,10 @@ def main() -> None:
         st.session_state.pop("drilldowns", None)
     result = st.session_state.get("result")
     if isinstance(result, LookupResult):
-        _render_result(service, agent, result)
+        try:
+            _render_result(service, agent, result)
+        except Exception as exc:  # never a traceback on an agent's screen
+            st.error(f"Part of this result could not be shown ({type(exc).__name__}).")
 
 
 main()
