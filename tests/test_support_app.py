@@ -45,7 +45,7 @@ def _app(
     SupportService.open(settings)  # indices ready, as the page's own service would do
     backend = RecordingBackend(make_backend(settings))
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["service"] = SupportService(backend, settings)  # type: ignore[arg-type]
+    at.session_state["service"] = SupportService(backend, settings)
     at.run()
     assert not at.exception
     if sign_in:

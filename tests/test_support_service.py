@@ -47,7 +47,7 @@ def world(request: pytest.FixtureRequest, settings: Settings) -> World:
 def _service(world: World) -> tuple[SupportService, RecordingBackend]:
     SupportService.open(world.settings)  # makes indices ready
     backend = RecordingBackend(make_backend(world.settings))
-    return SupportService(backend, world.settings), backend  # type: ignore[arg-type]
+    return SupportService(backend, world.settings), backend
 
 
 def test_scenario_has_failed_affected_members(world: World) -> None:

@@ -238,7 +238,7 @@ def test_summary_names_the_best_explanation_and_counts_the_rest() -> None:
     by_os = incident("os", "tizen", 0, 30).model_copy(update={"metric": "playback_failure_pct"})
     everything = incident("all", "all", 0, 30).model_copy(update={"metric": "playback_failure_pct"})
     (marked,) = correlation.correlate([fail], [everything, by_type, by_os], now)
-    assert [m.incident_id for m in marked.incidents][0] == "inc-os-tizen"
+    assert marked.incidents[0].incident_id == "inc-os-tizen"
     text = summary.summarize([marked], T0)
     assert "it was during incident inc-os-tizen (os tizen)" in text
     assert "(and 1 related incident at the same time)" in text
