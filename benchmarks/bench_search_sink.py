@@ -1,0 +1,190 @@
+"""Search sink throughput vs a raw `_bulk` of the same documents, and member lookup latency.
+
+    .venv/bin/python benchmarks/bench_search_sink.py --events 200000
+    .venv/bin/python benchmarks/bench_search_sink.py --events 5000000 --lookup-only
+
+Same run, same machine, same client (opensearch-py), same chunk size:
+
+1. reference: the documents the sink would write, sent with `client.bulk` in sequential
+   chunks into their own indices (no Kafka, no decoding);
+2. ours: the events produced to a fresh events topic, then `run_search_sink` from Kafka until
+   every document is searchable; docs/s and the ratio ours / raw;
+3. member lookup (one member's errors, last 30 days, newest first) p50/p99 over the events
+   loaded with parallel raw bulks spread over 30 days of daily indices (`--events` of them).
+
+Indices are created under a unique prefix and deleted at the end (keep with --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from indexers import naming, search_queries
+from indexers.columns import parse_timestamp
+from indexers.documents import flatten_event
+from indexers.opensearch_backend import OpenSearchBackend
+from indexers.sample_data import events
+from indexers.search_setup import drop_all, ensure_search_ready
+from indexers.services import run_search_sink
+from streamwatch import topics
+from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
+
+
+def _ndjson(settings: Settings, docs: list[dict[str, Any]]) -> bytes:
+    lines = []
+    for doc in docs:
+        day = parse_timestamp(doc["event_time"])
+        assert day is not None
+        meta = {
+            "create": {"_index": naming.events_index(settings, day.date()), "_id": doc["event_id"]}
+        }
+        lines.append(json.dumps(meta))
+        lines.append(json.dumps(doc))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _raw_bulk(backend: OpenSearchBackend, settings: Settings, docs: list[dict[str, Any]],
+              chunk: int, workers: int = 1) -> float:  # fmt: skip
+    def send(part: list[dict[str, Any]]) -> None:
+        answer = backend.client.bulk(body=_ndjson(settings, part))
+        assert not answer["errors"], "raw bulk had item errors"
+
+    parts = [docs[i : i + chunk] for i in range(0, len(docs), chunk)]
+    t = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(send, parts))
+    return time.perf_counter() - t
+
+
+async def _produce(settings: Settings, objs: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                linger_ms=20, max_batch_size=1 << 20)  # fmt: skip
+    await producer.start()
+    try:
+        topic = settings.topic(topics.EVENTS)
+        for obj in objs:
+            await producer.send(topic, json.dumps(obj).encode(), key=obj["session_id"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _sink_until(settings: Settings, backend: OpenSearchBackend, n: int) -> float:
+    stop = asyncio.Event()
+    t = time.perf_counter()
+    task = asyncio.create_task(run_search_sink(settings, stop))
+    alias = naming.events_alias(settings)
+    while True:
+        await asyncio.sleep(0.5)
+        backend.refresh(alias)
+        if backend.count(alias) >= n:
+            break
+        if task.done():
+            task.result()
+    elapsed = time.perf_counter() - t
+    stop.set()
+    await task
+    return elapsed
+
+
+def _scoped(base: Settings, tag: str, **extra: Any) -> Settings:
+    return base.model_copy(update={"topic_prefix": f"bench-{tag}-{uuid.uuid4().hex[:6]}.", **extra})
+
+
+def _chunks(n: int, size: int, seed: int, span: timedelta) -> Iterator[list[dict[str, Any]]]:
+    gen = events(n, seed=seed, members=max(1000, n // 200), span=span)
+    while True:
+        part = [flatten_event(e) for _, e in zip(range(size), gen, strict=False)]
+        if not part:
+            return
+        yield part
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000, help="documents for the lookup")
+    parser.add_argument("--throughput-events", type=int, default=100_000,
+                        help="documents for the sink-vs-raw comparison")  # fmt: skip
+    parser.add_argument("--chunk", type=int, default=5000, help="documents per bulk request")
+    parser.add_argument("--lookups", type=int, default=500)
+    parser.add_argument("--lookup-only", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the indices")
+    args = parser.parse_args()
+    base = Settings()
+    made: list[Settings] = []
+    backend = OpenSearchBackend.from_settings(base)
+    try:
+        if not args.lookup_only:
+            n = args.throughput_events
+            objs = list(events(n, seed=2, members=5000))
+            docs = [flatten_event(o) for o in objs]
+            raw = _scoped(base, "raw")
+            made.append(raw)
+            ensure_search_ready(backend, raw)
+            raw_s = _raw_bulk(backend, raw, docs, args.chunk)
+
+            ours = _scoped(base, "sink", kafka_partitions=6, sink_batch_max_records=args.chunk)
+            made.append(ours)
+            asyncio.run(create_topics(ours))
+            asyncio.run(_produce(ours, objs))
+            sink_s = asyncio.run(_sink_until(ours, backend, n))
+            print(f"documents: {n:,}  chunk: {args.chunk:,}  engine: {base.search_endpoint}")
+            print(f"raw _bulk (same client, sequential): {n / raw_s:10,.0f} docs/s")
+            print(f"search sink from Kafka:              {n / sink_s:10,.0f} docs/s")
+            print(f"ratio sink / raw bulk: {raw_s / sink_s:.2f}")
+
+        lookup = _scoped(base, "lookup")
+        made.append(lookup)
+        ensure_search_ready(backend, lookup)
+        t = time.perf_counter()
+        loaded = 0
+        members: set[str] = set()
+        for part in _chunks(args.events, 100_000, seed=3, span=timedelta(days=30)):
+            _raw_bulk(backend, lookup, part, args.chunk, workers=3)
+            loaded += len(part)
+            members.update(d["member_id"] for d in part[:2000])
+            print(f"  loaded {loaded:,} in {time.perf_counter() - t:.0f}s", flush=True)
+        alias = naming.events_alias(lookup)
+        backend.refresh(alias)
+        assert backend.count(alias) == args.events
+        rng = random.Random(4)
+        choices = sorted(members)
+        since = datetime.now(UTC) - timedelta(days=30)
+        timings = []
+        hits = 0
+        for _ in range(args.lookups):
+            body = search_queries.member_errors(rng.choice(choices), since)
+            t0 = time.perf_counter()
+            answer = backend.search(alias, body)
+            timings.append((time.perf_counter() - t0) * 1000)
+            hits += len(answer["hits"]["hits"])
+        timings.sort()
+        p50 = statistics.median(timings)
+        p99 = timings[int(len(timings) * 0.99) - 1]
+        print(
+            f"member lookup over {args.events:,} events / 30 daily indices, "
+            f"{len(choices):,} sampled members, {hits / args.lookups:.1f} errors per answer:"
+        )
+        print(f"  p50 {p50:.1f} ms   p99 {p99:.1f} ms   ({args.lookups} lookups, client-side)")
+    finally:
+        if not args.keep:
+            for s in made:
+                drop_all(backend, s)
+        backend.close()
+
+
+if __name__ == "__main__":
+    main()
