@@ -54,9 +54,17 @@ def _cmd_sink_search(args: argparse.Namespace) -> int:
 
 def _cmd_sink_warehouse(args: argparse.Namespace) -> int:
     from indexers.services import install_stop_handlers, run_warehouse_sink
+    from indexers.warehouse_compact import compact
 
     _logging()
     settings = get_settings()
+    if args.compact:
+        report = compact(settings)
+        print(
+            f"compacted {report.partitions_compacted} partitions "
+            f"({report.files_retired} files retired, {report.files_deleted} deleted)"
+        )
+        return 0
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -113,6 +121,11 @@ def register(sub: Any) -> None:
     )
     search.set_defaults(handler=_cmd_sink_search)
     warehouse = ssub.add_parser("warehouse", help="append events, sessions, ... to Parquet")
+    warehouse.add_argument(
+        "--compact",
+        action="store_true",
+        help="compact closed hours into one file each (the sink also does it every 10 min)",
+    )
     warehouse.set_defaults(handler=_cmd_sink_warehouse)
 
     sql = sub.add_parser("sql", help="run SQL over the warehouse views (see docs/warehouse.md)")

@@ -15,12 +15,14 @@ from indexers.search_backend import SearchBackend, make_backend
 from indexers.search_setup import apply_retention, ensure_search_ready
 from indexers.search_sink import SEARCH_TOPICS, SearchSink
 from indexers.sink_loop import LoopConfig, LoopStats, make_consumer, run_sink_loop
+from indexers.warehouse_compact import compact
 from indexers.warehouse_sink import WAREHOUSE_TOPICS, WarehouseSink
 from streamwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
+COMPACT_EVERY_S = 600.0
 STATS_EVERY_S = 10.0
 
 
@@ -115,6 +117,9 @@ async def run_warehouse_sink(settings: Settings, stop: asyncio.Event) -> LoopSta
     await consumer.start()
     stats = LoopStats()
     stats_task = asyncio.create_task(_log_stats(stop, sink.name, stats, lambda: vars(sink.stats)))
+    compaction = asyncio.create_task(
+        _periodic(stop, COMPACT_EVERY_S, "compaction", lambda: compact(settings))
+    )
     log.info("warehouse sink: writing %s", sink.root)
     try:
         config = LoopConfig(
@@ -126,6 +131,7 @@ async def run_warehouse_sink(settings: Settings, stop: asyncio.Event) -> LoopSta
     finally:
         stop.set()
         stats_task.cancel()
+        compaction.cancel()
         await consumer.stop()
         await deadletters.stop()
     log.info("warehouse sink stopped: %s %s", vars(stats), vars(sink.stats))

@@ -313,3 +313,42 @@ async def test_thousand_queries_from_another_process_never_locked_while_sink_wri
     assert all(a <= b for a, b in itertools.pairwise(counts)), "counts went back"
     assert counts[-1] > counts[0], "the sink did not write while the reader read"
     assert stats.flushes >= 3
+
+
+def test_compaction_merges_closed_hours_and_readers_see_the_same_rows() -> None:
+    from indexers.warehouse_compact import compact
+
+    root = private_dir("compact")
+    s = Settings(warehouse_dir=root)
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    old = list(events(600, seed=71, end=now - timedelta(hours=5), span=timedelta(minutes=50)))
+    fresh = list(events(100, seed=72, end=now, span=timedelta(minutes=10)))
+    for start in range(0, 600, 100):  # six flushes, one replayed slice
+        _write(root, "events", old[start : start + 100])
+    _write(root, "events", old[:50])
+    _write(root, "events", fresh)
+    _write(root, "events", fresh[:10])
+
+    def files() -> int:
+        return len(list((root / "events").glob("date=*/hour=*/*.parquet")))
+
+    def counts() -> tuple[int, int]:
+        con = connect_readonly(s)
+        row = con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    before = files()
+    assert counts() == (700, 700)
+    first = compact(s, now=now)
+    assert first.partitions_compacted >= 1 and first.files_deleted == 0
+    assert files() == before + first.partitions_compacted  # retired files stay readable
+    assert counts() == (700, 700)
+    second = compact(s, now=now + timedelta(minutes=30))
+    assert second.files_deleted == first.files_retired
+    assert counts() == (700, 700)
+    # The closed hour is one file now; the current hour (still being written) is untouched.
+    old_hour = root / "events" / f"date={now.date()}" / "hour=06"
+    assert len(list(old_hour.glob("*.parquet"))) == 1
+    current = root / "events" / f"date={now.date()}" / f"hour={now.hour - 1:02d}"
+    assert len(list(current.glob("*.parquet"))) >= 2 or not current.exists()
