@@ -13,15 +13,27 @@ from indexers.columns import SEARCH_TYPES, Column
 from indexers.documents import EVENT_COLUMNS, INCIDENT_COLUMNS, SESSION_COLUMNS
 from streamwatch.settings import Settings
 
+# Follows support_console.audit.AuditRecord (the writer of this index).
 AUDIT_COLUMNS: tuple[Column, ...] = (
     Column("audit_id", "keyword", "Id of the audit entry."),
     Column("at", "timestamp", "When the lookup happened."),
-    Column("agent_id", "keyword", "Support agent who looked."),
     Column("action", "keyword", "What was done, e.g. member_lookup, session_view."),
-    Column("member_id", "keyword", "Member looked at, if any."),
+    Column("surface", "keyword", "Where: console UI, CLI, ..."),
+    Column("agent_id", "keyword", "Support agent who looked (null when unidentified)."),
+    Column("agent_source", "keyword", "Where the agent identity came from."),
+    Column("outcome", "keyword", "allowed | refused | failed ..."),
+    Column("query_kind", "keyword", "member_id | email | device_id | session_id ..."),
     Column("query", "text", "What the agent searched for (masked where needed)."),
+    Column("member_id", "keyword", "Member looked at, if any."),
+    Column("reason", "text", "Reason given by the agent."),
+    Column("case_id", "keyword", "Support case / ticket id."),
+    Column("period_start", "timestamp", "Start of the period shown."),
+    Column("period_end", "timestamp", "End of the period shown."),
+    Column("shown_session_ids", "keyword", "Sessions shown (array)."),
+    Column("shown_incident_ids", "keyword", "Incidents shown (array)."),
+    Column("shown_error_count", "int", "Errors shown."),
     Column("result_count", "int", "Number of results shown."),
-    Column("reason", "text", "Ticket / reason given by the agent."),
+    Column("detail", "text", "Free-text detail."),
 )
 
 _SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
