@@ -91,7 +91,11 @@ def _event_context(event: Ev) -> Iterator[None]:
 
 
 class ValidateStats(BaseModel):
-    """Reconciliation counters of one raw partition: raw = valid + dead + duplicates."""
+    """Reconciliation counters of one raw partition: raw = valid + dead + duplicates.
+
+    `last_offset` makes them exact under redelivery: a message at or below it was
+    counted (and forwarded) already and is skipped.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -153,6 +157,10 @@ class StreamsApp:
             topic_replication_factor=1,
             topic_disable_leader=True,
             producer_acks=-1,
+            # aiokafka's default 16 KiB batches make a round trip per few messages (session
+            # states are KBs); big batches are what lets acks=all keep up.
+            producer_max_batch_size=self.config.producer_max_batch_bytes,
+            producer_linger=self.config.producer_linger_s,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=self.config.commit_interval_s,
             table_standby_replicas=0,
@@ -190,6 +198,10 @@ class StreamsApp:
         self._watermark: dict[int, int] = {}
         self._session_index = _Index()
         self._window_index = _Index()
+        # Parsed states of the partitions this worker owns: the table (and its changelog)
+        # stays the source of truth, this only saves re-parsing JSON on every event.
+        self._session_mem: dict[bytes, SessionState] = {}
+        self._window_mem: dict[bytes, WindowState] = {}
         self._last_scan = 0.0
         self._last_seen_purge = 0.0
         self.counters: Counter[str] = Counter()
@@ -198,6 +210,31 @@ class StreamsApp:
         self.app.agent(self.events_topic, name="qoe", concurrency=1)(self._qoe_agent)
         self.app.agent(self.partials_topic, name="detect", concurrency=1)(self._detect_agent)
         self.app.timer(30.0)(self._log_counters)
+        # mode types handlers with a keyword-only `signal`; ours take it in **kwargs.
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ rebalance ------
+
+    def _forget_partitions(self, partitions: set[int]) -> None:
+        for mem in (self._session_mem, self._window_mem):
+            for key in [k for k in mem if _partition_of_key(k) in partitions]:
+                del mem[key]
+        for index in (self._session_index, self._window_index):
+            for key in [k for k, v in index.entries.items() if v[0] in partitions]:
+                del index.entries[key]
+            index.built_for -= partitions
+
+    async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", set())
+        events = self.settings.topic(topics.EVENTS)
+        self._forget_partitions({tp.partition for tp in revoked if tp.topic == events})
+
+    async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else kwargs.get("assigned", set())
+        # A partition may come back with state another worker changed meanwhile.
+        events = self.settings.topic(topics.EVENTS)
+        self._forget_partitions({tp.partition for tp in assigned if tp.topic == events})
 
     # ------------------------------------------------------------------ validate -------
 
@@ -207,14 +244,23 @@ class StreamsApp:
             await self._validate_batch(batch)
 
     async def _validate_batch(self, batch: Sequence[Ev]) -> None:
-        stats: dict[int, Counter[str]] = {}
+        stats: dict[int, ValidateStats] = {}
         last: dict[int, Ev] = {}
         ttl = self.config.dedupe_ttl_ms
         for ev in batch:
             msg = ev.message
             p = msg.partition
-            c = stats.setdefault(p, Counter())
-            c["raw"] += 1
+            st = stats.get(p)
+            if st is None:
+                cur = self.validate_stats.get(f"p{p}".encode())
+                st = stats[p] = ValidateStats.model_validate_json(cur) if cur else ValidateStats()
+            if msg.offset <= st.last_offset:
+                # Read again after a restart: its outcome is already recorded (counters,
+                # seen-set and forward were written before the offsets could commit).
+                self.counters["validate.replayed"] += 1
+                continue
+            st.raw += 1
+            st.last_offset = msg.offset
             last[p] = ev
             value: bytes = msg.value or b""
             with _event_context(ev):
@@ -224,44 +270,32 @@ class StreamsApp:
                         await self._dead_letter(
                             value, parsed.reason, parsed.detail, ev, parsed.event_id
                         )
-                        c["dead_lettered"] += 1
+                        st.dead_lettered += 1
                         continue
                     t = to_ms(parsed.event_time)
                     self._raw_watermark[p] = max(self._raw_watermark.get(p, 0), t)
                     key = str(parsed.event_id).encode()
-                    seen = self.seen.get(key)
-                    if seen is not None:
-                        first_p, first_off, _ = json.loads(seen)
-                        # The same message read again after a restart is not a duplicate:
-                        # its first forward may not have reached Kafka. Forward it again;
-                        # every consumer downstream dedupes by event_id.
-                        if (first_p, first_off) != (p, msg.offset):
-                            c["duplicates"] += 1
-                            continue
+                    if self.seen.get(key) is not None:
+                        st.duplicates += 1
+                        continue
                     self.seen[key] = json.dumps([p, msg.offset, t + ttl]).encode()
                     enriched = self.catalog.enrich(parsed)
-                    await self.events_topic.send(
-                        key=parsed.session_id.encode(), value=enriched.model_dump_json().encode()
+                    await self._produce(
+                        self.events_topic.get_topic_name(),
+                        parsed.session_id.encode(),
+                        enriched.model_dump_json().encode(),
                     )
-                    c["valid"] += 1
+                    st.valid += 1
                 except Exception as exc:  # one bad event never stops the stream
                     log.exception("validate: event at %s[%d]@%d failed", msg.topic, p, msg.offset)
                     await self._dead_letter(
                         value, UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
                     )
-                    c["dead_lettered"] += 1
-        for p, c in stats.items():
-            with _event_context(last[p]):
-                skey = f"p{p}".encode()
-                cur = self.validate_stats.get(skey)
-                st = ValidateStats.model_validate_json(cur) if cur else ValidateStats()
-                st.raw += c["raw"]
-                st.valid += c["valid"]
-                st.dead_lettered += c["dead_lettered"]
-                st.duplicates += c["duplicates"]
-                st.last_offset = last[p].message.offset
-                self.validate_stats[skey] = st.model_dump_json().encode()
-            self.counters.update({f"validate.{k}": v for k, v in c.items()})
+                    st.dead_lettered += 1
+        for p, ev in last.items():
+            with _event_context(ev):
+                self.validate_stats[f"p{p}".encode()] = stats[p].model_dump_json().encode()
+        self.counters["validate.raw"] += sum(1 for _ in batch)
         if time.monotonic() - self._last_seen_purge >= 10 * self.config.scan_every_s:
             self._last_seen_purge = time.monotonic()
             self._purge_seen(last)
@@ -284,6 +318,11 @@ class StreamsApp:
                         break
                     del self.seen[key]
                     self.counters["validate.seen_purged"] += 1
+
+    async def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        # Straight to the producer: faust's Topic.send adds per-message bookkeeping we do
+        # not need, since the consumer flushes the producer before every commit anyway.
+        await self.app.producer.send(topic, key, value, None, None, None)
 
     async def _dead_letter(
         self, value: bytes, reason: str, detail: str, ev: Ev, event_id: str | None
@@ -326,7 +365,7 @@ class StreamsApp:
                     self._watermark[p] = max(self._watermark.get(p, 0), t)
                     skey = f"{p}|{event.session_id}".encode()
                     state = self._load_session(sessions, skey, ev, event.session_id)
-                    applied = sessionizer.apply(state, event, policy)
+                    applied = sessionizer.apply(state, event, policy, offset=msg.offset)
                     sessions[skey] = (state, ev)
                     self._session_index.entries[skey] = (p, state.last_event_ms, state.closed)
                     if applied.duplicate:
@@ -357,6 +396,9 @@ class StreamsApp:
         hit = cache.get(key)
         if hit is not None:
             return hit[0]
+        mem = self._session_mem.get(key)
+        if mem is not None:
+            return mem
         raw = self.sessions.get(key)
         return SessionState.model_validate_json(raw) if raw else sessionizer.new_state(sid)
 
@@ -374,8 +416,11 @@ class StreamsApp:
         if hit is not None:
             cache[key] = (hit[0], ev)
             return hit[0]
-        raw = self.windows.get(key)
-        if raw:
+        mem = self._window_mem.get(key)
+        raw = None if mem is not None else self.windows.get(key)
+        if mem is not None:
+            w = mem
+        elif raw:
             w = WindowState.model_validate_json(raw)
         else:
             partial = f"p{p}"
@@ -439,6 +484,8 @@ class StreamsApp:
             ev = ctx[p]
             if key in sessions:
                 state = sessions[key][0]
+            elif key in self._session_mem:
+                state = self._session_mem[key]
             else:
                 raw = self.sessions.get(key)
                 if raw is None:  # revoked from this worker, or already deleted
@@ -456,6 +503,7 @@ class StreamsApp:
                 self._session_index.entries[key] = (p, state.last_event_ms, True)
             elif sessionizer.forgettable(state, wm, spol):
                 sessions.pop(key, None)
+                self._session_mem.pop(key, None)
                 with _event_context(ev):
                     self.sessions.pop(key, None)
                 del self._session_index.entries[key]
@@ -475,11 +523,14 @@ class StreamsApp:
                 self._window_index.entries[key] = (p, start, True)
             elif closed and rollup.forgettable(probe, wm, rpol):
                 windows.pop(key, None)
+                self._window_mem.pop(key, None)
                 with _event_context(ctx[p]):
                     self.windows.pop(key, None)
                 del self._window_index.entries[key]
 
     def _window_from_table(self, key: bytes) -> WindowState | None:
+        if key in self._window_mem:
+            return self._window_mem[key]
         raw = self.windows.get(key)
         return WindowState.model_validate_json(raw) if raw else None
 
@@ -501,11 +552,13 @@ class StreamsApp:
         for key, (state, ev) in sessions.items():
             with _event_context(ev):
                 self.sessions[key] = state.model_dump_json().encode()
+            self._session_mem[key] = state
         for key, (w, ev) in windows.items():
             if w.closed:
                 await self._publish(rollup.revise(w), None)
             with _event_context(ev):
                 self.windows[key] = w.model_dump_json().encode()
+            self._window_mem[key] = w
 
     # ------------------------------------------------------------------ detect ---------
 

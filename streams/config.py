@@ -25,7 +25,12 @@ class StreamsConfig:
     scan_every_s: float = 1.0  # how often open sessions/windows are checked for closing
     detector_grace_minutes: int = 2  # wait for partials of later minutes before judging
     commit_interval_s: float = 1.0
-    session: SessionPolicy = field(default_factory=SessionPolicy)
+    producer_max_batch_bytes: int = 1_000_000
+    producer_linger_s: float = 0.005
+    # The validate stage removes duplicate event ids; sessions dedupe replays of the events
+    # topic by log offset, and keep only the last few event ids (a crash between forwarding
+    # and recording can forward a recent event twice) instead of all of them.
+    session: SessionPolicy = field(default_factory=lambda: SessionPolicy(max_seen_ids=64))
     rollup: RollupPolicy = field(default_factory=RollupPolicy)
     detector: DetectorPolicy = field(default_factory=DetectorPolicy)
 

@@ -62,6 +62,7 @@ class SessionState(BaseModel):
     dims: dict[str, Any] = Field(default_factory=dict)
     dims_from_ms: int | None = None
     seen_ids: list[str] = Field(default_factory=list)
+    max_offset: int | None = None
     event_count: int = 0
     duplicates: int = 0
     first_event_ms: int = 0
@@ -169,14 +170,33 @@ def new_state(session_id: str) -> SessionState:
     return SessionState(session_id=session_id)
 
 
-def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POLICY) -> Applied:
-    """Apply one event to `state` (mutated in place) and say what changed."""
-    eid = str(event.event_id)
-    if eid in state.seen_ids:
-        state.duplicates += 1
-        return _DUPLICATE
-    state.seen_ids.append(eid)
-    del state.seen_ids[: -policy.max_seen_ids]
+def apply(
+    state: SessionState,
+    event: Event,
+    policy: SessionPolicy = DEFAULT_POLICY,
+    offset: int | None = None,
+) -> Applied:
+    """Apply one event to `state` (mutated in place) and say what changed.
+
+    Duplicates are recognised two ways: by event id (up to `policy.max_seen_ids` kept per
+    session; 0 turns it off), and, when the caller passes the event's log `offset` in its
+    partition, by offset: an event at or below the highest applied offset is a replay
+    after a restart. The offset check costs O(1) state, which is what the stream worker
+    uses once the validate stage has removed duplicate event ids.
+    """
+    if offset is not None:
+        if state.max_offset is not None and offset <= state.max_offset:
+            state.duplicates += 1
+            return _DUPLICATE
+        state.max_offset = offset
+    if policy.max_seen_ids > 0:
+        # 60 random bits of the UUID are plenty within one session and keep state small.
+        eid = event.event_id.hex[:16]
+        if eid in state.seen_ids:
+            state.duplicates += 1
+            return _DUPLICATE
+        state.seen_ids.append(eid)
+        del state.seen_ids[: -policy.max_seen_ids]
 
     t = to_ms(event.event_time)
     late = state.closed
@@ -228,9 +248,13 @@ def apply(state: SessionState, event: Event, policy: SessionPolicy = DEFAULT_POL
             if in_order:
                 state.current_kbps = p.bitrate_kbps
         case "heartbeat":
-            state.bitrate_samples.append((t, p.bitrate_kbps))
+            # Heartbeats repeat what is already known most of the time; in order, only a
+            # change is worth a sample or a mark (the timeline result is the same).
+            if not in_order or p.bitrate_kbps != state.current_kbps:
+                state.bitrate_samples.append((t, p.bitrate_kbps))
             playing_now = p.playing
-            marks.append("resumed" if p.playing else "paused")
+            if not in_order or p.playing == state.paused:
+                marks.append("resumed" if p.playing else "paused")
             if in_order:
                 state.current_kbps = p.bitrate_kbps
         case "bitrate_change":
