@@ -106,6 +106,7 @@ _SESSION_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "member_id": ("VARCHAR", ("member_id",)),
     "title_id": ("VARCHAR", ("title_id",)),
     "device_type": ("VARCHAR", ("device_type",)),
+    "os": ("VARCHAR", ("os",)),
     "app_version": ("VARCHAR", ("app_version",)),
     "region": ("VARCHAR", ("region",)),
     "isp": ("VARCHAR", ("isp",)),
