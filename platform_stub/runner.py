@@ -111,6 +111,11 @@ async def run_async(
             truth_file.write("\n")
 
     run = StubRun(options, keep_truths=False, on_session_end=session_ended)
+    # The member directory is written first so a long live run (the demo) can be looked up
+    # by email while it is still running.
+    with (run_dir / "members.jsonl").open("w", encoding="utf-8") as fh:
+        for member in run.population.members:
+            fh.write(json.dumps(member_record(member), separators=(",", ":")) + "\n")
     # Only runs that feed the pipeline leave a ledger for reconciliation to count.
     ledger_path = run_dir / "ledger.txt" if target in PIPELINE_TARGETS else None
     ledger = Ledger(ledger_path)
@@ -154,9 +159,6 @@ async def run_async(
 
     scenario_path = run_dir / "scenario.json"
     run.scenario_truth().write(scenario_path)
-    with (run_dir / "members.jsonl").open("w", encoding="utf-8") as fh:
-        for member in run.population.members:
-            fh.write(json.dumps(member_record(member), separators=(",", ":")) + "\n")
 
     summary = RunSummary(
         run_dir=str(run_dir),

@@ -8,6 +8,7 @@ is a `streamwatch ...` command with its own pid file and log under the data dire
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +16,12 @@ from typing import Any
 
 from infra.process import ManagedProcess, port_accepts
 from streamwatch.settings import Settings, get_settings
+
+DEMO_RUN = "demo-live"
+DEMO_AGENT = "demo"
+# A demo-only login for the local support console, printed by `make demo`. Real deployments
+# put an OIDC proxy in front and set STREAMWATCH_SUPPORT_TRUSTED_HEADER instead.
+DEMO_AGENT_PASSWORD = "streamwatch-demo"
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,10 @@ def services(settings: Settings) -> list[Service]:
                 "normal",
                 "--seed",
                 "1",
+                "--warmup",
+                "1800",
+                "--run-name",
+                DEMO_RUN,
             ),
         ),
         Service(
@@ -122,6 +133,33 @@ def up(settings: Settings) -> list[tuple[Service, str]]:
     return results
 
 
+def _streamwatch(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamwatch.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def prepare_support(settings: Settings) -> list[str]:
+    """Give the console a demo login and load the live stub's members into its directory."""
+    notes: list[str] = []
+    added = _streamwatch("support", "add-agent", DEMO_AGENT, stdin=DEMO_AGENT_PASSWORD + "\n")
+    if added.returncode == 0:
+        notes.append(f"support console login: {DEMO_AGENT} / {DEMO_AGENT_PASSWORD}")
+    members = settings.data_dir / "stub" / DEMO_RUN / "members.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not members.is_file():
+        time.sleep(1)
+    if members.is_file():
+        loaded = _streamwatch("support", "load-members", str(members))
+        notes.append("member directory loaded" if loaded.returncode == 0 else loaded.stderr.strip())
+    return notes
+
+
 def down(settings: Settings) -> list[tuple[str, bool]]:
     """Stop every service (downstream first)."""
     return [
@@ -139,6 +177,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
             failed = True
         where = f"  {svc.url}" if svc.url and state in ("started", "already running") else ""
         print(f"{svc.name:16s} {state}{where}")
+    if "support" in _available_commands():
+        for note in prepare_support(settings):
+            print(note)
     print(f"\nlogs: {settings.logs_dir}/")
     return 1 if failed else 0
 

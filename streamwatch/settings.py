@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     # groups derive from `topic_prefix` unless set, so test runs never share indices.
     search_index_prefix: str | None = Field(
         default=None,
-        description="Prefix of every search index/alias; defaults to 'streamwatch-' + topic_prefix.",
+        description="Prefix of every search index and alias ('streamwatch-' + topic_prefix).",
     )
     search_retention_days: int = Field(
         default=30, ge=1, description="Daily event indices older than this are deleted."
