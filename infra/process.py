@@ -27,6 +27,7 @@ class ManagedProcess:
     pid_file: Path
     log_file: Path
     marker: str
+    env_marker: str | None = None  # NAME=VALUE set in the process environment, if used
 
     def pid(self) -> int | None:
         """The live pid of this server, or None (a stale pid file is removed)."""
@@ -34,7 +35,10 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _cmdline_contains(pid, self.marker):
+        if self.env_marker is not None:
+            if _environ_contains(pid, self.env_marker):
+                return pid
+        elif _cmdline_contains(pid, self.marker):
             return pid
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
@@ -44,6 +48,9 @@ class ManagedProcess:
         """Spawn `argv` detached from our session, output appended to the log file."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        if self.env_marker is not None:
+            key, _, value = self.env_marker.partition("=")
+            env = {**(env if env is not None else os.environ), key: value}
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
                 argv,
@@ -101,13 +108,22 @@ def _alive(pid: int) -> bool:
 def _cmdline_contains(pid: int, marker: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except (FileNotFoundError, PermissionError):
+    except OSError:  # gone, exiting (zombie) or not ours to read
         return False
     if not _alive(pid):
         return False
     # Right after exec the kernel may not show the new command line yet: a live process
     # whose command line is still empty is the one we just spawned, not a recycled pid.
     return not cmdline or marker.encode() in cmdline
+
+
+def _environ_contains(pid: int, entry: str) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # gone, exiting (zombie) or not ours to read
+        return False
+    # As with the command line, a just-exec'd process may briefly show nothing.
+    return _alive(pid) and (environ == [b""] or entry.encode() in environ)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -49,10 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `streamwatch` console script."""
     parser = build_parser()
-    raw = list(sys.argv[1:] if argv is None else argv)
-    # `--demo-service=NAME` only marks a process started by `streamwatch demo` so it can be
-    # found again by its command line; no command takes it as an option.
-    args = parser.parse_args([a for a in raw if not a.startswith("--demo-service=")])
+    args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int | None] = args.handler
     try:
         return handler(args) or 0

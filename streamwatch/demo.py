@@ -39,8 +39,10 @@ class Service:
             name=self.name,
             pid_file=run_dir / f"{self.name}.pid",
             log_file=settings.logs_dir / f"{self.name}.log",
-            # Every demo process carries the data dir and its own name on its command line.
-            marker=f"--demo-service={self.name}",
+            # Found again by an environment tag, which survives a service exec-ing into
+            # another program (the Streamlit apps do).
+            env_marker=f"STREAMWATCH_DEMO_SERVICE={self.name}",
+            marker="",
         )
 
 
@@ -66,7 +68,7 @@ def services(settings: Settings) -> list[Service]:
                 "--target",
                 "http",
                 "--collector-url",
-                collector_url,
+                f"{collector_url}/v1/events",
                 "--members",
                 "2000",
                 "--rate",
@@ -118,9 +120,7 @@ def up(settings: Settings) -> list[tuple[Service, str]]:
         if proc.pid() is not None:
             results.append((svc, "already running"))
             continue
-        proc.start(
-            [sys.executable, "-m", "streamwatch.cli", *svc.command, f"--demo-service={svc.name}"]
-        )
+        proc.start([sys.executable, "-m", "streamwatch.cli", *svc.command])
         results.append((svc, "started"))
     # Wait briefly for the services that listen, so printed URLs answer when shown.
     deadline = time.monotonic() + 60
