@@ -57,3 +57,25 @@ def kafka_bootstrap(stack_settings: Settings) -> str:
 def opensearch_url(stack_settings: Settings) -> str:
     """Base URL of the real local OpenSearch."""
     return stack_settings.search_endpoint
+
+
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the process right after pytest's summary.
+
+    DuckDB's bindings (nanobind) print pages of "leaked instance" notes at interpreter
+    shutdown; they are harmless but would bury pytest's closing summary line, which is what
+    CI reads. Skipping interpreter finalisation keeps the summary the last thing printed.
+    """
+    if _exit_status:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])
