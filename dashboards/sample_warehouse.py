@@ -265,7 +265,7 @@ def write_table(
     if bad:
         raise ValueError(f"{table}: rows the warehouse would reject: {dict(list(bad.items())[:3])}")
     write_partitioned(root, spec, arrow)
-    return arrow.num_rows
+    return int(arrow.num_rows)  # pyarrow ships no type hints: num_rows is Any to mypy
 
 
 def write_warehouse(root: Path, sample: SampleRun) -> dict[str, int]:

@@ -127,7 +127,10 @@ def _prom(ref: str, expr: str, legend: str, ds: Datasource) -> dict[str, Any]:
 def pipeline_dashboard(settings: Settings) -> dict[str, Any]:
     """Pipeline health from the exporters of `dashboards.service_metrics`."""
     ds = datasources(settings)[1]
-    q = lambda ref, expr, legend: _prom(ref, expr, legend, ds)  # noqa: E731
+
+    def q(ref: str, expr: str, legend: str) -> dict[str, Any]:
+        return _prom(ref, expr, legend, ds)
+
     panels = [
         panel("Records per second by stage", ds, [q("A",
             'sum by (stage) (rate(streamwatch_records_total{outcome="ok"}[1m]))', "{{stage}}")],

@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
-from grafana_client import GrafanaApi
+from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
 from dashboards.grafana.dashboards import all_dashboards, datasources
 from streamwatch.settings import Settings
+
+
+class _DatasourceApi(Protocol):
+    def get_datasource_by_name(self, datasource_name: str) -> dict[str, Any]: ...
+    def create_datasource(self, datasource: dict[str, Any]) -> dict[str, Any]: ...
+    def update_datasource(
+        self, datasource_id: int, datasource: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+class _SearchApi(Protocol):
+    def search_dashboards(
+        self, *, dashboard_uids: list[str], type_: str
+    ) -> list[dict[str, Any]]: ...
+
+
+class _DashboardApi(Protocol):
+    def update_dashboard(self, dashboard: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class _Grafana(Protocol):
+    """The part of `GrafanaApi` used here, with the JSON shapes Grafana's HTTP API returns."""
+
+    @property
+    def datasource(self) -> _DatasourceApi: ...
+    @property
+    def search(self) -> _SearchApi: ...
+    @property
+    def dashboard(self) -> _DashboardApi: ...
 
 
 @dataclass
@@ -26,11 +55,13 @@ class ProvisionResult:
         ]
 
 
-def _api(url: str, token: str | None) -> GrafanaApi:
-    return GrafanaApi.from_url(url=url, credential=token)
+def _api(url: str, token: str | None) -> _Grafana:
+    # cast: grafana-client's element methods (and from_url's return) are unannotated, so
+    # mypy sees Any; _Grafana states the signatures of the calls made below.
+    return cast(_Grafana, GrafanaApi.from_url(url=url, credential=token))
 
 
-def _upsert_datasource(api: GrafanaApi, payload: dict[str, Any]) -> str:
+def _upsert_datasource(api: _Grafana, payload: dict[str, Any]) -> str:
     try:
         existing = api.datasource.get_datasource_by_name(payload["name"])
     except GrafanaClientError as exc:

@@ -29,17 +29,17 @@ def body() -> None:
         "Peak control-plane",
         ui.fmt(float(ingest["control_plane_rps"].max()) if len(ingest) else None, "req/s", 2),
     )
-    cols = st.columns(3)
-    cols[0].metric(
+    cols3 = st.columns(3)
+    cols3[0].metric(
         "Telemetry ingest (peak)",
         ui.fmt(float(ingest["mb_per_s"].max()) if len(ingest) else None, "MB/s", 3),
     )
-    cols[1].metric(
+    cols3[1].metric(
         "Telemetry events (peak)",
         ui.fmt(float(ingest["events_per_s"].max()) if len(ingest) else None, "events/s", 1),
     )
     per_day = storage.groupby("day")["bytes"].sum() if len(storage) else pd.Series(dtype=float)
-    cols[2].metric(
+    cols3[2].metric(
         "Storage growth (max day)",
         ui.fmt(float(per_day.max()) / 1e6 if len(per_day) else None, "MB/day", 2),
     )
