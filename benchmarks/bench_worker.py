@@ -28,6 +28,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks.kafka_reference import consumer_performance
 from ingest.events import EVENT_ADAPTER
 from platform_stub.generator import RunOptions, StubRun
 from streams.app import app_id
@@ -125,6 +126,8 @@ def bench_worker(keys: list[bytes], values: list[bytes]) -> None:
     asyncio.run(_produce(s, keys, values))
     n = len(values)
     bare_s = asyncio.run(_bare_consume(s, n))
+    # Kafka's own consumer perf tool over the same topic, same run.
+    kafka_ref = consumer_performance(s, s.topic(topics.RAW), n)
     env = {
         **os.environ,
         "STREAMWATCH_TOPIC_PREFIX": s.topic_prefix,
@@ -150,8 +153,10 @@ def bench_worker(keys: list[bytes], values: list[bytes]) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     print(f"worker events={n} partitions={s.partitions_for(topics.RAW)} workers=1")
+    print(f"  ConsumerPerformance      {kafka_ref.records_per_s:10.0f} ev/s   (Kafka's tool)")
     print(f"  bare consumer loop (ref) {n / bare_s:10.0f} ev/s")
     print(f"  streams worker validate  {n / worker_s:10.0f} ev/s   ratio {bare_s / worker_s:.3f}")
+    print(f"  ratio worker / ConsumerPerformance = {n / worker_s / kafka_ref.records_per_s:.4f}")
 
 
 def main() -> int:
