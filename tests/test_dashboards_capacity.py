@@ -48,7 +48,7 @@ def test_bits_and_spreading() -> None:
 
 
 def test_egress_and_concurrency_match_session_summaries(tmp_path: Path) -> None:
-    run = sw.run(sw.Scenario(minutes=15, fault_isp=None))
+    run = sw.run(sw.Scenario(name="normal", members=600, rate=40.0, duration_s=600.0))
     sw.write_warehouse(tmp_path, run)
     con = warehouse.connect(Settings(warehouse_dir=tmp_path))
     page = concurrency_and_egress(con, Filters())

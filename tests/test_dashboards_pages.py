@@ -1,6 +1,7 @@
-"""Every SRE page under Streamlit's AppTest, on warehouse data from an isp_congestion run,
-an empty warehouse and one holding only dead letters: no exception, and each page's
-headline figures equal the same SQL run directly against the warehouse."""
+"""Every SRE page under Streamlit's AppTest, on warehouse data from a real `isp_congestion` stub
+run (replayed through streams, written by the warehouse writer), an empty warehouse and one
+holding only dead letters: no exception, and each page's headline figures equal the same SQL
+run directly against the warehouse. The congested ISP is the stub's ground truth."""
 
 from __future__ import annotations
 
