@@ -48,6 +48,7 @@ METRICS: tuple[IncidentMetric, ...] = (
     "rebuffer_pct",
     "startup_p95_ms",
 )
+SHARE_METRIC: IncidentMetric = "plays_share_pct"  # a title's share of all plays (flash crowds)
 # Failure rates: (sessions failing this minute, sessions at risk this minute). Start
 # failures are judged against this minute's plays, so long-running sessions do not dilute
 # a fault that only breaks new starts (an OCA or a licence server going down).
@@ -81,6 +82,22 @@ class DetectorPolicy:
     chronic_veto_z: float = 2.0
     resolve_after_minutes: int = 3
     explain_share: float = 0.9  # removing the root cause removes >= 90 % of the excess
+    # A single anomalous minute pages only at this z; otherwise two minutes in a row.
+    immediate_z: float = 6.0
+    removal_share: float = 0.5  # a root cause found by removal carries half the excess
+    narrow_prior_log: float = 2.5  # odds (log) the narrower explanation starts with
+    narrow_sure_log: float = 1.0  # odds (log) at which the narrower one is taken at once
+    min_window_plays: int = 10  # start failures: plays over `start_window_minutes`
+    # Start failures are judged over the last few minutes' plays (distinct sessions), so a
+    # small OCA's outage is measurable within minutes, not only a big one's.
+    start_window_minutes: int = 3
+    # Localisation by removal: the aggregate without the root cause is back to normal
+    # (its tail against the aggregate's own baseline is no smaller than this z-score).
+    normal_z: float = 3.0
+    # A title's share of plays (flash crowds): the share must at least double and grow
+    # by this many points; its cohort is its plays this minute (min_plays).
+    share_min_delta: float = 3.0
+    share_min_ratio: float = 2.0
 
 
 DEFAULT_POLICY = DetectorPolicy()
@@ -122,7 +139,12 @@ class DetectorState(BaseModel):
 
     baselines: dict[str, Baseline] = Field(default_factory=dict)
     open: dict[str, OpenIncident] = Field(default_factory=dict)
+    # Metric -> the last minute (window start, ms) it had a localised anomaly.
+    pending: dict[str, int] = Field(default_factory=dict)
+    pending_streak: dict[str, int] = Field(default_factory=dict)  # minutes in a row
     last_window_ms: int | None = None
+    # Previous minutes' (failed_starts, plays) per "dimension|value", by window start (ms).
+    recent_starts: dict[str, dict[str, list[int]]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,7 @@ class Finding:
     cohort: float
     affected: int
     z: float
+    tentative: bool = False  # localised, but a wider value may still turn out the cause
 
 
 # --- metric views over counts ---------------------------------------------------------------
@@ -164,7 +187,7 @@ def _cohort(metric: IncidentMetric, c: MinuteCounts) -> float:
 def _big_enough(metric: IncidentMetric, c: MinuteCounts, p: DetectorPolicy) -> bool:
     need = {
         "playback_failure_pct": p.min_active_sessions,
-        "start_failure_pct": p.min_plays,
+        "start_failure_pct": p.min_window_plays,
         "rebuffer_pct": p.min_watch_ms,
         "startup_p95_ms": p.min_startup_samples,
     }[metric]
@@ -295,6 +318,13 @@ def _share_slower_z(c: MinuteCounts, p95_ref: float) -> float:
     return _z_of(_binom_sf(slow, c.startup.count, 0.05))
 
 
+def _floored(b: Baseline | None, floor: Baseline | None) -> Baseline | None:
+    """`b` with its mean raised to `floor`'s when `floor` is warm and higher."""
+    if b is None or floor is None or floor.n == 0 or floor.mean <= b.mean:
+        return b
+    return Baseline(mean=floor.mean, var=b.var, n=b.n)
+
+
 def _excess(metric: IncidentMetric, c: MinuteCounts, typical: float) -> float:
     """How much worse than `typical` a cohort is, in additive units (sessions, ms, starts).
 
@@ -331,18 +361,89 @@ def _severity(observed: float, expected: float, affected: int) -> Severity:
 # --- one minute ---------------------------------------------------------------------------
 
 
+def _start_view(
+    state: DetectorState, values: Mapping[DimValue, MinuteCounts]
+) -> dict[DimValue, MinuteCounts]:
+    """Start failures and plays of this minute plus the previous ones kept in `state`."""
+    sums: dict[DimValue, list[int]] = {dim: [c.failed_starts, c.plays] for dim, c in values.items()}
+    for minute in state.recent_starts.values():
+        for key, (k, n) in minute.items():
+            d, _, v = key.partition("|")
+            acc = sums.setdefault((d, v), [0, 0])
+            acc[0] += k
+            acc[1] += n
+    return {dim: MinuteCounts(failed_starts=k, plays=n) for dim, (k, n) in sums.items()}
+
+
+def _in_play_view(values: Mapping[DimValue, MinuteCounts]) -> dict[DimValue, MinuteCounts]:
+    """Active sessions and the failures after first frame (start failures are their own
+    metric: one fault, one incident)."""
+    return {
+        dim: MinuteCounts(
+            active_sessions=c.active_sessions,
+            failed_sessions=max(c.failed_sessions - c.failed_starts, 0),
+        )
+        for dim, c in values.items()
+    }
+
+
+def views(
+    state: DetectorState, values: Mapping[DimValue, MinuteCounts]
+) -> dict[IncidentMetric, Mapping[DimValue, MinuteCounts]]:
+    """The counts each metric is judged on: this minute, or a few for start failures;
+    playback failures without the start failures (judged by start_failure_pct)."""
+    out: dict[IncidentMetric, Mapping[DimValue, MinuteCounts]] = {m: values for m in METRICS}
+    out["start_failure_pct"] = _start_view(state, values)
+    out["playback_failure_pct"] = _in_play_view(values)
+    out[SHARE_METRIC] = values
+    return out
+
+
+def _share_findings(
+    state: DetectorState, values: Mapping[DimValue, MinuteCounts], policy: DetectorPolicy
+) -> list[Finding]:
+    """Titles whose share of this minute's plays is far above their usual share.
+
+    Shares, not plays: the daily load ramp moves every title's plays, not its share.
+    """
+    total = values.get((ALL, ALL))
+    out: list[Finding] = []
+    if total is None or total.plays <= 0:
+        return out
+    for dim, c in values.items():
+        if dim[0] != "title_id" or c.plays < policy.min_plays:
+            continue
+        b = state.baselines.get(_bkey(SHARE_METRIC, dim))
+        if b is None or b.n < policy.warmup_minutes:
+            continue
+        x = 100.0 * c.plays / total.plays
+        z = _z_of(_binom_sf(c.plays, total.plays, min(max(b.mean / 100, 1e-4), 1.0)))
+        if (
+            z >= policy.z_threshold
+            and x - b.mean >= policy.share_min_delta
+            and x >= b.mean * policy.share_min_ratio
+        ):
+            out.append(Finding(SHARE_METRIC, dim, x, b.mean, float(c.plays), c.plays, z))
+    return out
+
+
 def find(
     state: DetectorState,
     values: Mapping[DimValue, MinuteCounts],
     policy: DetectorPolicy = DEFAULT_POLICY,
 ) -> dict[IncidentMetric, list[Finding]]:
     """Every anomalous dimension value per metric in this minute (no state change)."""
-    total = values.get((ALL, ALL))
-    out: dict[IncidentMetric, list[Finding]] = {m: [] for m in METRICS}
-    if total is None:
+    out: dict[IncidentMetric, list[Finding]] = {m: [] for m in (*METRICS, SHARE_METRIC)}
+    if (ALL, ALL) not in values:
         return out
+    per_metric = views(state, values)
+    out[SHARE_METRIC] = _share_findings(state, values, policy)
     for metric in METRICS:
-        for dim, c in values.items():
+        view = per_metric[metric]
+        total = view[(ALL, ALL)]
+        b_all = state.baselines.get(_bkey(metric, (ALL, ALL)))
+        share_all = state.baselines.get(_bkey(_STALL_SHARE, (ALL, ALL)))
+        for dim, c in view.items():
             if not _big_enough(metric, c, policy):
                 continue
             x = _value(metric, c)
@@ -357,6 +458,11 @@ def find(
             hz: float | None = None
             if warm and b is not None:
                 share = state.baselines.get(_bkey(_STALL_SHARE, dim))
+                if dim != (ALL, ALL):
+                    # A value that never failed in its short history is not expected to
+                    # never fail: its usual level is at least the aggregate's usual level.
+                    b = _floored(b, b_all) or b
+                    share = _floored(share, share_all)
                 hz = _history_z(metric, x, b, c, share)
             if dim != (ALL, ALL):
                 rest = total.minus(c)
@@ -408,6 +514,175 @@ def _typical(
     return min(candidates) if candidates else None
 
 
+def _sibling_anomalous(
+    metric: IncidentMetric,
+    c: MinuteCounts,
+    rest: MinuteCounts,
+    z_min: float,
+    policy: DetectorPolicy,
+) -> bool:
+    """`c` is significantly and materially worse than `rest` (no minimum cohort)."""
+    if _cohort(metric, c) <= 0 or _cohort(metric, rest) <= 0:
+        return False
+    if metric in _RATES and getattr(c, _RATES[metric][0]) <= 0:
+        return False
+    x, r = _value(metric, c), _value(metric, rest)
+    if x is None or r is None or not _departs(metric, x, r, policy):
+        return False
+    return _sibling_z(metric, c, rest, policy) >= z_min
+
+
+def _rate_counts(metric: IncidentMetric, c: MinuteCounts) -> tuple[int, int] | None:
+    """(viewers hit, viewers at risk) behind a metric; None for startup."""
+    if metric in _RATES:
+        k, n = _RATES[metric]
+        return int(getattr(c, k)), int(getattr(c, n))
+    if metric == "rebuffer_pct":
+        return c.rebuffering_sessions, c.active_sessions
+    return None
+
+
+def _explained(
+    metric: IncidentMetric,
+    remainder: MinuteCounts,
+    reference: MinuteCounts,
+    candidate: MinuteCounts,
+    policy: DetectorPolicy,
+) -> bool | None:
+    """A finding without the candidate (`remainder`) is back to normal.
+
+    Normal: not significantly worse than `reference`, and (for proportions) more likely at
+    the reference's rate than at the candidate's. The second test separates "the newest
+    app version of one OS" from "the whole OS" when the remainder is a small cohort that
+    no significance test can judge yet: a few failures in it point to the wider value.
+    """
+    if _sibling_anomalous(metric, remainder, reference, policy.normal_z, policy):
+        return False
+    if metric == "startup_p95_ms":
+        # Starts slower than the reference's p95: 5 % of the reference's by definition.
+        p95 = reference.startup.quantile(0.95)
+        if p95 is None:
+            return True
+        top = bucket_of(p95)
+        slow = (
+            sum(k for b, k in remainder.startup.buckets.items() if b > top),
+            remainder.startup.count,
+        )
+        ref = (0.05 * reference.startup.count, reference.startup.count)
+        cand = (
+            sum(k for b, k in candidate.startup.buckets.items() if b > top),
+            candidate.startup.count,
+        )
+        kn: tuple[float, float] | None = slow
+    else:
+        kn, ref_c, cand_c = (_rate_counts(metric, x) for x in (remainder, reference, candidate))
+        if ref_c is None or cand_c is None:
+            return True
+        ref, cand = ref_c, cand_c
+    if kn is None or kn[1] <= 0:
+        return True
+    k, n = min(max(kn[0], 0), kn[1]), kn[1]
+    p0 = min(max(max(ref[0], 0.5) / max(ref[1], 1), 1e-6), 1 - 1e-6)
+    p1 = min(max(cand[0] / max(cand[1], 1), 1e-6), 1 - 1e-6)
+    if p1 <= p0:
+        return True
+    log_lr = k * math.log(p0 / p1) + (n - k) * math.log((1 - p0) / (1 - p1))
+    # The narrower explanation is preferred unless the remainder clearly says otherwise
+    # (a background failure or two in it is no evidence of a wider fault); in between,
+    # the evidence is weighed again next minute.
+    if log_lr >= policy.narrow_sure_log:
+        return True
+    return None if log_lr >= -policy.narrow_prior_log else False
+
+
+def _by_removal(
+    metric: IncidentMetric,
+    findings: list[Finding],
+    values: Mapping[DimValue, MinuteCounts],
+    policy: DetectorPolicy,
+) -> Finding | None:
+    """The narrowest value whose removal brings every anomalous value back to normal.
+
+    A candidate must be clearly worse than the traffic without it; then each finding
+    without the candidate's sessions must no longer be worse than that traffic. A value
+    below the minimum cohort may be the answer (a small OCA inside an anomalous ISP): the
+    findings already established that something is wrong, removal says where.
+    """
+    total = values[(ALL, ALL)]
+    total_cohort = _cohort(metric, total)
+    best: tuple[tuple[float, int], Finding] | None = None
+    max_excess = _max_excess(metric, findings, values)
+    for dim, c in values.items():
+        cohort = _cohort(metric, c)
+        if dim == (ALL, ALL) or not 0 < cohort < total_cohort:
+            continue
+        if best is not None and (cohort, _DIM_PRIORITY.index(dim[0])) >= best[0]:
+            continue
+        found = _removal_candidate(metric, dim, findings, values, policy, max_excess)
+        if found is not None:
+            best = ((cohort, _DIM_PRIORITY.index(dim[0])), found)
+    return None if best is None else best[1]
+
+
+def _lingering(
+    metric: IncidentMetric,
+    dim: DimValue,
+    view: Mapping[DimValue, MinuteCounts],
+    policy: DetectorPolicy,
+) -> bool:
+    """An open incident's value is still somewhat worse than the rest (its fault's tail)."""
+    c = view.get(dim)
+    if metric == SHARE_METRIC or c is None or dim == (ALL, ALL):
+        return False
+    return _sibling_anomalous(metric, c, view[(ALL, ALL)].minus(c), policy.normal_z, policy)
+
+
+def _max_excess(
+    metric: IncidentMetric, findings: list[Finding], values: Mapping[DimValue, MinuteCounts]
+) -> float:
+    """The largest excess of a finding over the traffic outside it (additive units)."""
+    total = values[(ALL, ALL)]
+    out = 0.0
+    for f in findings:
+        if f.dim != (ALL, ALL):
+            c = values[f.dim]
+            r = _value(metric, total.minus(c))
+            if r is not None:
+                out = max(out, _excess(metric, c, r))
+    return out
+
+
+def _removal_candidate(
+    metric: IncidentMetric,
+    dim: DimValue,
+    findings: list[Finding],
+    values: Mapping[DimValue, MinuteCounts],
+    policy: DetectorPolicy,
+    max_excess: float,
+) -> Finding | None:
+    """`dim` as the root cause of this minute's findings, or None if it is not one."""
+    total = values[(ALL, ALL)]
+    c = values.get(dim)
+    if c is None or dim == (ALL, ALL):
+        return None
+    rest = total.minus(c)
+    if not _sibling_anomalous(metric, c, rest, policy.normal_z, policy):
+        return None
+    # Each finding without the candidate, against the traffic outside that finding.
+    verdicts = [
+        _explained(metric, values[f.dim].minus(c), total.minus(values[f.dim]), c, policy)
+        for f in findings
+        if f.dim not in (dim, (ALL, ALL))
+    ]
+    if False in verdicts:
+        return None
+    x, r = _value(metric, c), _value(metric, rest)
+    if x is None or r is None or _excess(metric, c, r) < policy.removal_share * max_excess:
+        return None
+    z = _sibling_z(metric, c, rest, policy)
+    return Finding(metric, dim, x, r, _cohort(metric, c), _affected(metric, c), z, None in verdicts)
+
+
 def localise(
     metric: IncidentMetric,
     findings: list[Finding],
@@ -424,6 +699,12 @@ def localise(
     """
     if not findings:
         return None
+    if metric == SHARE_METRIC:
+        # The title with most plays above its usual share.
+        return max(findings, key=lambda f: f.cohort * (1 - f.expected / max(f.observed, 1e-9)))
+    removal = _by_removal(metric, findings, values, policy)
+    if removal is not None:
+        return removal
     total = values[(ALL, ALL)]
     # A value that carries all the traffic (one OS everywhere) localises nothing.
     narrow = [f for f in findings if f.dim != (ALL, ALL) and f.cohort < _cohort(metric, total)]
@@ -455,9 +736,37 @@ def evaluate(
 ) -> list[Incident]:
     """Evaluate one closed minute; returns incidents opened or resolved (state mutated)."""
     window_end = window_start + timedelta(minutes=1)
+    window_ms = int(window_start.timestamp() * 1000)
     findings = find(state, values, policy)
+    per_metric = views(state, values)
     emitted: list[Incident] = []
     anomalous = {(f.metric, f.dim) for fs in findings.values() for f in fs}
+    bests: dict[IncidentMetric, Finding] = {}
+    for metric, fs in findings.items():
+        view = per_metric[metric]
+        best = localise(metric, fs, view, policy, state.baselines.get(_bkey(metric, (ALL, ALL))))
+        if best is not None:
+            bests[metric] = best
+            if (metric, best.dim) not in anomalous:
+                fs.append(best)
+                anomalous.add((metric, best.dim))
+    # An open incident's value stays anomalous while it is clearly worse than the rest of
+    # the traffic, even below the minimum cohort it was localised with.
+    for oi in state.open.values():
+        metric, dim = oi.incident.metric, (oi.incident.dimension, oi.incident.value)
+        view = per_metric[metric]
+        if (metric, dim) in anomalous or metric == SHARE_METRIC or dim not in view:
+            continue
+        total = view[(ALL, ALL)]
+        c = view[dim]
+        if dim != (ALL, ALL) and _sibling_anomalous(
+            metric, c, total.minus(c), policy.z_threshold, policy
+        ):
+            x, r = _value(metric, c), _value(metric, total.minus(c))
+            assert x is not None and r is not None
+            z = _sibling_z(metric, c, total.minus(c), policy)
+            findings[metric].append(_finding(metric, dim, x, r, c, z))
+            anomalous.add((metric, dim))
 
     # 1. Open incidents: update while anomalous, resolve after a run of normal minutes.
     for key in list(state.open):
@@ -494,28 +803,50 @@ def evaluate(
 
     # 2. New incidents: one per metric, localised; suppressed while one is open for the
     #    same metric and its dimension value is still anomalous (the same fault).
-    for metric in METRICS:
-        best = localise(
-            metric,
-            findings[metric],
-            values,
-            policy,
-            state.baselines.get(_bkey(metric, (ALL, ALL))),
-        )
+    for metric in (*METRICS, SHARE_METRIC):
+        best = bests.get(metric)
         if best is None:
             continue
+        view = per_metric[metric]
         same_metric_open = [
             oi
             for oi in state.open.values()
             if oi.incident.metric == metric
-            and (metric, (oi.incident.dimension, oi.incident.value)) in anomalous
+            and (
+                (metric, (oi.incident.dimension, oi.incident.value)) in anomalous
+                or _lingering(metric, (oi.incident.dimension, oi.incident.value), view, policy)
+            )
         ]
         # Start failures are failures too: one fault, one incident.
         same_fault_open = metric in _RATES and any(
             oi.incident.metric in _RATES and (oi.incident.dimension, oi.incident.value) == best.dim
             for oi in state.open.values()
         )
-        if same_metric_open or same_fault_open:
+        # A symptom of an open incident's fault on another metric (slow starts behind a
+        # licence outage): that value explains this metric's anomaly too.
+        other_open = metric != SHARE_METRIC and any(
+            (oi.incident.dimension, oi.incident.value) != best.dim
+            and _removal_candidate(
+                metric,
+                (oi.incident.dimension, oi.incident.value),
+                findings[metric],
+                view,
+                policy,
+                _max_excess(metric, findings[metric], view),
+            )
+            is not None
+            for oi in state.open.values()
+            if oi.incident.metric != metric
+        )
+        if same_metric_open or same_fault_open or other_open:
+            continue
+        # One minute pages only on overwhelming evidence; otherwise the metric must have
+        # been anomalous the minute before too (noise rarely lasts, faults do).
+        previous = state.pending.get(metric)
+        streak = state.pending_streak.get(metric, 0) if previous == window_ms - 60_000 else 0
+        if best.tentative and streak < 2:
+            continue
+        if best.z < policy.immediate_z and streak < 1:
             continue
         iid = incident_id(metric, best.dim, window_start)
         inc = Incident(
@@ -542,7 +873,7 @@ def evaluate(
 
     # 3. Baselines learn only from normal minutes with a big enough cohort.
     for metric in METRICS:
-        for dim, c in values.items():
+        for dim, c in per_metric[metric].items():
             if (metric, dim) in anomalous or not _big_enough(metric, c, policy):
                 continue
             x = _value(metric, c)
@@ -554,7 +885,28 @@ def evaluate(
                 state.baselines.setdefault(_bkey(_STALL_SHARE, dim), Baseline()).update(
                     c.rebuffering_sessions / c.active_sessions, policy.ewma_alpha
                 )
-    state.last_window_ms = int(window_start.timestamp() * 1000)
+    everything = values.get((ALL, ALL))
+    if everything is not None and everything.plays > 0:
+        for dim, c in values.items():
+            if dim[0] == "title_id" and (SHARE_METRIC, dim) not in anomalous:
+                state.baselines.setdefault(_bkey(SHARE_METRIC, dim), Baseline()).update(
+                    100.0 * c.plays / everything.plays, policy.ewma_alpha
+                )
+    state.pending_streak = {
+        m: state.pending_streak.get(m, 0) + 1 if state.pending.get(m) == window_ms - 60_000 else 1
+        for m in bests
+    }
+    state.pending = {m: window_ms for m in bests}
+    # Keep this minute's start counts for the next minutes' start-failure window.
+    state.recent_starts[str(window_ms)] = {
+        f"{d}|{v}": [c.failed_starts, c.plays]
+        for (d, v), c in values.items()
+        if c.plays or c.failed_starts
+    }
+    keep_from = window_ms - (policy.start_window_minutes - 1) * 60_000
+    for key in [k for k in state.recent_starts if int(k) < keep_from]:
+        del state.recent_starts[key]
+    state.last_window_ms = window_ms
     return emitted
 
 

@@ -17,7 +17,7 @@ from streams.sketch import LatencySketch
 
 EndedBy = Literal["playback_end", "timeout"]
 IncidentMetric = Literal[
-    "playback_failure_pct", "start_failure_pct", "rebuffer_pct", "startup_p95_ms"
+    "playback_failure_pct", "start_failure_pct", "rebuffer_pct", "startup_p95_ms", "plays_share_pct"
 ]
 IncidentStatus = Literal["open", "resolved"]
 Severity = Literal["minor", "major", "critical"]
