@@ -163,6 +163,7 @@ class StreamsApp:
             producer_linger=self.config.producer_linger_s,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=self.config.commit_interval_s,
+            broker_session_timeout=self.config.broker_session_timeout_s,
             table_standby_replicas=0,
             key_serializer="raw",
             value_serializer="raw",

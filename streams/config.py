@@ -25,6 +25,9 @@ class StreamsConfig:
     scan_every_s: float = 1.0  # how often open sessions/windows are checked for closing
     detector_grace_minutes: int = 2  # wait for partials of later minutes before judging
     commit_interval_s: float = 1.0
+    # Kafka drops a worker that stopped heartbeating (e.g. killed) after this long; until
+    # then its partitions wait, and a restarted worker waits for the rebalance.
+    broker_session_timeout_s: float = 60.0
     producer_max_batch_bytes: int = 1_000_000
     producer_linger_s: float = 0.005
     # The validate stage removes duplicate event ids; sessions dedupe replays of the events

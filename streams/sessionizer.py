@@ -183,17 +183,22 @@ def apply(
     partition, by offset: an event at or below the highest applied offset is a replay
     after a restart. The offset check costs O(1) state, which is what the stream worker
     uses once the validate stage has removed duplicate event ids.
+
+    With offsets, a duplicate is the pipeline's own redelivery (a replay after a crash, or
+    an event forwarded twice by a validate stage that crashed before recording it): it is
+    dropped without a trace, so a crash changes nothing in the summary. `duplicates` (the
+    summary's `duplicate_events`) counts the input's duplicates only without offsets.
     """
     if offset is not None:
         if state.max_offset is not None and offset <= state.max_offset:
-            state.duplicates += 1
             return _DUPLICATE
         state.max_offset = offset
     if policy.max_seen_ids > 0:
         # 60 random bits of the UUID are plenty within one session and keep state small.
         eid = event.event_id.hex[:16]
         if eid in state.seen_ids:
-            state.duplicates += 1
+            if offset is None:
+                state.duplicates += 1
             return _DUPLICATE
         state.seen_ids.append(eid)
         del state.seen_ids[: -policy.max_seen_ids]
