@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infra.process import ManagedProcess, require_free_ports
+from infra.process import ManagedProcess, listening_pid, require_free_ports
 from streamwatch.errors import StartupTimeoutError, StreamwatchError
 from streamwatch.settings import Settings
 
@@ -70,8 +70,11 @@ class Component(ABC):
         return self.version
 
     def status(self) -> ComponentStatus:
-        pid = self.process.pid()
         healthy = self.is_healthy()
+        pid = self.process.pid()
+        if pid is None and healthy:
+            # Reused, not started by us (another checkout or by hand): find it by its port.
+            pid = listening_pid(self.ports()[0])
         return ComponentStatus(
             name=self.name,
             running=pid is not None or healthy,

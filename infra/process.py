@@ -126,6 +126,41 @@ def _environ_contains(pid: int, entry: str) -> bool:
     return _alive(pid) and (environ == [b""] or entry.encode() in environ)
 
 
+def listening_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP `port` on this machine, if it can be seen.
+
+    Used for servers that streamwatch reuses but did not start (no pid file of ours).
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(fields[9])
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            for fd in (proc_dir / "fd").iterdir():
+                if os.readlink(fd) in wanted:
+                    return int(proc_dir.name)
+        except OSError:
+            continue
+    return None
+
+
 def port_is_free(host: str, port: int) -> bool:
     """Whether `port` can be bound on `host` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
