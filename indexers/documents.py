@@ -182,7 +182,7 @@ INCIDENT_COLUMNS: tuple[Column, ...] = (
     _C("status", "keyword", "open | resolved."),
     _C("revision", "int", "Revision; a later one supersedes."),
     _C("metrics_version", "keyword", "Version of streams.metrics used."),
-    _C("metric", "keyword", "playback_failure_pct | rebuffer_pct | startup_p95_ms."),
+    _C("metric", "keyword", "Metric that departed (streams.records.IncidentMetric)."),
     _C("dimension", "keyword", "Root-cause dimension, e.g. oca_id."),
     _C("value", "keyword", "Value of that dimension, e.g. 'oca-17'."),
     _C("started_at", "timestamp", "First anomalous minute (partitions the table)."),
