@@ -14,9 +14,17 @@ from indexers.search_backend import (
     SearchUnavailable,
     bulk_lines,
     parse_bulk_response,
+    retry_read,
 )
 from indexers.search_mappings import ilm_policy
 from streamwatch.settings import Settings
+
+
+def _status(exc: Exception) -> int | None:
+    """HTTP status of an elasticsearch-py API error (None for a connection failure)."""
+    if isinstance(exc, ApiError):
+        return int(exc.meta.status)
+    return None
 
 
 class ElasticsearchBackend:
@@ -101,22 +109,28 @@ class ElasticsearchBackend:
 
     def refresh(self, index: str) -> None:
         """Make recent writes searchable."""
-        self.client.indices.refresh(index=index, ignore_unavailable=True)
+        retry_read(
+            lambda: self.client.indices.refresh(index=index, ignore_unavailable=True), _status
+        )
 
     def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Run a search body (the same dict the OpenSearch backend sends)."""
-        result: dict[str, Any] = self.client.search(
-            index=index, body=dict(body), ignore_unavailable=True
+        result: dict[str, Any] = retry_read(
+            lambda: self.client.search(index=index, body=dict(body), ignore_unavailable=True),
+            _status,
         ).body
         return result
 
     def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
         """Matching documents; 0 for a missing index."""
         try:
-            answer = self.client.count(
-                index=index,
-                query=dict(query) if query is not None else None,
-                ignore_unavailable=True,
+            answer = retry_read(
+                lambda: self.client.count(
+                    index=index,
+                    query=dict(query) if query is not None else None,
+                    ignore_unavailable=True,
+                ),
+                _status,
             )
         except NotFoundError:
             return 0

@@ -16,9 +16,17 @@ from indexers.search_backend import (
     SearchUnavailable,
     bulk_lines,
     parse_bulk_response,
+    retry_read,
 )
 from indexers.search_mappings import ism_policy
 from streamwatch.settings import Settings
+
+
+def _status(exc: Exception) -> int | None:
+    """HTTP status of an opensearch-py error (None for a connection failure)."""
+    if isinstance(exc, TransportError) and isinstance(exc.status_code, int):
+        return exc.status_code
+    return None
 
 
 class OpenSearchBackend:
@@ -107,12 +115,18 @@ class OpenSearchBackend:
 
     def refresh(self, index: str) -> None:
         """Make recent writes searchable."""
-        self.client.indices.refresh(index=index, params={"ignore_unavailable": "true"})
+        retry_read(
+            lambda: self.client.indices.refresh(index=index, params={"ignore_unavailable": "true"}),
+            _status,
+        )
 
     def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Run a search body."""
-        result: dict[str, Any] = self.client.search(
-            index=index, body=dict(body), params={"ignore_unavailable": "true"}
+        result: dict[str, Any] = retry_read(
+            lambda: self.client.search(
+                index=index, body=dict(body), params={"ignore_unavailable": "true"}
+            ),
+            _status,
         )
         return result
 
@@ -120,8 +134,11 @@ class OpenSearchBackend:
         """Matching documents; 0 for a missing index."""
         body = {"query": dict(query)} if query is not None else None
         try:
-            answer = self.client.count(
-                index=index, body=body, params={"ignore_unavailable": "true"}
+            answer = retry_read(
+                lambda: self.client.count(
+                    index=index, body=body, params={"ignore_unavailable": "true"}
+                ),
+                _status,
             )
         except NotFoundError:
             return 0

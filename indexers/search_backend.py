@@ -6,14 +6,44 @@ a `SearchBackend`; only client construction and the retention-policy API differ 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
+from indexers.retry import RetryPolicy
 from streamwatch.errors import StreamwatchError
 from streamwatch.settings import Settings
 
 BulkAction = Literal["create", "index"]
+T = TypeVar("T")
+
+# Reads retry briefly on 429/5xx: an index created a moment ago (a new day's events index)
+# answers 503 search_phase_execution_exception until its primary shard has started.
+READ_RETRY = RetryPolicy(initial_s=0.1, max_s=1.0, max_attempts=8)
+
+
+def retry_read(
+    call: Callable[[], T],
+    status_of: Callable[[Exception], int | None],
+    policy: RetryPolicy = READ_RETRY,
+) -> T:
+    """Run a read, retrying per `policy` while the engine answers 429 or 5xx.
+
+    `status_of` maps an engine client's exception to its HTTP status (None: not an HTTP
+    answer, re-raised at once). The last failure is re-raised when the policy gives up.
+    """
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            status = status_of(exc)
+            transient = status is not None and (status == 429 or status >= 500)
+            if not transient or policy.gives_up(attempt):
+                raise
+            time.sleep(policy.delay(attempt))
+            attempt += 1
 
 
 class SearchUnavailable(StreamwatchError):

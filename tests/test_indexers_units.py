@@ -12,7 +12,7 @@ from indexers.arrow_rows import rows_to_table
 from indexers.documents import EVENT_COLUMNS, TABLE_BY_NAME, document_id, flatten_event
 from indexers.retry import RetryPolicy
 from indexers.sample_data import events
-from indexers.search_backend import BulkOp, parse_bulk_response
+from indexers.search_backend import BulkOp, parse_bulk_response, retry_read
 from indexers.search_mappings import index_templates, mapping
 from indexers.search_setup import expired_indices
 from ingest.events import Event
@@ -27,6 +27,50 @@ def test_retry_policy_grows_to_its_ceiling_and_never_gives_up() -> None:
     rng = random.Random(1)
     assert all(0.8 <= jittered.delay(0, rng) <= 1.2 for _ in range(100))
     assert RetryPolicy(max_attempts=3).gives_up(3)
+
+
+class _Http(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def _status(exc: Exception) -> int | None:
+    return exc.status if isinstance(exc, _Http) else None
+
+
+def test_reads_retry_503_until_the_shard_starts() -> None:
+    answers: list[int | str] = [503, 503, "ok"]
+
+    def call() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, int):
+            raise _Http(answer)
+        return answer
+
+    assert retry_read(call, _status, RetryPolicy(initial_s=0.0, max_attempts=5)) == "ok"
+    assert answers == []
+
+
+def test_reads_do_not_retry_client_errors_and_give_up_on_persistent_5xx() -> None:
+    calls = {"n": 0}
+
+    def bad_request() -> str:
+        calls["n"] += 1
+        raise _Http(400)
+
+    with pytest.raises(_Http, match="400"):
+        retry_read(bad_request, _status, RetryPolicy(initial_s=0.0, max_attempts=5))
+    assert calls["n"] == 1
+
+    def down() -> str:
+        calls["n"] += 1
+        raise _Http(503)
+
+    calls["n"] = 0
+    with pytest.raises(_Http, match="503"):
+        retry_read(down, _status, RetryPolicy(initial_s=0.0, max_attempts=3))
+    assert calls["n"] == 4  # the first try and three retries
 
 
 def test_bulk_response_every_item_is_classified() -> None:
