@@ -9,9 +9,11 @@ Agents (each `concurrency=1`, faust-streaming#606; scale with partitions and pro
 - `qoe` (telemetry.events.v1): one `SessionState` per session and one `WindowState` per
   (partition, minute) in changelogged tables; emits session summaries (qoe.sessions.v1) and
   minute rollup partials (qoe.minute.v1); closed windows also go to an internal
-  one-partition topic for the detector.
-- `detect` (internal): merges the partials of a minute, runs `streams.detector`, emits
-  incidents (ops.incidents.v1).
+  one-partition topic for the detector. Each partition's batch is committed all or nothing
+  (`streams.committed_state`), and closing is driven by event time only, so a worker killed
+  at any point and restarted publishes exactly what an uninterrupted one does.
+- `detect` (internal): merges the partials of a minute (once every partition's is in),
+  runs `streams.detector`, emits incidents (ops.incidents.v1).
 
 Faust pitfalls handled here:
 
@@ -20,10 +22,11 @@ Faust pitfalls handled here:
   failure is dead-lettered and counted, never raised;
 - `take_events` acks a batch only after the loop body returns, and the consumer flushes the
   producer before committing, so sends and changelog writes are durable before the offsets
-  move (at-least-once);
-- inside a `take_events` batch there is no "current event", but a table write sends its
-  changelog to the current event's partition: `_event_context` sets it per event, so state
-  lands in the partition it belongs to and is restored by whoever owns that partition;
+  move (at-least-once; what is replayed is recognised by offset and skipped);
+- a table write (`table[k] = v`) sends its changelog to the *current event's* partition,
+  which a `take_events` batch leaves unset, and through a buffer that `producer.flush()`
+  may leave undrained: `_put` writes the store and sends the changelog record itself, to
+  the partition the state belongs to, so a flush is a real barrier;
 - bytes in, bytes out: raw key/value serializers, explicit JSON via pydantic;
 - the app id (hence every changelog topic) includes `topic_prefix`, so test runs and
   tenants never share state.
@@ -31,18 +34,15 @@ Faust pitfalls handled here:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-import weakref
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
-from faust.streams import _current_event
 from faust.types import EventT, StreamT
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +50,7 @@ from ingest.deadletter import DeadLetter
 from ingest.events import EVENT_ADAPTER
 from ingest.validation import UNPROCESSABLE
 from streams import detector, rollup, sessionizer
+from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog, catalog_path
 from streams.records import MinuteCounts, SessionSummary
@@ -78,18 +79,6 @@ def app_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}streamwatch-streams"
 
 
-@contextlib.contextmanager
-def _event_context(event: Ev) -> Iterator[None]:
-    # faust sets its "current event" context variable per event only when a stream is
-    # iterated one event at a time; batches (take_events) leave it unset in the agent's
-    # task, and a table write then fails or goes to the wrong changelog partition.
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 class ValidateStats(BaseModel):
     """Reconciliation counters of one raw partition: raw = valid + dead + duplicates.
 
@@ -113,17 +102,47 @@ class DetectorRuntime(BaseModel):
 
     state: detector.DetectorState = Field(default_factory=detector.DetectorState)
     pending: dict[int, dict[str, MinuteCounts]] = Field(default_factory=dict)
+    partials: dict[int, list[str]] = Field(default_factory=dict)  # arrived, per minute
     evaluated_upto_ms: int | None = None
     late_partials: int = 0
+    upto_offset: int = -1  # highest input offset whose effects are in this state
 
 
 @dataclass
-class _Index:
-    """In-memory index of table keys, so periodic scans do not parse every state."""
+class _Partition:
+    """What this worker holds for one events partition it owns."""
 
-    # key -> (partition, event-time ms that matters, closed)
-    entries: dict[bytes, tuple[int, int, bool]] = field(default_factory=dict)
-    built_for: set[int] = field(default_factory=set)
+    p: int
+    cp: Checkpoint
+    # key -> (last event time of a session / start of a window, closed): what scans read.
+    session_index: dict[bytes, tuple[int, bool]] = field(default_factory=dict)
+    window_index: dict[bytes, tuple[int, bool]] = field(default_factory=dict)
+    # Parsed states; the table (and its changelog) stays the source of truth, this only
+    # saves re-parsing JSON on every event.
+    sessions: dict[bytes, SessionState] = field(default_factory=dict)
+    windows: dict[bytes, WindowState] = field(default_factory=dict)
+    # Written by the current batch: key -> committed image (the undo image).
+    dirty_sessions: dict[bytes, bytes] = field(default_factory=dict)
+    dirty_windows: dict[bytes, bytes] = field(default_factory=dict)
+    # Forgotten by the last batch: deleted for good once its checkpoint is durable.
+    forgotten_sessions: set[bytes] = field(default_factory=set)
+    forgotten_windows: set[bytes] = field(default_factory=set)
+
+
+def _hints_of(state: SessionState | WindowState) -> tuple[int, bool]:
+    if isinstance(state, SessionState):
+        return state.last_event_ms, state.closed
+    return state.window_start_ms, state.closed
+
+
+def _session_hints(cur: bytes) -> tuple[int, bool]:
+    st = SessionState.model_validate_json(cur)
+    return st.last_event_ms, st.closed
+
+
+def _window_hints(cur: bytes) -> tuple[int, bool]:
+    w = WindowState.model_validate_json(cur)
+    return w.window_start_ms, w.closed
 
 
 def _partition_of_key(key: bytes) -> int:
@@ -193,17 +212,12 @@ class StreamsApp:
         self.validate_stats = table("validate-stats", raw_parts)
         self.sessions = table("sessions", events_parts)
         self.windows = table("windows", events_parts)
+        self.checkpoints = table("checkpoints", events_parts)
         self.detector_table = table("detector", 1)
 
         self._raw_watermark: dict[int, int] = {}
-        self._watermark: dict[int, int] = {}
-        self._session_index = _Index()
-        self._window_index = _Index()
-        # Parsed states of the partitions this worker owns: the table (and its changelog)
-        # stays the source of truth, this only saves re-parsing JSON on every event.
-        self._session_mem: dict[bytes, SessionState] = {}
-        self._window_mem: dict[bytes, WindowState] = {}
-        self._last_scan = 0.0
+        self._parts: dict[int, _Partition] = {}
+        self._expected_partials = {f"p{p}" for p in range(events_parts)}
         self._last_seen_purge = 0.0
         self.counters: Counter[str] = Counter()
 
@@ -218,13 +232,8 @@ class StreamsApp:
     # ------------------------------------------------------------------ rebalance ------
 
     def _forget_partitions(self, partitions: set[int]) -> None:
-        for mem in (self._session_mem, self._window_mem):
-            for key in [k for k in mem if _partition_of_key(k) in partitions]:
-                del mem[key]
-        for index in (self._session_index, self._window_index):
-            for key in [k for k, v in index.entries.items() if v[0] in partitions]:
-                del index.entries[key]
-            index.built_for -= partitions
+        for p in partitions:
+            self._parts.pop(p, None)
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", set())
@@ -256,69 +265,74 @@ class StreamsApp:
                 cur = self.validate_stats.get(f"p{p}".encode())
                 st = stats[p] = ValidateStats.model_validate_json(cur) if cur else ValidateStats()
             if msg.offset <= st.last_offset:
-                # Read again after a restart: its outcome is already recorded (counters,
-                # seen-set and forward were written before the offsets could commit).
+                # Read again after a restart: its outcome is already recorded (the stats
+                # are written only after what they count is durable).
                 self.counters["validate.replayed"] += 1
                 continue
             st.raw += 1
             st.last_offset = msg.offset
             last[p] = ev
             value: bytes = msg.value or b""
-            with _event_context(ev):
-                try:
-                    parsed = parse(value)
-                    if isinstance(parsed, Rejected):
-                        await self._dead_letter(
-                            value, parsed.reason, parsed.detail, ev, parsed.event_id
-                        )
-                        st.dead_lettered += 1
-                        continue
-                    t = to_ms(parsed.event_time)
-                    self._raw_watermark[p] = max(self._raw_watermark.get(p, 0), t)
-                    key = str(parsed.event_id).encode()
-                    if self.seen.get(key) is not None:
-                        st.duplicates += 1
-                        continue
-                    self.seen[key] = json.dumps([p, msg.offset, t + ttl]).encode()
-                    enriched = self.catalog.enrich(parsed)
-                    await self._produce(
-                        self.events_topic.get_topic_name(),
-                        parsed.session_id.encode(),
-                        enriched.model_dump_json().encode(),
-                    )
-                    st.valid += 1
-                except Exception as exc:  # one bad event never stops the stream
-                    log.exception("validate: event at %s[%d]@%d failed", msg.topic, p, msg.offset)
+            try:
+                parsed = parse(value)
+                if isinstance(parsed, Rejected):
                     await self._dead_letter(
-                        value, UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
+                        value, parsed.reason, parsed.detail, ev, parsed.event_id
                     )
                     st.dead_lettered += 1
-        for p, ev in last.items():
-            with _event_context(ev):
-                self.validate_stats[f"p{p}".encode()] = stats[p].model_dump_json().encode()
+                    continue
+                t = to_ms(parsed.event_time)
+                self._raw_watermark[p] = max(self._raw_watermark.get(p, 0), t)
+                key = str(parsed.event_id).encode()
+                seen = self.seen.get(key)
+                if seen is not None and json.loads(seen)[:2] != [p, msg.offset]:
+                    st.duplicates += 1
+                    continue
+                # (Seen at this very offset: our own forward before a crash, whose
+                # stats never landed. Forward again; sessions drop the second copy.)
+                await self._put(self.seen, p, key, json.dumps([p, msg.offset, t + ttl]).encode())
+                enriched = self.catalog.enrich(parsed)
+                await self._produce(
+                    self.events_topic.get_topic_name(),
+                    parsed.session_id.encode(),
+                    enriched.model_dump_json().encode(),
+                )
+                st.valid += 1
+            except Exception as exc:  # one bad event never stops the stream
+                log.exception("validate: event at %s[%d]@%d failed", msg.topic, p, msg.offset)
+                await self._dead_letter(
+                    value, UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
+                )
+                st.dead_lettered += 1
+        # The stats say "offsets up to here are done": they must not land before the
+        # forwards, seen-set entries and dead letters they count.
+        await self.app.producer.flush()
+        for p in last:
+            await self._put(
+                self.validate_stats, p, f"p{p}".encode(), stats[p].model_dump_json().encode()
+            )
         self.counters["validate.raw"] += sum(1 for _ in batch)
-        if time.monotonic() - self._last_seen_purge >= 10 * self.config.scan_every_s:
+        if time.monotonic() - self._last_seen_purge >= self.config.seen_purge_every_s:
             self._last_seen_purge = time.monotonic()
-            self._purge_seen(last)
+            await self._purge_seen(set(last))
 
-    def _purge_seen(self, ctx: dict[int, Ev]) -> None:
+    async def _purge_seen(self, owned: set[int]) -> None:
         """Forget event ids past their TTL (event time), and the oldest beyond the cap."""
         by_partition: dict[int, list[tuple[int, bytes]]] = {}
         for key, value in list(self.seen.items()):
             p, _, expire_at = json.loads(value)
             by_partition.setdefault(p, []).append((expire_at, key))
         for p, entries in by_partition.items():
-            if p not in ctx:
-                continue  # no event of that partition to write its changelog with
+            if p not in owned:
+                continue  # a partition this worker is not processing right now
             wm = self._raw_watermark.get(p, 0)
             entries.sort()
             excess = len(entries) - self.config.dedupe_max_keys_per_partition
-            with _event_context(ctx[p]):
-                for i, (expire_at, key) in enumerate(entries):
-                    if expire_at > wm and i >= excess:
-                        break
-                    del self.seen[key]
-                    self.counters["validate.seen_purged"] += 1
+            for i, (expire_at, key) in enumerate(entries):
+                if expire_at > wm and i >= excess:
+                    break
+                await self._put(self.seen, p, key, None)
+                self.counters["validate.seen_purged"] += 1
 
     async def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         # Straight to the producer: faust's Topic.send adds per-message bookkeeping we do
@@ -351,90 +365,160 @@ class StreamsApp:
             await self._qoe_batch(batch)
 
     async def _qoe_batch(self, batch: Sequence[Ev]) -> None:
-        sessions: dict[bytes, tuple[SessionState, Ev]] = {}
-        windows: dict[bytes, tuple[WindowState, Ev]] = {}
-        ctx: dict[int, Ev] = {}
-        policy = self.config.session
+        """One batch, committed per partition (see `streams.committed_state`)."""
+        # The previous batch's checkpoints must be durable before anything of this batch
+        # is: a checkpoint is what says the entries written before it are committed.
+        await self.app.producer.flush()
+        touched: dict[int, _Partition] = {}
         for ev in batch:
             msg = ev.message
-            p = msg.partition
-            ctx[p] = ev
-            with _event_context(ev):
-                try:
-                    event = EVENT_ADAPTER.validate_json(msg.value or b"")
-                    t = to_ms(event.event_time)
-                    self._watermark[p] = max(self._watermark.get(p, 0), t)
-                    skey = f"{p}|{event.session_id}".encode()
-                    state = self._load_session(sessions, skey, ev, event.session_id)
-                    applied = sessionizer.apply(state, event, policy, offset=msg.offset)
-                    sessions[skey] = (state, ev)
-                    self._session_index.entries[skey] = (p, state.last_event_ms, state.closed)
-                    if applied.duplicate:
-                        self.counters["qoe.duplicates"] += 1
-                        continue
-                    w = self._load_window(windows, p, t, ev, str(event.event_id))
-                    rollup.add_event(w, state.dims, applied)
-                    if applied.summary is not None:
-                        await self._send_summary(applied.summary)
-                    if applied.closed_now and applied.summary is not None:
-                        end_ms = rollup.session_end_ms(applied.summary)
-                        we = self._load_window(windows, p, end_ms, ev, f"{event.event_id}-end")
-                        rollup.add_session_end(we, applied.summary)
-                except Exception as exc:
-                    log.exception("qoe: event at %s[%d]@%d failed", msg.topic, p, msg.offset)
-                    await self._dead_letter(
-                        msg.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
-                    )
-                    self.counters["qoe.dead_lettered"] += 1
-        if time.monotonic() - self._last_scan >= self.config.scan_every_s:
-            self._last_scan = time.monotonic()
-            await self._scan(sessions, windows, ctx)
-        await self._flush(sessions, windows)
+            part = touched.get(msg.partition)
+            if part is None:
+                part = touched[msg.partition] = await self._partition(msg.partition)
+                await self._drop_tombstones(part)
+            if msg.offset <= part.cp.upto:
+                self.counters["qoe.replayed"] += 1  # its effects are in the committed state
+                continue
+            try:
+                await self._qoe_event(part, ev)
+            except Exception as exc:
+                log.exception("qoe: %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                await self._dead_letter(
+                    msg.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
+                )
+                self.counters["qoe.dead_lettered"] += 1
+            part.cp.upto = msg.offset
+            if part.cp.watermark_ms >= part.cp.next_scan_ms:
+                # Closing is driven by event time, never the wall clock: a replay after a
+                # crash then closes (and publishes) exactly what the lost batch did.
+                await self._scan(part)
+                part.cp.next_scan_ms = part.cp.watermark_ms + self.config.scan_step_ms
+        for part in touched.values():
+            await self._write_entries(part)
+        await self.app.producer.flush()
+        for part in touched.values():
+            part.cp.seq += 1
+            cp = part.cp.model_dump_json().encode()
+            await self._put(self.checkpoints, part.p, str(part.p).encode(), cp)
 
-    def _load_session(
-        self, cache: dict[bytes, tuple[SessionState, Ev]], key: bytes, ev: Ev, sid: str
-    ) -> SessionState:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit[0]
-        mem = self._session_mem.get(key)
-        if mem is not None:
-            return mem
-        raw = self.sessions.get(key)
-        return SessionState.model_validate_json(raw) if raw else sessionizer.new_state(sid)
+    async def _qoe_event(self, part: _Partition, ev: Ev) -> None:
+        msg = ev.message
+        event = EVENT_ADAPTER.validate_json(msg.value or b"")
+        t = to_ms(event.event_time)
+        part.cp.watermark_ms = max(part.cp.watermark_ms, t)
+        skey = f"{part.p}|{event.session_id}".encode()
+        state = self._session(part, skey) or sessionizer.new_state(event.session_id)
+        self._touch(part.dirty_sessions, self.sessions, skey)
+        part.sessions[skey] = state
+        applied = sessionizer.apply(state, event, self.config.session, offset=msg.offset)
+        part.session_index[skey] = (state.last_event_ms, state.closed)
+        if applied.duplicate:
+            self.counters["qoe.duplicates"] += 1
+            return
+        rollup.add_event(self._window(part, t, str(event.event_id)), state.dims, applied)
+        if applied.summary is not None:
+            await self._send_summary(applied.summary)
+            if applied.closed_now:
+                end_ms = rollup.session_end_ms(applied.summary)
+                we = self._window(part, end_ms, f"{event.event_id}-end")
+                rollup.add_session_end(we, applied.summary)
 
-    def _load_window(
-        self,
-        cache: dict[bytes, tuple[WindowState, Ev]],
-        p: int,
-        t_ms: int,
-        ev: Ev,
-        late_tag: str,
-    ) -> WindowState:
-        start = minute_of(t_ms)
-        key = f"{p}|{start}|p{p}".encode()
-        hit = cache.get(key)
-        if hit is not None:
-            cache[key] = (hit[0], ev)
-            return hit[0]
-        mem = self._window_mem.get(key)
-        raw = None if mem is not None else self.windows.get(key)
-        if mem is not None:
-            w = mem
-        elif raw:
-            w = WindowState.model_validate_json(raw)
+    async def _partition(self, p: int) -> _Partition:
+        """This worker's state of events partition `p`, recovered to its checkpoint."""
+        part = self._parts.get(p)
+        if part is not None:
+            return part
+        raw = self.checkpoints.get(str(p).encode())
+        part = _Partition(p, Checkpoint.model_validate_json(raw) if raw else Checkpoint())
+        for table, index, hints in (
+            (self.sessions, part.session_index, _session_hints),
+            (self.windows, part.window_index, _window_hints),
+        ):
+            mine = [(k, v) for k, v in list(table.items()) if _partition_of_key(k) == p]
+            for repair in recover(mine, part.cp):
+                if repair.entry is None:
+                    await self._put(table, p, repair.key, None)
+                    continue
+                entry = repair.entry
+                if repair.action == "rewrite":
+                    entry = with_hints(entry, hints)
+                    await self._put(table, p, repair.key, entry.encode())
+                    self.counters["qoe.rolled_back"] += 1
+                index[repair.key] = (entry.ms, entry.closed)
+        self._parts[p] = part
+        return part
+
+    async def _drop_tombstones(self, part: _Partition) -> None:
+        """Delete for good what the last (now durable) checkpoint committed as forgotten."""
+        for table, keys in (
+            (self.sessions, part.forgotten_sessions),
+            (self.windows, part.forgotten_windows),
+        ):
+            for key in keys:
+                raw = table.get(key)
+                if raw is not None and not Entry.decode(raw).cur:
+                    await self._put(table, part.p, key, None)
+            keys.clear()
+
+    async def _put(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+        """Set (or, with None, delete) a table entry and send its changelog record.
+
+        Not `table[key] = value`: faust sends that changelog record through a buffer that
+        `producer.flush()` may return before draining (it waits 0.1 s at most), and the
+        commit protocol needs a flush to be a real barrier. Sent to the producer here, the
+        record is covered by the next flush, in the partition it belongs to.
+        """
+        store = table.data
+        if value is None:
+            if key in store:
+                del store[key]
         else:
-            partial = f"p{p}"
+            store[key] = value
+        topic = table.changelog_topic.get_topic_name()
+        await self.app.producer.send(topic, key, value, partition, None, None)
+
+    @staticmethod
+    def _touch(dirty: dict[bytes, bytes], table: Any, key: bytes) -> None:
+        # The table holds the committed entry until this batch writes: its image is the
+        # undo image of the write.
+        if key not in dirty:
+            dirty[key] = committed_value(table.get(key))
+
+    def _session(self, part: _Partition, key: bytes) -> SessionState | None:
+        state = part.sessions.get(key)
+        if state is None:
+            cur = committed_value(self.sessions.get(key))
+            if cur:
+                state = part.sessions[key] = SessionState.model_validate_json(cur)
+        return state
+
+    def _window_state(self, part: _Partition, key: bytes) -> WindowState | None:
+        w = part.windows.get(key)
+        if w is None:
+            cur = committed_value(self.windows.get(key))
+            if cur:
+                w = part.windows[key] = WindowState.model_validate_json(cur)
+        return w
+
+    def _window(self, part: _Partition, t_ms: int, late_tag: str) -> WindowState:
+        """The window of `t_ms` in this partition, marked as written by this batch."""
+        start = minute_of(t_ms)
+        key = f"{part.p}|{start}|p{part.p}".encode()
+        w = self._window_state(part, key)
+        if w is None:
+            partial = f"p{part.p}"
             retention = self.config.rollup.closed_retention_ms
-            if start + rollup.WINDOW_MS + retention <= self._watermark.get(p, 0):
+            if start + rollup.WINDOW_MS + retention <= part.cp.watermark_ms:
                 # Its minute was published and forgotten: a partial of its own, so that
                 # summing partials stays exact.
                 partial = rollup.very_late_partial(partial, late_tag)
-                key = f"{p}|{start}|{partial}".encode()
+                key = f"{part.p}|{start}|{partial}".encode()
                 self.counters["qoe.very_late"] += 1
-            w = WindowState(window_start_ms=start, partial=partial)
-        cache[key] = (w, ev)
-        self._window_index.entries[key] = (p, start, w.closed)
+            w = part.windows[key] = WindowState(window_start_ms=start, partial=partial)
+        self._touch(part.dirty_windows, self.windows, key)
+        part.window_index[key] = (start, w.closed)
+        if w.closed and key.decode() not in part.cp.revise:
+            part.cp.revise.append(key.decode())  # a late event: publish a revision at the scan
         return w
 
     async def _send_summary(self, summary: SessionSummary) -> None:
@@ -443,97 +527,61 @@ class StreamsApp:
         )
         self.counters["qoe.summaries"] += 1
 
-    def _index(self, index: _Index, table: Any, parse_ms: Any, ctx: dict[int, Ev]) -> None:
-        """Index the keys of partitions not indexed yet (after start or a rebalance)."""
-        missing = set(ctx) - index.built_for
-        if not missing:
-            return
-        for key, raw in list(table.items()):
-            p = _partition_of_key(key)
-            if p in missing and key not in index.entries:
-                index.entries[key] = (p, *parse_ms(raw))
-        index.built_for |= missing
-
-    async def _scan(
-        self,
-        sessions: dict[bytes, tuple[SessionState, Ev]],
-        windows: dict[bytes, tuple[WindowState, Ev]],
-        ctx: dict[int, Ev],
-    ) -> None:
-        """Close idle sessions and due windows, forget old ones (event time per partition)."""
+    async def _scan(self, part: _Partition) -> None:
+        """Close idle sessions and due windows, revise late ones, forget old ones."""
         spol, rpol = self.config.session, self.config.rollup
-
-        def session_ms(raw: bytes) -> tuple[int, bool]:
-            st = SessionState.model_validate_json(raw)
-            return st.last_event_ms, st.closed
-
-        def window_ms(raw: bytes) -> tuple[int, bool]:
-            w = WindowState.model_validate_json(raw)
-            return w.window_start_ms, w.closed
-
-        self._index(self._session_index, self.sessions, session_ms, ctx)
-        self._index(self._window_index, self.windows, window_ms, ctx)
-
-        for key, (p, last_ms, closed) in list(self._session_index.entries.items()):
-            if p not in ctx:
+        wm = part.cp.watermark_ms
+        # Sorted: the order of what is published must not depend on how the index was built.
+        for key in sorted(
+            k
+            for k, (last_ms, closed) in part.session_index.items()
+            if (not closed and last_ms + spol.inactivity_timeout_ms <= wm)
+            or (closed and last_ms + spol.closed_retention_ms <= wm)
+        ):
+            state = self._session(part, key)
+            if state is None:
+                del part.session_index[key]
                 continue
-            wm = self._watermark.get(p, 0)
-            due = not closed and last_ms + spol.inactivity_timeout_ms <= wm
-            old = closed and last_ms + spol.closed_retention_ms <= wm
-            if not (due or old):
-                continue
-            ev = ctx[p]
-            if key in sessions:
-                state = sessions[key][0]
-            elif key in self._session_mem:
-                state = self._session_mem[key]
-            else:
-                raw = self.sessions.get(key)
-                if raw is None:  # revoked from this worker, or already deleted
-                    del self._session_index.entries[key]
-                    continue
-                state = SessionState.model_validate_json(raw)
+            self._touch(part.dirty_sessions, self.sessions, key)
             summary = sessionizer.expire(state, wm, spol)
             if summary is not None:
                 await self._send_summary(summary)
-                w = self._load_window(
-                    windows, p, rollup.session_end_ms(summary), ev, f"{key!r}-end"
-                )
-                rollup.add_session_end(w, summary)
-                sessions[key] = (state, ev)
-                self._session_index.entries[key] = (p, state.last_event_ms, True)
+                end_window = self._window(part, rollup.session_end_ms(summary), f"{key!r}-end")
+                rollup.add_session_end(end_window, summary)
+                part.session_index[key] = (state.last_event_ms, True)
             elif sessionizer.forgettable(state, wm, spol):
-                sessions.pop(key, None)
-                self._session_mem.pop(key, None)
-                with _event_context(ev):
-                    self.sessions.pop(key, None)
-                del self._session_index.entries[key]
-
-        for key, (p, start, closed) in list(self._window_index.entries.items()):
-            if p not in ctx:
+                del part.sessions[key]
+                del part.session_index[key]
+                part.forgotten_sessions.add(key)
+        due = sorted(
+            k
+            for k, (start, closed) in part.window_index.items()
+            if not closed and start + rollup.WINDOW_MS + rpol.allowed_lateness_ms <= wm
+        )
+        for key in due:
+            w = self._window_state(part, key)
+            if w is None:
+                del part.window_index[key]
                 continue
-            wm = self._watermark.get(p, 0)
-            probe = WindowState(window_start_ms=start, partial="", closed=closed)
-            if not closed and rollup.is_due(probe, wm, rpol):
-                found = windows[key][0] if key in windows else self._window_from_table(key)
-                if found is None:
-                    del self._window_index.entries[key]
-                    continue
-                await self._publish(rollup.close(found), found)
-                windows[key] = (found, ctx[p])
-                self._window_index.entries[key] = (p, start, True)
-            elif closed and rollup.forgettable(probe, wm, rpol):
-                windows.pop(key, None)
-                self._window_mem.pop(key, None)
-                with _event_context(ctx[p]):
-                    self.windows.pop(key, None)
-                del self._window_index.entries[key]
-
-    def _window_from_table(self, key: bytes) -> WindowState | None:
-        if key in self._window_mem:
-            return self._window_mem[key]
-        raw = self.windows.get(key)
-        return WindowState.model_validate_json(raw) if raw else None
+            self._touch(part.dirty_windows, self.windows, key)
+            await self._publish(rollup.close(w), w)
+            part.window_index[key] = (w.window_start_ms, True)
+        for key_s in sorted(part.cp.revise):
+            key = key_s.encode()
+            w = self._window_state(part, key)
+            if w is not None:
+                self._touch(part.dirty_windows, self.windows, key)
+                await self._publish(rollup.revise(w), None)
+        part.cp.revise.clear()
+        for key in sorted(
+            k
+            for k, (start, closed) in part.window_index.items()
+            if closed and start + rollup.WINDOW_MS + rpol.closed_retention_ms <= wm
+        ):
+            self._touch(part.dirty_windows, self.windows, key)
+            part.windows.pop(key, None)
+            del part.window_index[key]
+            part.forgotten_windows.add(key)
 
     async def _publish(self, rollups: list[Any], window: WindowState | None) -> None:
         for r in rollups:
@@ -544,22 +592,22 @@ class StreamsApp:
                 key=str(window.window_start_ms).encode(), value=window.model_dump_json().encode()
             )
 
-    async def _flush(
-        self,
-        sessions: dict[bytes, tuple[SessionState, Ev]],
-        windows: dict[bytes, tuple[WindowState, Ev]],
-    ) -> None:
-        """Write each touched state once per batch; publish late revisions of windows."""
-        for key, (state, ev) in sessions.items():
-            with _event_context(ev):
-                self.sessions[key] = state.model_dump_json().encode()
-            self._session_mem[key] = state
-        for key, (w, ev) in windows.items():
-            if w.closed:
-                await self._publish(rollup.revise(w), None)
-            with _event_context(ev):
-                self.windows[key] = w.model_dump_json().encode()
-            self._window_mem[key] = w
+    async def _write_entries(self, part: _Partition) -> None:
+        """Write every state the batch touched, with its undo image, under the next seq."""
+        seq = part.cp.seq + 1
+        for table, dirty, mem in (
+            (self.sessions, part.dirty_sessions, part.sessions),
+            (self.windows, part.dirty_windows, part.windows),
+        ):
+            for key, prev in dirty.items():
+                state = mem.get(key)
+                if state is None:  # forgotten in this batch: an uncommitted deletion
+                    entry = Entry(seq, 0, True, b"", prev)
+                else:
+                    cur = state.model_dump_json().encode()
+                    entry = Entry(seq, *_hints_of(state), cur, prev)
+                await self._put(table, part.p, key, entry.encode())
+            dirty.clear()
 
     # ------------------------------------------------------------------ detect ---------
 
@@ -572,12 +620,21 @@ class StreamsApp:
         raw = self.detector_table.get(key)
         rt = DetectorRuntime.model_validate_json(raw) if raw else DetectorRuntime()
         for ev in batch:
+            msg = ev.message
+            if msg.offset <= rt.upto_offset:
+                continue  # judged before a restart: the state has it
+            rt.upto_offset = msg.offset
             try:
-                w = WindowState.model_validate_json(ev.message.value or b"")
-                if rt.evaluated_upto_ms is not None and w.window_start_ms <= rt.evaluated_upto_ms:
+                w = WindowState.model_validate_json(msg.value or b"")
+                start = w.window_start_ms
+                if rt.evaluated_upto_ms is not None and start <= rt.evaluated_upto_ms:
                     rt.late_partials += 1  # the minute was judged already; rollups have it
                     continue
-                acc = rt.pending.setdefault(w.window_start_ms, {})
+                arrived = rt.partials.setdefault(start, [])
+                if w.partial in arrived:
+                    continue  # re-published by a worker that replayed after a crash
+                arrived.append(w.partial)
+                acc = rt.pending.setdefault(start, {})
                 for k, c in w.values.items():
                     if k in acc:
                         acc[k].merge_in(c)
@@ -586,24 +643,43 @@ class StreamsApp:
             except Exception as exc:
                 log.exception("detect: partial failed")
                 await self._dead_letter(
-                    ev.message.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
+                    msg.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
                 )
-        if rt.pending:
-            newest = max(rt.pending)
-            grace = self.config.detector_grace_minutes * rollup.WINDOW_MS
-            for start in sorted(rt.pending):
-                if start + grace > newest:
-                    break
-                values = {tuple(k.split("=", 1)): c for k, c in rt.pending.pop(start).items()}
-                window_start = sessionizer.from_ms(start)
-                for inc in detector.evaluate(rt.state, window_start, values, self.config.detector):  # type: ignore[arg-type]
-                    await self.incidents_topic.send(
-                        key=inc.incident_id.encode(), value=inc.model_dump_json().encode()
-                    )
-                    self.counters["detect.incidents"] += 1
-                rt.evaluated_upto_ms = start
-        with _event_context(batch[-1]):
-            self.detector_table[key] = rt.model_dump_json().encode()
+                continue
+            await self._judge_ready_minutes(rt)
+        await self._put(self.detector_table, 0, key, rt.model_dump_json().encode())
+
+    async def _judge_ready_minutes(self, rt: DetectorRuntime) -> None:
+        """Judge the oldest pending minutes once every partition's partial is in.
+
+        A minute with a partition still missing waits until a minute `grace` later has
+        arrived (a partition without traffic sends nothing). Judging per arriving partial,
+        in topic order, makes the outcome independent of how partials were batched.
+        """
+        if not rt.pending:
+            return
+        newest = max(rt.pending)
+        grace = self.config.detector_grace_minutes * rollup.WINDOW_MS
+        for start in sorted(rt.pending):
+            complete = self._expected_partials <= set(rt.partials.get(start, []))
+            if not complete and start + grace > newest:
+                break
+            values: dict[tuple[str, str], MinuteCounts] = {}
+            for k, c in rt.pending.pop(start).items():
+                dimension, _, value = k.partition("=")
+                values[(dimension, value)] = c
+            rt.partials.pop(start, None)
+            for inc in detector.evaluate(
+                rt.state,
+                sessionizer.from_ms(start),
+                values,
+                self.config.detector,
+            ):
+                await self.incidents_topic.send(
+                    key=inc.incident_id.encode(), value=inc.model_dump_json().encode()
+                )
+                self.counters["detect.incidents"] += 1
+            rt.evaluated_upto_ms = start
 
     # ------------------------------------------------------------------ ops ------------
 

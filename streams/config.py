@@ -22,8 +22,13 @@ class StreamsConfig:
     batch_within_s: float = 0.5
     dedupe_ttl_ms: int = 30 * 60_000  # event time a duplicate can still be recognised in
     dedupe_max_keys_per_partition: int = 1_000_000
-    scan_every_s: float = 1.0  # how often open sessions/windows are checked for closing
-    detector_grace_minutes: int = 2  # wait for partials of later minutes before judging
+    # Open sessions and windows of a partition are checked for closing every this much
+    # event time (never wall time: a replay after a crash must close exactly the same).
+    scan_step_ms: int = 5_000
+    seen_purge_every_s: float = 10.0  # how often expired event ids leave the seen-set
+    # A minute is judged once every partition's partial is in, or once a minute this much
+    # later has arrived (a partition without traffic sends no partial).
+    detector_grace_minutes: int = 5
     commit_interval_s: float = 1.0
     # Kafka drops a worker that stopped heartbeating (e.g. killed) after this long; until
     # then its partitions wait, and a restarted worker waits for the rebalance.
