@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.deadletter import DeadLetter
@@ -53,6 +53,7 @@ from streams import detector, rollup, sessionizer
 from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog, catalog_path
+from streams.offset_guard import REWIND_RETRY_S, OffsetGuard
 from streams.records import MinuteCounts, SessionSummary
 from streams.rollup import WindowState
 from streams.sessionizer import SessionState, minute_of, to_ms
@@ -220,11 +221,17 @@ class StreamsApp:
         self._expected_partials = {f"p{p}" for p in range(events_parts)}
         self._last_seen_purge = 0.0
         self.counters: Counter[str] = Counter()
+        # The state's last offsets, not faust's commits, decide what is processed next.
+        self._validate_guard = OffsetGuard(self.app.consumer, self.counters, "validate")
+        self._qoe_guard = OffsetGuard(self.app.consumer, self.counters, "qoe")
+        self._detect_guard = OffsetGuard(self.app.consumer, self.counters, "detect")
 
         self.app.agent(self.raw_topic, name="validate", concurrency=1)(self._validate_agent)
         self.app.agent(self.events_topic, name="qoe", concurrency=1)(self._qoe_agent)
         self.app.agent(self.partials_topic, name="detect", concurrency=1)(self._detect_agent)
         self.app.timer(30.0)(self._log_counters)
+        self.app.timer(REWIND_RETRY_S)(self._retry_rewinds)
+        self.app.on_rebalance_complete.connect(self._commit_state_offsets)  # type: ignore[arg-type]
         # mode types handlers with a keyword-only `signal`; ours take it in **kwargs.
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -239,6 +246,42 @@ class StreamsApp:
         revoked = args[0] if args else kwargs.get("revoked", set())
         events = self.settings.topic(topics.EVENTS)
         self._forget_partitions({tp.partition for tp in revoked if tp.topic == events})
+
+    async def _commit_state_offsets(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Commit, for every assigned input partition, the offset after the state's last.
+
+        Runs once the tables are recovered and just before faust seeks the consumer to the
+        committed offsets: whatever faust committed before (it can run ahead of what was
+        processed, see streams.offset_guard), processing resumes where the state is.
+        """
+        consumer = self.app.consumer
+        raw, events = self.settings.topic(topics.RAW), self.settings.topic(topics.EVENTS)
+        offsets: dict[TP, int] = {}
+        for tp in consumer.assignment():
+            state: bytes | None = None
+            if tp.topic == raw:
+                state = self.validate_stats.get(f"p{tp.partition}".encode())
+                last = ValidateStats.model_validate_json(state).last_offset if state else -1
+            elif tp.topic == events:
+                state = self.checkpoints.get(str(tp.partition).encode())
+                last = Checkpoint.model_validate_json(state).upto if state else -1
+            elif tp.topic == self.partials_topic.get_topic_name():
+                state = self.detector_table.get(b"state")
+                last = DetectorRuntime.model_validate_json(state).upto_offset if state else -1
+            else:
+                continue
+            if last >= 0:
+                offsets[tp] = last + 1
+        for guard in (self._validate_guard, self._qoe_guard, self._detect_guard):
+            guard.forget()
+        if offsets:
+            # Not consumer.commit(): that commits only what faust counts as acknowledged.
+            await cast(Any, consumer)._commit(offsets)
+            log.info("resuming from the state's offsets: %s", offsets)
+
+    async def _retry_rewinds(self) -> None:
+        for guard in (self._validate_guard, self._qoe_guard, self._detect_guard):
+            await guard.retry_rewinds()
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", set())
@@ -264,10 +307,9 @@ class StreamsApp:
             if st is None:
                 cur = self.validate_stats.get(f"p{p}".encode())
                 st = stats[p] = ValidateStats.model_validate_json(cur) if cur else ValidateStats()
-            if msg.offset <= st.last_offset:
-                # Read again after a restart: its outcome is already recorded (the stats
-                # are written only after what they count is durable).
-                self.counters["validate.replayed"] += 1
+            # The stats are written only after what they count is durable, so their last
+            # offset says where to continue (streams.offset_guard).
+            if not await self._validate_guard.admit(msg.topic, p, msg.offset, st.last_offset):
                 continue
             st.raw += 1
             st.last_offset = msg.offset
@@ -376,8 +418,7 @@ class StreamsApp:
             if part is None:
                 part = touched[msg.partition] = await self._partition(msg.partition)
                 await self._drop_tombstones(part)
-            if msg.offset <= part.cp.upto:
-                self.counters["qoe.replayed"] += 1  # its effects are in the committed state
+            if not await self._qoe_guard.admit(msg.topic, msg.partition, msg.offset, part.cp.upto):
                 continue
             try:
                 await self._qoe_event(part, ev)
@@ -621,8 +662,10 @@ class StreamsApp:
         rt = DetectorRuntime.model_validate_json(raw) if raw else DetectorRuntime()
         for ev in batch:
             msg = ev.message
-            if msg.offset <= rt.upto_offset:
-                continue  # judged before a restart: the state has it
+            if not await self._detect_guard.admit(
+                msg.topic, msg.partition, msg.offset, rt.upto_offset
+            ):
+                continue
             rt.upto_offset = msg.offset
             try:
                 w = WindowState.model_validate_json(msg.value or b"")

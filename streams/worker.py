@@ -1,14 +1,18 @@
 """One stream worker process: `python -m streams.worker [--index N]`.
 
 Faust's Worker installs the signal handlers: SIGTERM/SIGINT stop the agents, flush the
-producer, commit, and leave the consumer group cleanly.
+producer, commit, and leave the consumer group cleanly. SIGUSR2 prints what every asyncio
+task is waiting on to stderr (the worker log): the way to see why a worker is idle.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import faust
 
@@ -20,11 +24,39 @@ def run(settings: Settings, index: int = 0, loglevel: str = "INFO") -> int:
     """Run one worker until it is told to stop; returns its exit code."""
     streams_app = StreamsApp(settings, worker_index=index)
     worker = faust.Worker(streams_app.app, loglevel=loglevel, quiet=True)
+    worker.loop.add_signal_handler(signal.SIGUSR2, _dump_tasks, worker.loop)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def _await_chain(coro: Any) -> list[str]:
+    """Where a coroutine is suspended, outermost first (follows cr_await / ag_await)."""
+    out: list[str] = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        frame = frame or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "ag_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+        )
+    return out
+
+
+def _dump_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    lines = [f"--- {len(tasks)} asyncio tasks ---"]
+    for task in tasks:
+        lines.append(f"* {task.get_name()}")
+        lines.extend(f"    {where}" for where in _await_chain(task.get_coro()))
+    out = sys.__stderr__ or sys.stderr  # the process's own stderr, not a logging proxy
+    out.write("\n".join(lines) + "\n")
+    out.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,16 @@
-"""The per-partition commit protocol of the stream worker (pure logic, no Kafka)."""
+"""The stream worker's commit protocol and offset sequencing (pure logic, no Kafka)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+
+from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
+from streams.offset_guard import OffsetGuard, Position, classify
 
 # States are never empty (an empty image means "no such key").
 json_bytes = st.binary(min_size=1, max_size=60).map(lambda b: b.hex().encode())
@@ -90,3 +95,48 @@ def test_a_crash_after_any_prefix_of_a_batch_recovers_the_committed_state(
         r.key: r.entry.cur for r in recover(table.items(), Checkpoint(seq=1)) if r.entry is not None
     }
     assert state == expected
+
+
+def test_offsets_are_applied_strictly_in_sequence() -> None:
+    assert classify(-1, 500) is Position.NEXT  # a new state starts where the topic starts
+    assert classify(9, 10) is Position.NEXT
+    assert classify(9, 9) is Position.APPLIED
+    assert classify(9, 3) is Position.APPLIED
+    assert classify(9, 12) is Position.AFTER_GAP
+
+
+class _Consumer:
+    """Records seeks; the log starts at `earliest` (what retention left)."""
+
+    def __init__(self, earliest: int) -> None:
+        self.earliest = earliest
+        self.seeks: list[tuple[TP, int]] = []
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.earliest for tp in tps}
+
+    async def seek_wait(self, positions: dict[TP, int]) -> None:
+        self.seeks.extend(positions.items())
+
+
+def test_a_gap_rewinds_the_consumer_once_and_skips_until_the_missing_offset() -> None:
+    consumer, counters = _Consumer(earliest=0), Counter[str]()
+    guard = OffsetGuard(consumer, counters, "qoe")
+
+    async def run() -> list[bool]:
+        return [
+            await guard.admit("t", 3, 20, last_applied=9),  # 10..19 were never applied
+            await guard.admit("t", 3, 21, last_applied=9),  # still draining: no new seek
+            await guard.admit("t", 3, 10, last_applied=9),  # the rewound read arrives
+        ]
+
+    assert asyncio.run(run()) == [False, False, True]
+    assert consumer.seeks == [(TP("t", 3), 10)]
+    assert counters["qoe.rewinds"] == 1 and counters["qoe.gap_skipped"] == 2
+
+
+def test_offsets_deleted_by_retention_are_counted_and_processing_resumes() -> None:
+    consumer, counters = _Consumer(earliest=15), Counter[str]()
+    guard = OffsetGuard(consumer, counters, "validate")
+    assert asyncio.run(guard.admit("t", 0, 15, last_applied=9)) is True
+    assert counters["validate.offsets_lost"] == 5 and consumer.seeks == []
