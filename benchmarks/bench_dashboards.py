@@ -5,7 +5,7 @@ events, written as Parquet by the warehouse's own layout), then times `headline`
 `per_minute` and `worst_offenders`. The reference is DuckDB's bare scan of the same sessions
 (`SELECT count(*), sum(watch_ms) FROM sessions`) measured in the same run.
 
-    .venv/bin/python benchmarks/bench_dashboards.py --events 5000000
+    .venv/bin/python -m benchmarks.bench_dashboards --events 5000000
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Search sink throughput vs a raw `_bulk` of the same documents, and member lookup latency.
 
-    .venv/bin/python benchmarks/bench_search_sink.py --events 200000
-    .venv/bin/python benchmarks/bench_search_sink.py --events 5000000 --lookup-only
+    .venv/bin/python -m benchmarks.bench_search_sink --events 200000
+    .venv/bin/python -m benchmarks.bench_search_sink --events 5000000 --lookup-only
 
 Same run, same machine, same client (opensearch-py), same chunk size:
 

@@ -1,6 +1,6 @@
 """Warehouse append throughput vs DuckDB's own Arrow insert, same table, same run.
 
-    .venv/bin/python benchmarks/bench_warehouse.py --events 1000000
+    .venv/bin/python -m benchmarks.bench_warehouse --events 1000000
 
 Prints rows/s of (1) our append: one Arrow table → immutable date/hour Parquet partitions
 (what the sink does after decoding), (2) the sink step end to end: Kafka record bytes →

@@ -6,7 +6,7 @@
    enrich, forward, plus sessionize and roll up downstream) against a bare aiokafka
    consumer loop reading the same topic.
 
-    .venv/bin/python benchmarks/bench_worker.py --events 100000 [--skip-kafka]
+    .venv/bin/python -m benchmarks.bench_worker --events 100000 [--skip-kafka]
 
 Needs the local stack for part 2 (`streamwatch infra up`). Numbers are printed with the
 data size they were measured at.

@@ -5,6 +5,7 @@ run directly against the warehouse. The congested ISP is the stub's ground truth
 
 from __future__ import annotations
 
+import typing
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboards import sample_warehouse as sw
+from dashboards import warehouse
 from dashboards.filters import Filters
-from dashboards.queries import overview
+from dashboards.queries import incidents, overview
 from dashboards.ui import fmt
 from indexers.warehouse_reader import connect_readonly
+from streams.records import IncidentMetric
 from streamwatch.settings import Settings
 
 PAGES = Path(__file__).resolve().parent.parent / "dashboards" / "pages"
@@ -155,3 +158,19 @@ def test_every_page_on_a_deadletter_only_warehouse(
         assert metrics_of(at)["Dead-letter rate"] == fmt(100.0, "%", 2)
         reasons = at.dataframe[-1].value
         assert int(reasons["dead_letters"].sum()) == 40
+
+
+@pytest.mark.parametrize("metric", typing.get_args(IncidentMetric))
+def test_every_incident_metric_charts_around_the_incident(congestion, metric: str) -> None:  # type: ignore[no-untyped-def]
+    root, run = congestion
+    con = warehouse.connect(Settings(warehouse_dir=root))
+    truth = run.ground_truth["fault"]
+    row = incidents.list_incidents(con, Filters()).iloc[0].copy()
+    row["metric"], row["dimension"], row["value"] = metric, "isp", truth["value"]
+    frame = incidents.metric_around(con, row)
+    assert metric in incidents.METRIC_UNITS
+    assert set(frame["cohort"]) == {f"isp={truth['value']}", "rest"}
+    assert frame["sessions"].sum() > 0
+    if metric == "plays_share_pct":
+        per_minute = frame.groupby("minute")["metric_value"].sum()
+        assert per_minute.to_numpy() == pytest.approx(100.0)

@@ -164,10 +164,12 @@ async def test_worker_reconciles_and_matches_stub_truth(
     own_settings: Settings, start_worker: Any
 ) -> None:
     s = own_settings
-    run = StubRun(RunOptions(seed=11, members=400, rate=60, duration_s=120))
+    # At least 100,000 events (issue #4, acceptance 2): 4,000 members at 840 events/s.
+    run = StubRun(RunOptions(seed=11, members=4000, rate=840, duration_s=120))
     lines: list[tuple[bytes | None, bytes]] = []
     for batch in run.batches():
         lines += [(k.encode(), v.encode()) for k, v in zip(batch.keys, batch.lines, strict=True)]
+    assert len(lines) >= 100_000
     truths = {t.session_id: t for t in run.truths()}
     duplicates = lines[5:40:7]  # re-sent by a retrying client
     records = lines + duplicates + [(b"bad", v) for v in BAD_MESSAGES]

@@ -18,11 +18,17 @@ INCIDENT_METRIC_SQL: Final[dict[str, str]] = {
     "rebuffer_pct": SQL_METRICS["session_rebuffer_pct"],
     "playback_failure_pct": SQL_METRICS["session_playback_failure_pct"],
     "startup_p95_ms": SQL_METRICS["session_startup_p95_ms"],
+    "start_failure_pct": SQL_METRICS["session_start_failure_pct"],
+    # The cohort's share of the minute's plays (a dimension value whose plays vanish).
+    # (metric_around groups by minute and cohort, explicitly: GROUP BY ALL rejects this.)
+    "plays_share_pct": "100.0 * count(*) / sum(count(*)) OVER (PARTITION BY minute)",
 }
 METRIC_UNITS: Final[dict[str, str]] = {
     "rebuffer_pct": "%",
     "playback_failure_pct": "%",
     "startup_p95_ms": "ms",
+    "start_failure_pct": "%",
+    "plays_share_pct": "% of plays",
 }
 
 
@@ -79,7 +85,7 @@ def metric_around(
            {expr} AS metric_value, count(*) AS sessions
     FROM dash_sessions
     WHERE {SESSION_TIME} >= ? AND {SESSION_TIME} < ?
-    GROUP BY ALL ORDER BY 1, 2
+    GROUP BY 1, 2 ORDER BY 1, 2
     """
     return query_df(con, sql, [*params, start - margin, end + margin])
 
