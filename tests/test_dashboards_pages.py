@@ -149,9 +149,9 @@ def test_every_page_on_an_empty_warehouse(page: str, empty_root: Path, use_wareh
 
 
 @pytest.mark.parametrize("page", PAGE_NAMES)
-def test_every_page_on_a_deadletter_only_warehouse(
+def test_every_page_on_a_deadletter_only_warehouse(  # type: ignore[no-untyped-def]
     page: str, deadletter_root: Path, use_warehouse
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     use_warehouse(deadletter_root)
     at = run_page(page)
     if page == "pipeline":
