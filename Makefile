@@ -32,7 +32,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy streamwatch infra ingest streams indexers platform_stub support_console dashboards
+	$(BIN)/mypy --strict streamwatch infra ingest streams indexers platform_stub support_console dashboards benchmarks tests
 
 demo: setup ## the whole platform, locally
 	$(SW) infra up

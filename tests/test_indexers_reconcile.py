@@ -133,4 +133,6 @@ async def test_reconcile_accounts_for_every_stage_and_names_the_gap(
     as_json = json.loads(proc.stdout)
     assert as_json["ok"] is False
     assert [g["stage"] for g in as_json["gaps"]] == ["search sink"]
-    assert as_json["counts"]["produced"]["value"] == first["delivered"] + 1000
+    delivered = first["delivered"]
+    assert delivered is not None
+    assert as_json["counts"]["produced"]["value"] == delivered + 1000

@@ -59,7 +59,7 @@ def _sessions() -> list[dict[str, Any]]:
     offset = (NOW - timedelta(hours=3) - T0).total_seconds()
     sessionizer = Sessionizer()
     out: list[dict[str, Any]] = []
-    envs = [
+    envs: list[dict[str, Any]] = [
         {"network": {"isp": isp, "oca_id": oca}, "device": {"app_version": app}}
         for isp, oca, app in (
             ("isp-a", "oca-1", "1.0.0"),
@@ -121,9 +121,9 @@ def _incidents() -> list[dict[str, Any]]:
     return [
         Incident(
             incident_id="inc-oca-2",
-            status=status,
+            status=status,  # type: ignore[arg-type]
             revision=rev,
-            metric="rebuffer_pct",  # type: ignore[arg-type]
+            metric="rebuffer_pct",
             dimension="oca_id",
             value="oca-2",
             started_at=t0,
