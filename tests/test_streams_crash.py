@@ -12,7 +12,7 @@ the partitions. The published results must be exactly the reference's:
 
 The issue names 200,000 events. To keep `make test` within its budget this uses a
 ~48k-event run by default (2000 members, 150 events/s for 300 simulated seconds, a DRM
-outage that the detector reports); `STREAMWATCH_CRASH_TEST_RATE=625` makes it ~200k events
+outage that the detector reports); `STREAMWATCH_CRASH_TEST_RATE=740` makes it 214,732 events
 (how the closing note's run was made). The kill points are spread over the run all the same.
 
 After the input is fully processed (the group's committed offsets reach the end of the raw,
