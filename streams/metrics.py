@@ -98,7 +98,8 @@ def rebuffer_per_minute(rebuffer_count: int, watch_ms: float) -> float | None:
     return None if watch_ms <= 0 else rebuffer_count / (watch_ms / 60_000.0)
 
 
-Mark = Literal["start", "buffering", "buffered", "paused", "resumed", "end"]
+# "seek" changes nothing in itself: it marks where unreported re-buffering starts.
+Mark = Literal["start", "buffering", "buffered", "paused", "resumed", "end", "seek"]
 
 
 def playing_intervals(marks: Iterable[tuple[int, int, str]], end_ms: int) -> list[tuple[int, int]]:
@@ -134,6 +135,39 @@ def playing_intervals(marks: Iterable[tuple[int, int, str]], end_ms: int) -> lis
             since = None
     if since is not None and end_ms > since:
         out.append((since, end_ms))
+    return out
+
+
+def trim_seek_buffering(
+    playing: Sequence[tuple[int, int]], seeks: Sequence[int], watched_ms: int
+) -> list[tuple[int, int]]:
+    """Playing intervals without the re-buffering that follows seeks.
+
+    After a seek the player fills its buffer again, but no event marks the end of that
+    (rebuffer_start/end are for stalls), so the intervals count it as playing. When the
+    player reports its watch time, the excess over it is that re-buffering: it is cut from
+    the start of playback after each seek, in equal parts (exact with one seek).
+    """
+    excess = sum(e - s for s, e in playing) - watched_ms
+    if excess <= 0 or not seeks:
+        return list(playing)
+    share = excess / len(seeks)
+    out = list(playing)
+    for seek in sorted(seeks):
+        cut = share
+        kept: list[tuple[int, int]] = []
+        for s, e in out:
+            if cut > 0 and e > seek:
+                start = max(s, seek)
+                take = min(cut, e - start)
+                if start > s:
+                    kept.append((s, start))
+                if start + take < e:
+                    kept.append((round(start + take), e))
+                cut -= take
+            else:
+                kept.append((s, e))
+        out = kept
     return out
 
 

@@ -288,6 +288,7 @@ def apply(
             marks.append("resumed")
         case "seek":
             state.seeks += 1
+            marks.append("seek")  # no effect on playing; where unreported buffering starts
         case "error":
             out["error_code"] = p.code
             if len(state.errors) < policy.max_errors:
@@ -408,6 +409,9 @@ def summarize(state: SessionState) -> SessionSummary:
         if state.first_frame_ms is not None
         else None
     )
+    if state.player_watched_ms is not None:
+        seeks = [t for t, _, mark in state.transitions if mark == "seek"]
+        playing = metrics.trim_seek_buffering(playing, seeks, state.player_watched_ms)
     avg_kbps = metrics.time_weighted_bitrate(state.bitrate_samples, end_ms, playing)
     d = state.dims
     scores = metrics.session_scores(

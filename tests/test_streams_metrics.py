@@ -160,3 +160,24 @@ def test_bitrate_weighted_over_playing_time_only() -> None:
     samples = [(0, 1_000), (20, 3_000)]
     playing = [(0, 10), (20, 30)]
     assert metrics.time_weighted_bitrate(samples, 30, playing) == pytest.approx(2_000)
+
+
+def test_seek_rebuffering_is_cut_from_playback_after_the_seek() -> None:
+    # Played 0-60 s, sought at 60 s, the player refilled its buffer for 5 s (no event says
+    # so) and played to 100 s: it reports 95 s watched.
+    playing = [(0, 100_000)]
+    assert metrics.trim_seek_buffering(playing, [60_000], 95_000) == [
+        (0, 60_000),
+        (65_000, 100_000),
+    ]
+    # Two seeks share the excess; nothing to cut without seeks or without an excess.
+    two = metrics.trim_seek_buffering([(0, 50_000), (60_000, 100_000)], [20_000, 70_000], 86_000)
+    assert two == [(0, 20_000), (22_000, 50_000), (60_000, 70_000), (72_000, 100_000)]
+    assert metrics.trim_seek_buffering(playing, [], 95_000) == playing
+    assert metrics.trim_seek_buffering(playing, [60_000], 100_000) == playing
+    # The bitrate after the seek now weighs only what was played at it.
+    samples = [(0, 1000), (60_000, 3000)]
+    trimmed = metrics.trim_seek_buffering(playing, [60_000], 95_000)
+    assert metrics.time_weighted_bitrate(samples, 100_000, trimmed) == pytest.approx(
+        (1000 * 60 + 3000 * 35) / 95
+    )

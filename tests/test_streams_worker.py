@@ -171,8 +171,12 @@ async def test_worker_reconciles_and_matches_stub_truth(
         lines += [(k.encode(), v.encode()) for k, v in zip(batch.keys, batch.lines, strict=True)]
     assert len(lines) >= 100_000
     truths = {t.session_id: t for t in run.truths()}
-    duplicates = lines[5:40:7]  # re-sent by a retrying client
-    records = lines + duplicates + [(b"bad", v) for v in BAD_MESSAGES]
+    # Re-sent by a retrying client, right after the original: the seen-set forgets ids 30
+    # minutes of event time behind its partition's newest event, and this run spans hours.
+    resent = set(range(5, 40, 7))
+    duplicates = [lines[i] for i in sorted(resent)]
+    records = [r for i, line in enumerate(lines) for r in ([line, line] if i in resent else [line])]
+    records += [(b"bad", v) for v in BAD_MESSAGES]
     await produce(s, records)
 
     proc = start_worker("first")
@@ -219,8 +223,9 @@ async def test_worker_reconciles_and_matches_stub_truth(
             assert got[dim] == getattr(t, dim), (sid, dim)
         assert got["oca_id"] == t.oca_id, sid
         if t.watch_ms > 0:
-            # A seek's re-buffering has no end event, so it cannot be excluded exactly.
-            assert got["avg_bitrate_kbps"] == pytest.approx(t.avg_bitrate_kbps, rel=0.03), sid
+            # No event ends a seek's re-buffering: it is estimated from the reported watch
+            # time (exact for one seek, split evenly between several).
+            assert got["avg_bitrate_kbps"] == pytest.approx(t.avg_bitrate_kbps, rel=0.01), sid
 
     # Minute rollups exist for closed minutes, all dimensions, from the same sessions.
     rollups = [json.loads(m.value) for m in await read_all(s, topics.MINUTE)]
@@ -228,8 +233,9 @@ async def test_worker_reconciles_and_matches_stub_truth(
     plays = sum(r["counts"]["plays"] for r in rollups if r["dimension"] == "all")
     assert 0 < plays <= len(truths)
 
-    # Restart: the seen-set and sessions come back from their changelogs.
-    again = lines[:20]
+    # Restart: the seen-set and sessions come back from their changelogs (the newest events:
+    # older ones may have left the seen-set by design).
+    again = lines[-20:]
     await produce(s, again)
     proc2 = start_worker("second")
     st2 = await wait_for(s, len(records) + len(again), proc2)
