@@ -29,7 +29,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
@@ -49,6 +48,7 @@ from streams.sessionizer import to_ms
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
+from tests.streams_helpers import produce_raw, read_all, start_worker, stop, topic_partitions
 
 pytestmark = pytest.mark.integration
 
@@ -87,17 +87,8 @@ async def _scoped(settings: Settings, tag: str) -> Settings:
     return scoped
 
 
-def _env(s: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "STREAMWATCH_TOPIC_PREFIX": s.topic_prefix,
-        "STREAMWATCH_DATA_DIR": str(s.data_dir),
-        "STREAMWATCH_KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-        "STREAMWATCH_KAFKA_PARTITIONS": str(s.kafka_partitions),
-        "STREAMWATCH_STREAMS_BATCH_WITHIN_S": "0.2",
-        # A killed worker's partitions are reassigned after this (Kafka's minimum is 6 s).
-        "STREAMWATCH_STREAMS_BROKER_SESSION_TIMEOUT_S": "8",
-    }
+# A killed worker's partitions are reassigned after this (Kafka's minimum is 6 s).
+QUICK_REBALANCE = {"STREAMWATCH_STREAMS_BROKER_SESSION_TIMEOUT_S": "8"}
 
 
 class Workers:
@@ -107,21 +98,7 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, s: Settings, index: int, tag: str) -> subprocess.Popen[bytes]:
-        log = Path(s.data_dir) / f"worker-{tag}.log"
-        p = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.worker",
-                "--index",
-                str(index),
-                "--loglevel",
-                "INFO",
-            ],
-            env=_env(s),
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        p = start_worker(s, tag, index, **QUICK_REBALANCE)
         self.procs.append(p)
         return p
 
@@ -136,62 +113,10 @@ def workers() -> Iterator[Workers]:
             p.wait()
 
 
-def stop(p: subprocess.Popen[bytes]) -> int:
-    p.send_signal(signal.SIGTERM)
-    return p.wait(timeout=60)
-
-
-async def _topic_partitions(s: Settings, names: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
-    await admin.start()
-    try:
-        # Only existing ones: describing a missing topic makes the broker auto-create it
-        # with the default partition count (the one-partition internal topic included).
-        existing = set(await admin.list_topics())
-        wanted = [n for n in names if n in existing]
-        descs = await admin.describe_topics(wanted) if wanted else []
-    finally:
-        await admin.close()
-    return [
-        TopicPartition(d["topic"], p["partition"]) for d in descs for p in d.get("partitions") or []
-    ]
-
-
-async def read_all(s: Settings, logical: str) -> list[Any]:
-    """Every message of a topic, from the beginning to its current end."""
-    tps = await _topic_partitions(s, [s.topic(logical)])
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[Any] = []
-        while True:
-            pending = [tp for tp in tps if await consumer.position(tp) < end[tp]]
-            if not pending:
-                return out
-            for msgs in (await consumer.getmany(*pending, timeout_ms=500)).values():
-                out.extend(msgs)
-    finally:
-        await consumer.stop()
-
-
-async def produce(s: Settings, records: Records) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send(s.topic(topics.RAW), key=key, value=value)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def progress(s: Settings) -> tuple[int, int]:
     """(committed, end) offsets of the app's group summed over its input topics."""
     names = [s.topic(topics.RAW), s.topic(topics.EVENTS), s.topic(MINUTE_PARTIALS)]
-    existing = await _topic_partitions(s, names)
+    existing = await topic_partitions(s, names)
     consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -274,7 +199,7 @@ async def finish(s: Settings, records: Records, procs: list[subprocess.Popen[byt
     """Let the input finish, then close every real session and minute with sentinels."""
     await settle(s, procs)
     for round_no in (1, 2):
-        await produce(s, _sentinels(records, s.kafka_partitions, round_no))
+        await produce_raw(s, _sentinels(records, s.kafka_partitions, round_no))
         await settle(s, procs)
 
 
@@ -329,7 +254,7 @@ def reference(settings: Settings, run_input: tuple[Records, set[str]]) -> dict[s
     s = asyncio.run(_scoped(settings, "ref"))
     w = Workers()
     try:
-        asyncio.run(produce(s, records))
+        asyncio.run(produce_raw(s, records))
         proc = w.start(s, 0, "ref")
         asyncio.run(finish(s, records, [proc]))
         assert stop(proc) == 0
@@ -377,7 +302,7 @@ async def test_kill_9_three_times_changes_nothing(
 ) -> None:
     records, real = run_input
     s = await _scoped(settings, "kill")
-    await produce(s, records)
+    await produce_raw(s, records)
     procs = await _kill_during_run(s, records, workers)
     await finish(s, records, procs)
     assert stop(procs[0]) == 0
@@ -393,7 +318,7 @@ async def test_two_workers_publish_what_one_does(
 ) -> None:
     records, real = run_input
     s = await _scoped(settings, "two")
-    await produce(s, records)
+    await produce_raw(s, records)
     procs = [workers.start(s, i, f"two-{i}") for i in range(2)]
     await finish(s, records, procs)
     assert [stop(p) for p in procs] == [0, 0]

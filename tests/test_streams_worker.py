@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from platform_stub.generator import RunOptions, StubRun
 from streams.app import app_id
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
+from tests import streams_helpers
+from tests.streams_helpers import produce_raw, read_all, stop
 
 pytestmark = pytest.mark.integration
 
@@ -50,29 +47,12 @@ def own_settings(settings: Settings) -> Settings:
     return scoped
 
 
-def _env(s: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "STREAMWATCH_TOPIC_PREFIX": s.topic_prefix,
-        "STREAMWATCH_DATA_DIR": str(s.data_dir),
-        "STREAMWATCH_KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-        "STREAMWATCH_KAFKA_PARTITIONS": str(s.kafka_partitions),
-        "STREAMWATCH_STREAMS_BATCH_WITHIN_S": "0.2",
-    }
-
-
 @pytest.fixture()
 def start_worker(own_settings: Settings) -> Iterator[Any]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(tag: str) -> subprocess.Popen[bytes]:
-        log = Path(own_settings.data_dir) / f"worker-{tag}.log"
-        p = subprocess.Popen(
-            [sys.executable, "-m", "streams.worker", "--loglevel", "WARNING"],
-            env=_env(own_settings),
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        p = streams_helpers.start_worker(own_settings, tag, loglevel="WARNING")
         procs.append(p)
         return p
 
@@ -81,51 +61,6 @@ def start_worker(own_settings: Settings) -> Iterator[Any]:
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-def stop(p: subprocess.Popen[bytes]) -> int:
-    p.send_signal(signal.SIGTERM)
-    return p.wait(timeout=60)
-
-
-async def read_all(s: Settings, logical: str) -> list[Any]:
-    """Every message of a topic, from the beginning to its current end."""
-    name = s.topic(logical)
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
-    await admin.start()
-    try:
-        [desc] = await admin.describe_topics([name])
-    finally:
-        await admin.close()
-    tps = [TopicPartition(name, p["partition"]) for p in desc.get("partitions") or []]
-    if not tps:
-        return []  # not created yet (the worker creates its changelog topics on start)
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[Any] = []
-        while True:
-            pending = [tp for tp in tps if await consumer.position(tp) < end[tp]]
-            if not pending:
-                return out
-            for msgs in (await consumer.getmany(*pending, timeout_ms=500)).values():
-                out.extend(msgs)
-    finally:
-        await consumer.stop()
-
-
-async def produce(s: Settings, records: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send(s.topic(topics.RAW), key=key, value=value)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def stats(s: Settings) -> dict[str, int]:
@@ -177,7 +112,7 @@ async def test_worker_reconciles_and_matches_stub_truth(
     duplicates = [lines[i] for i in sorted(resent)]
     records = [r for i, line in enumerate(lines) for r in ([line, line] if i in resent else [line])]
     records += [(b"bad", v) for v in BAD_MESSAGES]
-    await produce(s, records)
+    await produce_raw(s, records)
 
     proc = start_worker("first")
     st = await wait_for(s, len(records), proc)
@@ -236,7 +171,7 @@ async def test_worker_reconciles_and_matches_stub_truth(
     # Restart: the seen-set and sessions come back from their changelogs (the newest events:
     # older ones may have left the seen-set by design).
     again = lines[-20:]
-    await produce(s, again)
+    await produce_raw(s, again)
     proc2 = start_worker("second")
     st2 = await wait_for(s, len(records) + len(again), proc2)
     assert stop(proc2) == 0
