@@ -294,7 +294,12 @@ class StreamsApp:
     async def _validate_agent(self, stream: StreamT[Any]) -> None:
         cfg = self.config
         async for batch in _batches(stream).take_events(cfg.batch_size, within=cfg.batch_within_s):
-            await self._validate_batch(batch)
+            try:
+                await self._validate_batch(batch)
+            except Exception:
+                # The stats were not written, so the offset guard re-reads the batch.
+                log.exception("validate: batch failed; it will be read again")
+                self.counters["validate.batch_failures"] += 1
 
     async def _validate_batch(self, batch: Sequence[Ev]) -> None:
         stats: dict[int, ValidateStats] = {}
@@ -404,7 +409,15 @@ class StreamsApp:
     async def _qoe_agent(self, stream: StreamT[Any]) -> None:
         cfg = self.config
         async for batch in _batches(stream).take_events(cfg.batch_size, within=cfg.batch_within_s):
-            await self._qoe_batch(batch)
+            try:
+                await self._qoe_batch(batch)
+            except Exception:
+                # Not one event's fault (those are dead-lettered): e.g. the producer failed.
+                # Forget what this worker holds in memory; the next batch recovers the
+                # partitions from their checkpoints and the offset guard rewinds to them.
+                log.exception("qoe: batch failed; recovering from the last checkpoints")
+                self.counters["qoe.batch_failures"] += 1
+                self._parts.clear()
 
     async def _qoe_batch(self, batch: Sequence[Ev]) -> None:
         """One batch, committed per partition (see `streams.committed_state`)."""
