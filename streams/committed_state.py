@@ -63,10 +63,17 @@ class Entry:
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
-        """Inverse of `encode`."""
+        """Inverse of `encode`; a bare JSON state (written before entries) is batch 0."""
+        if is_legacy(raw):
+            return cls(0, 0, False, raw)
         seq, ms, closed, n, rest = raw.split(b":", 4)
         size = int(n)
         return cls(int(seq), int(ms), closed == b"1", rest[:size], rest[size:])
+
+
+def is_legacy(raw: bytes) -> bool:
+    """A state stored by a worker older than this protocol: the bare JSON object."""
+    return raw[:1] == b"{"
 
 
 def committed_value(raw: bytes | None) -> bytes:
@@ -90,10 +97,15 @@ def recover(items: Iterable[tuple[bytes, bytes]], checkpoint: Checkpoint) -> lis
 
     Entries written by a batch after the checkpoint (seq > checkpoint.seq) get their
     committed image back, or are deleted if the key is new; committed deletions (empty
-    cur) are deleted for good.
+    cur) are deleted for good; states stored before this protocol are kept and rewritten
+    as entries.
     """
     out: list[Repair] = []
     for key, raw in items:
+        if is_legacy(raw):
+            # Committed by an older worker (no undo images then): kept, re-stored as an entry.
+            out.append(Repair(key, "rewrite", Entry(checkpoint.seq, 0, False, raw)))
+            continue
         e = Entry.decode(raw)
         if e.seq > checkpoint.seq:
             if e.prev:

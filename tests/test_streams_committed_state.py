@@ -140,3 +140,11 @@ def test_offsets_deleted_by_retention_are_counted_and_processing_resumes() -> No
     guard = OffsetGuard(consumer, counters, "validate")
     assert asyncio.run(guard.admit("t", 0, 15, last_applied=9)) is True
     assert counters["validate.offsets_lost"] == 5 and consumer.seeks == []
+
+
+def test_states_stored_before_entries_existed_are_kept_and_rewritten() -> None:
+    legacy = b'{"session_id":"s-1","closed":false}'
+    assert committed_value(legacy) == legacy
+    (repair,) = recover([(b"0|s-1", legacy)], Checkpoint(seq=3))
+    assert repair.action == "rewrite" and repair.entry is not None
+    assert (repair.entry.seq, repair.entry.cur, repair.entry.prev) == (3, legacy, b"")
