@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,10 @@ def _run_app(args: argparse.Namespace) -> int:
         "--server.port", str(port), "--server.address", args.address,
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
-    return subprocess.call(cmd, env=os.environ.copy())
+    # exec, not a child process: the app becomes this process, so `demo down` and tests that
+    # signal this pid stop Streamlit itself instead of orphaning it on its port.
+    os.execv(sys.executable, cmd)
+    return 0  # pragma: no cover
 
 
 def _provision(args: argparse.Namespace) -> int:

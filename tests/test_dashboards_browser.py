@@ -90,3 +90,29 @@ def test_page_renders_in_chromium(app_url: str, page: str) -> None:
             )
         finally:
             browser.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_stopping_the_dashboards_process_stops_streamlit(tmp_path: Path) -> None:
+    """`demo down` signals the pid it started: Streamlit must not outlive it on its port."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamwatch.cli", "dashboards", "--port", str(port)],
+        stdout=(tmp_path / "streamlit.log").open("w"), stderr=subprocess.STDOUT, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port):
+            assert proc.poll() is None, (tmp_path / "streamlit.log").read_text()
+            assert time.monotonic() < deadline, "the app never listened"
+            time.sleep(0.3)
+        proc.terminate()
+        proc.wait(timeout=20)
+        assert not _listening(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
