@@ -105,11 +105,12 @@ def test_stopping_the_dashboards_process_stops_streamlit(tmp_path: Path) -> None
         stdout=(tmp_path / "streamlit.log").open("w"), stderr=subprocess.STDOUT, cwd=REPO,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not _listening(port):
+        for _ in range(200):  # Streamlit listens within seconds; give up after many polls
+            if _listening(port):
+                break
             assert proc.poll() is None, (tmp_path / "streamlit.log").read_text()
-            assert time.monotonic() < deadline, "the app never listened"
             time.sleep(0.3)
+        assert _listening(port), "the app never listened"
         proc.terminate()
         proc.wait(timeout=20)
         assert not _listening(port)
