@@ -40,7 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.types import TP, EventT, StreamT
@@ -64,6 +64,7 @@ from streamwatch.settings import Settings
 log = logging.getLogger("streamwatch.streams")
 
 Ev = EventT[Any]
+State = TypeVar("State", SessionState, WindowState)
 
 
 def _batches(stream: StreamT[Any]) -> faust.Stream[bytes]:
@@ -538,21 +539,21 @@ class StreamsApp:
         if key not in dirty:
             dirty[key] = committed_value(table.get(key))
 
-    def _session(self, part: _Partition, key: bytes) -> SessionState | None:
-        state = part.sessions.get(key)
+    @staticmethod
+    def _load(mem: dict[bytes, State], table: Any, model: type[State], key: bytes) -> State | None:
+        """The parsed state of `key`: from memory, else the table's committed image."""
+        state = mem.get(key)
         if state is None:
-            cur = committed_value(self.sessions.get(key))
+            cur = committed_value(table.get(key))
             if cur:
-                state = part.sessions[key] = SessionState.model_validate_json(cur)
+                state = mem[key] = model.model_validate_json(cur)
         return state
 
+    def _session(self, part: _Partition, key: bytes) -> SessionState | None:
+        return self._load(part.sessions, self.sessions, SessionState, key)
+
     def _window_state(self, part: _Partition, key: bytes) -> WindowState | None:
-        w = part.windows.get(key)
-        if w is None:
-            cur = committed_value(self.windows.get(key))
-            if cur:
-                w = part.windows[key] = WindowState.model_validate_json(cur)
-        return w
+        return self._load(part.windows, self.windows, WindowState, key)
 
     def _window(self, part: _Partition, t_ms: int, late_tag: str) -> WindowState:
         """The window of `t_ms` in this partition, marked as written by this batch."""
