@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ingest.deadletter import DeadLetter
 from ingest.events import EVENT_ADAPTER
 from ingest.validation import UNPROCESSABLE
-from streams import detector, rollup, sessionizer
+from streams import detector, minute_gate, rollup, sessionizer
 from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog, catalog_path
@@ -105,6 +105,11 @@ class DetectorRuntime(BaseModel):
     state: detector.DetectorState = Field(default_factory=detector.DetectorState)
     pending: dict[int, dict[str, MinuteCounts]] = Field(default_factory=dict)
     partials: dict[int, list[str]] = Field(default_factory=dict)  # arrived, per minute
+    # Per partition: the newest minute it has closed, and the record time it last spoke.
+    closed_upto: dict[str, int] = Field(default_factory=dict)
+    heard_ms: dict[str, int] = Field(default_factory=dict)
+    since_ms: int | None = None  # record time of the first record heard
+    clock_ms: int = 0  # newest record time heard
     evaluated_upto_ms: int | None = None
     late_partials: int = 0
     upto_offset: int = -1  # highest input offset whose effects are in this state
@@ -637,6 +642,16 @@ class StreamsApp:
             part.windows.pop(key, None)
             del part.window_index[key]
             part.forgotten_windows.add(key)
+        # After this scan's partials: the detector then knows this partition is done with
+        # every minute up to here, however fast or slow the other partitions go.
+        done = minute_gate.closed_upto(wm, rollup.WINDOW_MS, rpol.allowed_lateness_ms)
+        if done > part.cp.closed_upto_ms:
+            progress = minute_gate.PartitionProgress(partial=f"p{part.p}", closed_upto_ms=done)
+            await self.partials_topic.send(
+                key=minute_gate.progress_key(progress.partial),
+                value=progress.model_dump_json().encode(),
+            )
+            part.cp.closed_upto_ms = done
 
     async def _publish(self, rollups: list[Any], window: WindowState | None) -> None:
         for r in rollups:
@@ -681,11 +696,28 @@ class StreamsApp:
             ):
                 continue
             rt.upto_offset = msg.offset
+            heard = int(msg.timestamp * 1000)
+            rt.clock_ms = max(rt.clock_ms, heard)
+            if rt.since_ms is None:
+                rt.since_ms = heard
             try:
+                if minute_gate.is_progress(msg.key):
+                    progress = minute_gate.PartitionProgress.model_validate_json(msg.value or b"")
+                    p = progress.partial
+                    rt.heard_ms[p] = heard
+                    rt.closed_upto[p] = max(rt.closed_upto.get(p, 0), progress.closed_upto_ms)
+                    await self._judge_ready_minutes(rt)
+                    continue
                 w = WindowState.model_validate_json(msg.value or b"")
                 start = w.window_start_ms
-                if rt.evaluated_upto_ms is not None and start <= rt.evaluated_upto_ms:
-                    rt.late_partials += 1  # the minute was judged already; rollups have it
+                owner = rollup.partition_of(w.partial)
+                rt.heard_ms[owner] = heard
+                if (rt.evaluated_upto_ms is not None and start <= rt.evaluated_upto_ms) or (
+                    start <= rt.closed_upto.get(owner, start - 1)
+                ):
+                    # Judged already, or a late window its partition closed after saying it
+                    # was done with the minute: the rollups have it, the judgement does not.
+                    rt.late_partials += 1
                     continue
                 arrived = rt.partials.setdefault(start, [])
                 if w.partial in arrived:
@@ -707,20 +739,24 @@ class StreamsApp:
         await self._put(self.detector_table, 0, key, rt.model_dump_json().encode())
 
     async def _judge_ready_minutes(self, rt: DetectorRuntime) -> None:
-        """Judge the oldest pending minutes once every partition's partial is in.
+        """Judge the oldest pending minutes every partition is done with (`minute_gate`).
 
-        A minute with a partition still missing waits until a minute `grace` later has
-        arrived (a partition without traffic sends nothing). Judging per arriving partial,
-        in topic order, makes the outcome independent of how partials were batched.
+        Judging per arriving record, in topic order, makes the outcome independent of how
+        the records were batched.
         """
         if not rt.pending:
             return
-        newest = max(rt.pending)
-        grace = self.config.detector_grace_minutes * rollup.WINDOW_MS
-        for start in sorted(rt.pending):
-            complete = self._expected_partials <= set(rt.partials.get(start, []))
-            if not complete and start + grace > newest:
-                break
+        ready = minute_gate.judgeable(
+            rt.pending,
+            rt.partials,
+            rt.closed_upto,
+            rt.heard_ms,
+            rt.since_ms if rt.since_ms is not None else rt.clock_ms,
+            rt.clock_ms,
+            self._expected_partials,
+            int(self.config.detector_silence_s * 1000),
+        )
+        for start in ready:
             values: dict[tuple[str, str], MinuteCounts] = {}
             for k, c in rt.pending.pop(start).items():
                 dimension, _, value = k.partition("=")

@@ -38,6 +38,7 @@ class Checkpoint(BaseModel):
     watermark_ms: int = 0  # highest event time seen up to `upto`
     next_scan_ms: int = 0  # event time at which sessions and windows are next checked
     revise: list[str] = []  # closed windows touched by late events since the last scan
+    closed_upto_ms: int = 0  # newest minute the detector was told this partition closed
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ class StreamsConfig:
     # event time (never wall time: a replay after a crash must close exactly the same).
     scan_step_ms: int = 5_000
     seen_purge_every_s: float = 10.0  # how often expired event ids leave the seen-set
-    # A minute is judged once every partition's partial is in, or once a minute this much
-    # later has arrived (a partition without traffic sends no partial).
-    detector_grace_minutes: int = 5
+    # A minute is judged once every partition has closed it (streams/minute_gate.py); a
+    # partition that publishes nothing for this long (the partials' record time) is taken
+    # as idle and not waited for.
+    detector_silence_s: float = 120.0
     commit_interval_s: float = 1.0
     # Kafka drops a worker that stopped heartbeating (e.g. killed) after this long; until
     # then its partitions wait, and a restarted worker waits for the rebalance.

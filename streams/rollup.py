@@ -159,6 +159,11 @@ def very_late_partial(partial: str, tag: str) -> str:
     return f"{partial}.late.{tag}"
 
 
+def partition_of(partial: str) -> str:
+    """The partition's own partial name ("p3") of any of its partials, very late or not."""
+    return partial.split(".late.", 1)[0]
+
+
 def is_due(window: WindowState, watermark_ms: int, policy: RollupPolicy = DEFAULT_POLICY) -> bool:
     """True when the watermark has passed the window's end plus the allowed lateness."""
     return window.window_start_ms + WINDOW_MS + policy.allowed_lateness_ms <= watermark_ms
