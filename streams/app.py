@@ -98,13 +98,20 @@ class ValidateStats(BaseModel):
 
 
 class DetectorRuntime(BaseModel):
-    """The detector's table value: its state plus minutes waiting for more partials."""
+    """The detector's table value under `DETECTOR_STATE`: its state and what is pending.
+
+    The partials of minutes not judged yet are table entries of their own
+    (`_pending_key`): partitions can be many minutes of event time apart, and all of
+    those minutes in one value would outgrow a Kafka message.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     state: detector.DetectorState = Field(default_factory=detector.DetectorState)
+    # Merged minutes as stored before partials had entries of their own (read, not written).
     pending: dict[int, dict[str, MinuteCounts]] = Field(default_factory=dict)
     partials: dict[int, list[str]] = Field(default_factory=dict)  # arrived, per minute
+    drop: list[str] = Field(default_factory=list)  # entries of judged minutes, to delete
     # Per partition: the newest minute it has closed, and the record time it last spoke.
     closed_upto: dict[str, int] = Field(default_factory=dict)
     heard_ms: dict[str, int] = Field(default_factory=dict)
@@ -113,6 +120,14 @@ class DetectorRuntime(BaseModel):
     evaluated_upto_ms: int | None = None
     late_partials: int = 0
     upto_offset: int = -1  # highest input offset whose effects are in this state
+
+
+DETECTOR_STATE = b"state"
+
+
+def _pending_key(start_ms: int, partial: str) -> bytes:
+    """The detector-table entry holding one partition's partial of a pending minute."""
+    return f"pending|{start_ms}|{partial}".encode()
 
 
 @dataclass
@@ -272,7 +287,7 @@ class StreamsApp:
                 state = self.checkpoints.get(str(tp.partition).encode())
                 last = Checkpoint.model_validate_json(state).upto if state else -1
             elif tp.topic == self.partials_topic.get_topic_name():
-                state = self.detector_table.get(b"state")
+                state = self.detector_table.get(DETECTOR_STATE)
                 last = DetectorRuntime.model_validate_json(state).upto_offset if state else -1
             else:
                 continue
@@ -686,9 +701,13 @@ class StreamsApp:
             await self._detect_batch(batch)
 
     async def _detect_batch(self, batch: Sequence[Ev]) -> None:
-        key = b"state"
-        raw = self.detector_table.get(key)
+        raw = self.detector_table.get(DETECTOR_STATE)
         rt = DetectorRuntime.model_validate_json(raw) if raw else DetectorRuntime()
+        # Entries of minutes judged by the last batch; deleted only now that the state
+        # saying so is written (a crash in between leaves them listed, deleted next time).
+        for stale in rt.drop:
+            await self._put(self.detector_table, 0, stale.encode(), None)
+        rt.drop.clear()
         for ev in batch:
             msg = ev.message
             if not await self._detect_guard.admit(
@@ -723,12 +742,9 @@ class StreamsApp:
                 if w.partial in arrived:
                     continue  # re-published by a worker that replayed after a crash
                 arrived.append(w.partial)
-                acc = rt.pending.setdefault(start, {})
-                for k, c in w.values.items():
-                    if k in acc:
-                        acc[k].merge_in(c)
-                    else:
-                        acc[k] = c
+                await self._put(
+                    self.detector_table, 0, _pending_key(start, w.partial), msg.value or b""
+                )
             except Exception as exc:
                 log.exception("detect: partial failed")
                 await self._dead_letter(
@@ -736,7 +752,7 @@ class StreamsApp:
                 )
                 continue
             await self._judge_ready_minutes(rt)
-        await self._put(self.detector_table, 0, key, rt.model_dump_json().encode())
+        await self._put(self.detector_table, 0, DETECTOR_STATE, rt.model_dump_json().encode())
 
     async def _judge_ready_minutes(self, rt: DetectorRuntime) -> None:
         """Judge the oldest pending minutes every partition is done with (`minute_gate`).
@@ -744,10 +760,10 @@ class StreamsApp:
         Judging per arriving record, in topic order, makes the outcome independent of how
         the records were batched.
         """
-        if not rt.pending:
+        if not rt.partials and not rt.pending:
             return
         ready = minute_gate.judgeable(
-            rt.pending,
+            rt.partials.keys() | rt.pending.keys(),
             rt.partials,
             rt.closed_upto,
             rt.heard_ms,
@@ -757,11 +773,22 @@ class StreamsApp:
             int(self.config.detector_silence_s * 1000),
         )
         for start in ready:
+            merged = rt.pending.pop(start, {})
+            for partial in rt.partials.pop(start, []):  # in arrival order: same float sums
+                key = _pending_key(start, partial)
+                rt.drop.append(key.decode())
+                raw = self.detector_table.get(key)
+                if raw is None:
+                    continue  # legacy: merged into `pending` already
+                for k, c in WindowState.model_validate_json(raw).values.items():
+                    if k in merged:
+                        merged[k].merge_in(c)
+                    else:
+                        merged[k] = c
             values: dict[tuple[str, str], MinuteCounts] = {}
-            for k, c in rt.pending.pop(start).items():
+            for k, c in merged.items():
                 dimension, _, value = k.partition("=")
                 values[(dimension, value)] = c
-            rt.partials.pop(start, None)
             for inc in detector.evaluate(
                 rt.state,
                 sessionizer.from_ms(start),

@@ -42,7 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from platform_stub.generator import RunOptions, StubRun
-from streams.app import MINUTE_PARTIALS, app_id
+from streams.app import DETECTOR_STATE, MINUTE_PARTIALS, app_id
 from streams.records import MinuteCounts
 from streams.sessionizer import to_ms
 from streamwatch import topics
@@ -87,8 +87,14 @@ async def _scoped(settings: Settings, tag: str) -> Settings:
     return scoped
 
 
-# A killed worker's partitions are reassigned after this (Kafka's minimum is 6 s).
-QUICK_REBALANCE = {"STREAMWATCH_STREAMS_BROKER_SESSION_TIMEOUT_S": "8"}
+WORKER_ENV = {
+    # A killed worker's partitions are reassigned after this (Kafka's minimum is 6 s).
+    "STREAMWATCH_STREAMS_BROKER_SESSION_TIMEOUT_S": "8",
+    # Every partition has traffic here. A partition that finished its share of the input
+    # early must not count as idle (a rule on record time, so on speed) while the others
+    # catch up: that would make the incidents depend on how fast each worker went.
+    "STREAMWATCH_STREAMS_DETECTOR_SILENCE_S": "86400",
+}
 
 
 class Workers:
@@ -98,7 +104,7 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, s: Settings, index: int, tag: str) -> subprocess.Popen[bytes]:
-        p = start_worker(s, tag, index, **QUICK_REBALANCE)
+        p = start_worker(s, tag, index, **WORKER_ENV)
         self.procs.append(p)
         return p
 
@@ -150,7 +156,7 @@ async def applied(s: Settings) -> int:
     return (
         sum(int(v["last_offset"]) + 1 for v in stats.values())
         + sum(int(v["upto"]) + 1 for v in checkpoints.values())
-        + sum(int(v["upto_offset"]) + 1 for v in detector.values())
+        + (int(detector[DETECTOR_STATE]["upto_offset"]) + 1 if DETECTOR_STATE in detector else 0)
     )
 
 
