@@ -66,7 +66,9 @@ def per_minute(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame
     """One row per minute: plays, concurrent viewers and the QoE of sessions started then.
 
     Concurrent viewers follow `streams.metrics.concurrent_viewers`: sessions whose playing
-    interval [first frame, end) overlaps the minute.
+    interval [first frame, end) overlaps the minute. Counted as a running sum of +1 at a
+    session's first such minute and -1 after its last, not by joining every minute with
+    every session (that range join was most of the overview's time at 200k sessions).
     """
     cte, params = minutes_cte(filters)
     qoe = ", ".join(
@@ -86,11 +88,17 @@ def per_minute(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame
       SELECT date_trunc('minute', {SESSION_TIME}) AS minute, count(play_requested_at) AS plays,
              {qoe}
       FROM s GROUP BY 1),
+    spans AS (
+      SELECT date_trunc('minute', {PLAY_START}) AS first_minute,
+             date_trunc('minute', {PLAY_END} - INTERVAL 1 MICROSECOND) AS last_minute
+      FROM s WHERE {PLAY_END} > date_trunc('minute', {PLAY_START})),
+    deltas AS (
+      SELECT first_minute AS minute, 1 AS d FROM spans
+      UNION ALL SELECT last_minute + INTERVAL 1 MINUTE, -1 FROM spans
+      UNION ALL SELECT minute, 0 FROM m),
     conc AS (
-      SELECT m.minute, count(s.{PLAY_START}) AS concurrent_viewers
-      FROM m LEFT JOIN s
-        ON s.{PLAY_START} < m.minute + INTERVAL 1 MINUTE AND {PLAY_END} > m.minute
-      GROUP BY 1)
+      SELECT minute, (sum(sum(d)) OVER (ORDER BY minute))::BIGINT AS concurrent_viewers
+      FROM deltas GROUP BY minute)
     SELECT m.minute, coalesce(started.plays, 0) AS plays,
            coalesce(conc.concurrent_viewers, 0) AS concurrent_viewers,
            started.* EXCLUDE (minute, plays)
