@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from infra import stack
 from streamwatch.settings import Settings
@@ -39,12 +40,33 @@ def stack_settings() -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def settings(stack_settings: Settings) -> Settings:
-    """Settings for this test session: the running stack, a unique topic prefix, topics made."""
+def settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings for this test session: the running stack, a unique topic prefix, topics made.
+
+    The session's topics (every name under its prefix, changelogs included) are deleted at
+    the end: on a stack that outlives the tests (`make demo`), runs would otherwise pile
+    up gigabytes of test topics.
+    """
     prefix = f"test-{uuid.uuid4().hex[:8]}."
     scoped = stack_settings.model_copy(update={"topic_prefix": prefix})
     asyncio.run(create_topics(scoped))
-    return scoped
+    yield scoped
+    if not os.environ.get("STREAMWATCH_KEEP_TOPICS"):
+        try:
+            asyncio.run(_delete_topics(scoped.bootstrap_servers, prefix))
+        except Exception as exc:  # housekeeping only: the tests' verdict stands
+            print(f"\nnote: test topics under {prefix!r} were not deleted: {exc!r}")
+
+
+async def _delete_topics(bootstrap_servers: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        for i in range(0, len(names), 100):
+            await admin.delete_topics(names[i : i + 100])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")
