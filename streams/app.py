@@ -773,22 +773,16 @@ class StreamsApp:
             int(self.config.detector_silence_s * 1000),
         )
         for start in ready:
-            merged = rt.pending.pop(start, {})
+            parts = [rt.pending.pop(start, {})]  # legacy: merged before entries existed
             for partial in rt.partials.pop(start, []):  # in arrival order: same float sums
                 key = _pending_key(start, partial)
                 rt.drop.append(key.decode())
                 raw = self.detector_table.get(key)
-                if raw is None:
-                    continue  # legacy: merged into `pending` already
-                for k, c in WindowState.model_validate_json(raw).values.items():
-                    if k in merged:
-                        merged[k].merge_in(c)
-                    else:
-                        merged[k] = c
-            values: dict[tuple[str, str], MinuteCounts] = {}
-            for k, c in merged.items():
-                dimension, _, value = k.partition("=")
-                values[(dimension, value)] = c
+                if raw is not None:
+                    parts.append(WindowState.model_validate_json(raw).values)
+            values = detector.merge_partials(
+                [(rollup.split_key(k), c) for part in parts for k, c in part.items()]
+            )
             for inc in detector.evaluate(
                 rt.state,
                 sessionizer.from_ms(start),

@@ -55,7 +55,8 @@ def _key(dimension: str, value: str) -> str:
     return f"{dimension}={value}"
 
 
-def _split(key: str) -> tuple[str, str]:
+def split_key(key: str) -> tuple[str, str]:
+    """("isp", "Comcast") of a window's value key "isp=Comcast"."""
     d, _, v = key.partition("=")
     return d, v
 
@@ -197,7 +198,7 @@ def revise(window: WindowState) -> list[MinuteRollup]:
 
 
 def _rollup(window: WindowState, key: str) -> MinuteRollup:
-    d, v = _split(key)
+    d, v = split_key(key)
     return MinuteRollup.of(
         window_start=from_ms(window.window_start_ms),
         window_end=from_ms(window.window_start_ms + WINDOW_MS),
