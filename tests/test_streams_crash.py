@@ -31,7 +31,7 @@ import signal
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,15 +108,19 @@ class Workers:
         self.procs.append(p)
         return p
 
+    def kill_left(self) -> None:
+        """Kill those still running (a test that failed half-way)."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
 
 @pytest.fixture()
 def workers() -> Iterator[Workers]:
     w = Workers()
     yield w
-    for p in w.procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    w.kill_left()
 
 
 async def progress(s: Settings) -> tuple[int, int]:
@@ -253,24 +257,36 @@ async def results(s: Settings, real_sessions: set[str], cutoff_ms: int) -> dict[
     return {"summaries": summaries, "rollups": rollups, "incidents": incidents}
 
 
+StartWorkers = Callable[[Settings], Awaitable[list[subprocess.Popen[bytes]]]]
+
+
+async def processed(
+    settings: Settings, tag: str, run_input: tuple[Records, set[str]], start: StartWorkers
+) -> dict[str, Any]:
+    """The run under a prefix of its own, processed by the workers `start` runs: input
+    produced, every session and minute closed, workers stopped cleanly, results read."""
+    records, real = run_input
+    s = await _scoped(settings, tag)
+    await produce_raw(s, records)
+    procs = await start(s)
+    await finish(s, records, procs)
+    assert [stop(p) for p in procs] == [0] * len(procs)
+    return await results(s, real, _last_ms(records) + SENTINEL_STEP_MS)
+
+
 @pytest.fixture(scope="module")
 def reference(settings: Settings, run_input: tuple[Records, set[str]]) -> dict[str, Any]:
     """What one uninterrupted worker publishes for the run."""
-    records, real = run_input
-    s = asyncio.run(_scoped(settings, "ref"))
     w = Workers()
+
+    async def one_worker(s: Settings) -> list[subprocess.Popen[bytes]]:
+        return [w.start(s, 0, "ref")]
+
     try:
-        asyncio.run(produce_raw(s, records))
-        proc = w.start(s, 0, "ref")
-        asyncio.run(finish(s, records, [proc]))
-        assert stop(proc) == 0
+        out = asyncio.run(processed(settings, "ref", run_input, one_worker))
     finally:
-        for p in w.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    out = asyncio.run(results(s, real, _last_ms(records) + SENTINEL_STEP_MS))
-    assert set(out["summaries"]) == real  # every real session closed and summarised
+        w.kill_left()
+    assert set(out["summaries"]) == run_input[1]  # every real session closed and summarised
     assert out["rollups"] and out["incidents"]  # the scenario's fault is found
     return out
 
@@ -319,13 +335,10 @@ async def test_kill_9_three_times_changes_nothing(
     reference: dict[str, Any],
     workers: Workers,
 ) -> None:
-    records, real = run_input
-    s = await _scoped(settings, "kill")
-    await produce_raw(s, records)
-    procs = await _kill_during_run(s, records, workers)
-    await finish(s, records, procs)
-    assert stop(procs[0]) == 0
-    got = await results(s, real, _last_ms(records) + SENTINEL_STEP_MS)
+    async def killed_thrice(s: Settings) -> list[subprocess.Popen[bytes]]:
+        return await _kill_during_run(s, run_input[0], workers)
+
+    got = await processed(settings, "kill", run_input, killed_thrice)
     _assert_same(got, reference, ("summaries", "rollups"))
 
 
@@ -335,11 +348,8 @@ async def test_two_workers_publish_what_one_does(
     reference: dict[str, Any],
     workers: Workers,
 ) -> None:
-    records, real = run_input
-    s = await _scoped(settings, "two")
-    await produce_raw(s, records)
-    procs = [workers.start(s, i, f"two-{i}") for i in range(2)]
-    await finish(s, records, procs)
-    assert [stop(p) for p in procs] == [0, 0]
-    got = await results(s, real, _last_ms(records) + SENTINEL_STEP_MS)
+    async def two(s: Settings) -> list[subprocess.Popen[bytes]]:
+        return [workers.start(s, i, f"two-{i}") for i in range(2)]
+
+    got = await processed(settings, "two", run_input, two)
     _assert_same(got, reference, ("summaries", "rollups", "incidents"))
