@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 SW := $(BIN)/streamwatch
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser test lint typecheck demo down status clean bench
+.PHONY: setup browser media-tools sdk test lint typecheck demo down status clean bench
 
-setup: $(STAMP) browser ## virtualenv, project install, server jars, browser (idempotent)
+setup: $(STAMP) browser media-tools sdk ## virtualenv, project install, server jars, browser, ffmpeg, web SDK (idempotent)
 	$(SW) infra fetch
 
 # Headless Chromium from Debian for the real-browser tests of the Streamlit apps.
@@ -18,6 +18,20 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends chromium chromium-driver >/dev/null; }
 
+# Debian ffmpeg makes the local HLS/DASH ladder the real-player tests and the demo play.
+media-tools:
+	@command -v ffmpeg >/dev/null || { \
+	  echo "installing Debian ffmpeg for the local player ladder"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends ffmpeg >/dev/null; }
+
+# The web SDK and the pinned players (hls.js, dash.js) from npm; built with esbuild.
+sdk: sdk/web/node_modules/.package-lock.json
+	cd sdk/web && node build.mjs
+
+sdk/web/node_modules/.package-lock.json: sdk/web/package-lock.json
+	cd sdk/web && npm ci --no-audit --no-fund
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -25,6 +39,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup ## the whole suite against real Kafka, OpenSearch and DuckDB
+	cd sdk/web && npm test
 	$(BIN)/pytest -p no:cacheprovider
 
 lint: setup
@@ -32,7 +47,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy --strict streamwatch infra ingest streams indexers platform_stub support_console dashboards benchmarks tests
+	$(BIN)/mypy --strict streamwatch infra ingest streams indexers platform_stub support_console dashboards benchmarks players tests
 
 demo: setup ## the whole platform, locally
 	$(SW) infra up

@@ -1,1 +1,1 @@
-"""Real players against a local ladder: ffmpeg-made HLS/DASH media and a segment server with faults."""
+"""Real players on a local ladder: ffmpeg-made HLS/DASH media, a segment server with faults."""

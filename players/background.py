@@ -47,8 +47,7 @@ class ServerThread:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
-        sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1]
+        self.port = int(self._runner.addresses[0][1])
 
     def __enter__(self) -> ServerThread:
         self._thread.start()

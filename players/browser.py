@@ -58,7 +58,8 @@ async def _play(browser: Browser, base: str, spec: PlaySpec, timeout_s: float) -
     try:
         await page.goto(spec.url(base))
         deadline = time.monotonic() + timeout_s
-        done = "() => window.__measure && (window.__measure.ended || !!window.__measure.fatalErrorCode)"
+        done = "() => !!window.__measure"
+        done += " && (window.__measure.ended || !!window.__measure.fatalErrorCode)"
         while not await page.evaluate(done):
             if time.monotonic() > deadline:
                 state = await page.evaluate("() => window.__measure")
@@ -83,7 +84,8 @@ async def play_all(
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             if parallel:
-                return list(await asyncio.gather(*(_play(browser, base, s, timeout_s) for s in specs)))
+                runs = (_play(browser, base, s, timeout_s) for s in specs)
+                return list(await asyncio.gather(*runs))
             return [await _play(browser, base, s, timeout_s) for s in specs]
         finally:
             await browser.close()

@@ -110,14 +110,24 @@ def _make_hls(spec: LadderSpec, out: Path) -> None:
     _run(
         [
             *_encode_args(spec),
-            "-f", "hls", "-hls_time", str(spec.segment_seconds),
-            "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",
-            "-hls_segment_filename", str(out / "%v" / "seg_%03d.m4s"),
-            "-hls_fmp4_init_filename", "init.mp4",
-            "-master_pl_name", "master.m3u8",
-            "-var_stream_map", stream_map,
+            "-f",
+            "hls",
+            "-hls_time",
+            str(spec.segment_seconds),
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_segment_filename",
+            str(out / "%v" / "seg_%03d.m4s"),
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+            "-master_pl_name",
+            "master.m3u8",
+            "-var_stream_map",
+            stream_map,
             str(out / "%v" / "index.m3u8"),
-        ]  # fmt: skip
+        ]
     )
 
 
@@ -126,14 +136,23 @@ def _make_dash(spec: LadderSpec, out: Path) -> None:
     _run(
         [
             *_encode_args(spec),
-            "-f", "dash", "-seg_duration", str(spec.segment_seconds),
-            "-use_template", "1", "-use_timeline", "0",
+            "-f",
+            "dash",
+            "-seg_duration",
+            str(spec.segment_seconds),
+            "-use_template",
+            "1",
+            "-use_timeline",
+            "0",
             # One adaptation set, so that dash.js's ABR can switch between the renditions.
-            "-adaptation_sets", "id=0,streams=v",
-            "-init_seg_name", "init-$RepresentationID$.m4s",
-            "-media_seg_name", "seg-$RepresentationID$-$Number%03d$.m4s",
+            "-adaptation_sets",
+            "id=0,streams=v",
+            "-init_seg_name",
+            "init-$RepresentationID$.m4s",
+            "-media_seg_name",
+            "seg-$RepresentationID$-$Number%03d$.m4s",
             str(out / "manifest.mpd"),
-        ]  # fmt: skip
+        ]
     )
 
 

@@ -19,7 +19,6 @@ Routes:
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,14 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from players.faults import Segment, SessionLog, Throttle, fault_from_json, parse_segment
+from players.faults import (
+    FailSegments,
+    Segment,
+    SessionLog,
+    Throttle,
+    fault_from_json,
+    parse_segment,
+)
 from players.ladder import Ladder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,10 +109,9 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     seg: Segment | None = parse_segment(rel, names)
     now = time.monotonic()
     fault = log.fault
-    if seg is not None and fault is not None and not isinstance(fault, Throttle):
-        if fault.fails(seg):
-            log.requests.append((now, rel, fault.status))
-            return web.Response(status=fault.status, text="injected fault", headers=_NO_STORE)
+    if seg is not None and isinstance(fault, FailSegments) and fault.fails(seg):
+        log.requests.append((now, rel, fault.status))
+        return web.Response(status=fault.status, text="injected fault", headers=_NO_STORE)
     body = path.read_bytes()
     log.requests.append((now, rel, 200))
     if seg is not None:

@@ -64,7 +64,8 @@
 
   function fatal(code, detail) {
     closePlaying(now());
-    if (stallSince !== null) { m.rebufferCount++; m.rebufferMs += now() - stallSince; stallSince = null; }
+    // A stall that ends in the failure is the failure, not a rebuffer the viewer got past.
+    stallSince = null;
     if (m.fatalErrorCode === null) { m.fatalErrorCode = String(code); m.fatalErrorDetail = detail; }
   }
 
