@@ -11,7 +11,8 @@ Routes:
   answers 204; `GET /capture/{kind}/{token}` returns them. Used to capture real players'
   CMCD v2 output without a collector.
 - `POST /collector/{path}`: forwards to the streamwatch collector, so a page served here
-  reports to the collector from its own origin (no CORS preflight needed).
+  reports to the collector from its own origin (no CORS preflight needed); the bodies are
+  also kept, as `GET /capture/collector/{path with / as _}` (e.g. `v1_cmcd`).
 - `/`, `/player.html`: the pages; `/sdk/streamwatch.js`, `/lib/hls.js`, `/lib/dash.js`: the
   SDK bundle and the players from `sdk/web` (installed by `npm ci`, built by esbuild).
 """
@@ -167,12 +168,18 @@ async def proxy_collector(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     if not state.collector_url:
         raise web.HTTPServiceUnavailable(text="no collector configured")
-    url = f"{state.collector_url.rstrip('/')}/{request.match_info['path']}"
+    path = request.match_info["path"]
+    url = f"{state.collector_url.rstrip('/')}/{path}"
+    body = await request.read()
+    # Kept as sent, so a test can compare what the player said with what streamwatch made.
+    state.captured.setdefault(("collector", path.replace("/", "_")), []).append(
+        body.decode("utf-8", "replace")
+    )
     headers = {h: request.headers[h] for h in _HOP_HEADERS if h in request.headers}
     peer = request.remote or ""
     prior = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    async with request.app[_CLIENT].post(url, data=await request.read(), headers=headers) as r:
+    async with request.app[_CLIENT].post(url, data=body, headers=headers) as r:
         out = {"Retry-After": r.headers["Retry-After"]} if "Retry-After" in r.headers else {}
         return web.Response(
             status=r.status, body=await r.read(), headers=out, content_type=r.content_type

@@ -1,0 +1,264 @@
+"""Real players (hls.js 1.7.4, dash.js 5.2.1 in Debian Chromium) feed streamwatch end to end.
+
+Each player plays the local ffmpeg ladder from the segment server twice per reporting path:
+once throttled (a rebuffer and a downshift), once with media segments answering 404 (hls.js)
+or 500 (dash.js) until a fatal error. One run reports with the streamwatch SDK, one with the
+player's own CMCD v2 event mode only. Reports go through the real collector into real Kafka;
+the raw topic is sessionized and indexed by the pipeline's own pieces
+(`support_console.replay.index_all`: sessionizer + search-sink documents) into OpenSearch;
+`streamwatch support lookup` then finds the member with no member directory loaded.
+
+The page measures each session itself (video element + player API, `players/page/player.js`)
+and the session summaries are compared with that: startup time, rebuffer duration and
+average bitrate within 5 %, rebuffer count, downshifts and the fatal error code exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from indexers.search_backend import make_backend
+from ingest.error_catalog import load_catalog
+from ingest.events import EVENT_ADAPTER, Event
+from ingest.player_errors import catalog_code
+from players import ladder as ladder_mod
+from players.background import ServerThread
+from players.browser import PlaySpec, play_all
+from players.capture import put_fault
+from streams.records import SessionSummary
+from streamwatch import topics
+from streamwatch.settings import Settings
+from support_console.replay import index_all
+from tests.infra_helpers import free_port
+from tests.streams_helpers import read_all
+from tests.test_support_data import own_settings
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+PLAYER_LIB = {"hls": "hls.js", "dash": "dash.js"}
+THROTTLE = {"kind": "throttle", "after_segments": 3, "for_s": 5, "kbps": 120}
+FAIL = {"hls": 404, "dash": 500}
+
+
+@dataclass(frozen=True)
+class Played:
+    """One browser session: how it was set up and what the page measured."""
+
+    spec: PlaySpec
+    case: str  # throttled | fatal
+    measure: dict[str, Any]
+
+
+@dataclass
+class World:
+    """Everything the browser sessions produced, once per test module."""
+
+    played: list[Played]
+    summaries: dict[str, SessionSummary]
+    raw: list[Event]
+    sent: dict[str, list[str]]  # what the pages POSTed, by collector path
+    settings: Settings
+    env: dict[str, str]
+
+    def one(self, player: str, report: str, case: str) -> Played:
+        """The session of that player, reporting path and case."""
+        return next(
+            p
+            for p in self.played
+            if p.spec.player == player and p.spec.report == report and p.case == case
+        )
+
+
+def _start_collector(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamwatch.cli", "collector", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"collector exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("collector did not answer /healthz within 60 s")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def world(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """Play every session once, through the real collector and Kafka into the search index."""
+    own = own_settings(settings, "players")
+    env = {
+        **os.environ,
+        "STREAMWATCH_TOPIC_PREFIX": own.topic_prefix,
+        "STREAMWATCH_KAFKA_BOOTSTRAP_SERVERS": own.bootstrap_servers,
+        "STREAMWATCH_SEARCH_INDEX_PREFIX": str(own.search_index_prefix),
+        "STREAMWATCH_DATA_DIR": str(tmp_path_factory.mktemp("players-data")),
+    }
+    media = Path(os.environ.get("STREAMWATCH_PLAYER_MEDIA", REPO / ".streamwatch" / "media"))
+    ladder = ladder_mod.build(media)
+    port = free_port()
+    collector = _start_collector(env, port)
+    try:
+        with ServerThread(ladder, collector_url=f"http://127.0.0.1:{port}") as server:
+            run = uuid.uuid4().hex[:6]
+            played: list[tuple[PlaySpec, str]] = []
+            for player in ("hls", "dash"):
+                for report in ("sdk", "cmcd"):
+                    for case in ("throttled", "fatal"):
+                        token = f"{player}-{report}-{case}-{run}"
+                        fault = THROTTLE if case == "throttled" else {
+                            "kind": "fail", "status": FAIL[player], "from_index": 3,
+                        }  # fmt: skip
+                        put_fault(server.base_url, token, fault)
+                        spec = PlaySpec(
+                            player=player, report=report, token=token,
+                            session_id=f"e2e-{token}", member_id=f"member-e2e-{run}",
+                            fast_fail=case == "fatal",
+                        )  # fmt: skip
+                        played.append((spec, case))
+            measures = asyncio.run(play_all(server.base_url, [s for s, _ in played]))
+            sent = {
+                path: _get_json(f"{server.base_url}/capture/collector/{path}")
+                for path in ("v1_events", "v1_cmcd")
+            }
+        ids = {s.session_id for s, _ in played}
+        records = asyncio.run(read_all(own, topics.RAW))
+        raw = [EVENT_ADAPTER.validate_json(r.value) for r in records]
+        raw = [e for e in raw if e.session_id in ids]
+        result = index_all(make_backend(own), own, sorted(raw, key=lambda e: e.event_time))
+        yield World(
+            played=[Played(s, c, m) for (s, c), m in zip(played, measures, strict=True)],
+            summaries={k: v for k, v in result.sessions.items() if k in ids},
+            raw=raw,
+            sent=sent,
+            settings=own,
+            env=env,
+        )
+    finally:
+        collector.terminate()
+        collector.wait(30)
+
+
+def _close(actual: float | None, expected: float, rel: float = 0.05) -> bool:
+    return actual is not None and abs(actual - expected) <= rel * expected + 1.0
+
+
+def test_faults_did_what_they_should(world: World) -> None:
+    """Every throttled session rebuffered and shifted down; every failing one died."""
+    for p in world.played:
+        m = p.measure
+        assert m["startupMs"] is not None and m["startupMs"] > 0, (p.spec, m)
+        if p.case == "throttled":
+            assert m["rebufferCount"] >= 1 and m["downshifts"] >= 1, (p.spec, m)
+            assert m["fatalErrorCode"] is None and m["ended"], (p.spec, m)
+        else:
+            assert m["fatalErrorCode"] is not None, (p.spec, m)
+
+
+@pytest.mark.parametrize("player", ["hls", "dash"])
+@pytest.mark.parametrize("case", ["throttled", "fatal"])
+def test_sdk_session_summary_matches_the_page(world: World, player: str, case: str) -> None:
+    """The SDK path gets every fact right."""
+    p = world.one(player, "sdk", case)
+    m = p.measure
+    s = world.summaries.get(p.spec.session_id)
+    assert s is not None, f"no session summary for {p.spec.session_id}"
+    assert s.member_id == p.spec.member_id
+    assert _close(s.startup_ms, m["startupMs"]), (s.startup_ms, m["startupMs"])
+    assert s.rebuffer_count == m["rebufferCount"]
+    assert _close(s.rebuffer_ms, m["rebufferMs"]), (s.rebuffer_ms, m["rebufferMs"])
+    assert _close(s.avg_bitrate_kbps, m["avgBitrateKbps"]), (s.avg_bitrate_kbps, m)
+    assert s.downshifts == m["downshifts"]
+    if case == "fatal":
+        assert s.fatal_error_code == catalog_code(PLAYER_LIB[player], m["fatalErrorCode"])
+        assert s.playback_failed
+        errors = [e for e in world.raw if e.session_id == p.spec.session_id]
+        own = [e.payload for e in errors if e.event_type == "error"]
+        assert [getattr(x, "severity", None) for x in own] == ["fatal"]
+        assert own[0].http_status == FAIL[player]  # type: ignore[union-attr]
+    else:
+        assert s.fatal_error_code is None and not s.playback_failed
+
+
+def _cmcd_lines(world: World, session_id: str) -> list[str]:
+    return [
+        line
+        for body in world.sent["v1_cmcd"]
+        for line in body.splitlines()
+        if f'sid="{session_id}"' in line
+    ]
+
+
+@pytest.mark.parametrize("player", ["hls", "dash"])
+@pytest.mark.parametrize("case", ["throttled", "fatal"])
+def test_cmcd_only_session(world: World, player: str, case: str) -> None:
+    """CMCD v2 event mode: what the player sends is there; what it does not send is unknown."""
+    p = world.one(player, "cmcd", case)
+    m = p.measure
+    lines = _cmcd_lines(world, p.spec.session_id)
+    assert lines, "the player sent no CMCD reports"
+    s = world.summaries.get(p.spec.session_id)
+    assert s is not None, f"no session summary for {p.spec.session_id}"
+    states = [kv.split("=")[1] for ln in lines for kv in ln.split(",") if kv.startswith("sta=")]
+    assert "p" in states  # it did report playing
+    rebuffers_sent = sum(1 for a, b in itertools.pairwise(states) if a == "r" and b == "p")
+    assert s.rebuffer_count == rebuffers_sent
+    if s.startup_ms is not None:
+        assert _close(s.startup_ms, m["startupMs"], rel=0.25), (s.startup_ms, m["startupMs"])
+    sent_errors = [ln for ln in lines if ",e=e," in f",{ln},"]
+    if player == "hls" and case == "fatal":
+        # hls.js 1.7.4 sends no error report when segment failures turn fatal: not invented.
+        assert not sent_errors and "f" not in states
+        assert s.fatal_error_code is None
+    if player == "dash":
+        # dash.js 5.2.1 sends no bitrate-change events: no downshift is invented.
+        assert not [ln for ln in lines if ",e=bc," in f",{ln},"]
+        assert s.downshifts == 0
+    if player == "dash" and case == "fatal":
+        assert sent_errors and all("ec=27" in ln for ln in sent_errors)
+        assert {e.code for e in s.errors} == {catalog_code("dash.js", 27)}
+
+
+def test_support_lookup_without_member_directory(world: World) -> None:
+    """`streamwatch support lookup` finds the member's sessions and the error's meaning."""
+    member = world.played[0].spec.member_id
+    done = subprocess.run(
+        [sys.executable, "-m", "streamwatch.cli", "support", "lookup", member,
+         "--agent", "e2e-players", "--json"],
+        env=world.env, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    found = json.dumps(result)
+    sdk_fatal = [p for p in world.played if p.spec.report == "sdk" and p.case == "fatal"]
+    catalog = load_catalog()
+    for p in sdk_fatal:
+        assert p.spec.session_id in found
+        code = catalog_code(PLAYER_LIB[p.spec.player], p.measure["fatalErrorCode"])
+        assert code is not None and code in found
+        assert catalog[code].meaning in found
