@@ -15,11 +15,12 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS
 class BodyTooLarge(Exception):
     """The body (or its decompressed form) exceeds the cap."""
 
-    def __init__(self, cap: int, *, decompressed: bool) -> None:
+    def __init__(self, cap: int, *, decompressed: bool, head: bytes = b"") -> None:
         what = "decompressed body" if decompressed else "body"
         super().__init__(f"{what} exceeds the limit of {cap} bytes")
         self.cap = cap
         self.decompressed = decompressed
+        self.head = head  # what was read before the cap was passed (for a dead letter)
 
 
 class InvalidGzip(Exception):
@@ -33,7 +34,7 @@ async def read_capped(chunks: AsyncIterable[bytes], cap: int) -> bytes:
     async for chunk in chunks:
         size += len(chunk)
         if size > cap:
-            raise BodyTooLarge(cap, decompressed=False)
+            raise BodyTooLarge(cap, decompressed=False, head=b"".join(parts))
         parts.append(chunk)
     return b"".join(parts)
 

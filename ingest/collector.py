@@ -13,12 +13,24 @@ Routes:
     408 body not received in time; 413 body, decompressed body or event count over the limit;
     415 other content type or encoding; 429 over the client's rate (Retry-After);
     503 Kafka did not acknowledge in time (Retry-After). Never a 2xx for an unacknowledged event.
+- `POST /v1/cmcd`: CMCD v2 event mode (`application/cmcd`, one report per line), as hls.js,
+  dash.js and Shaka send it; each report becomes contract events (`ingest.cmcd_events`).
+  200 `{"accepted", "events", "duplicates", "ignored", "rejected"}` when at least one report
+  was good (every bad line dead-lettered with its reason); 400 when none was; 413/415/429/503
+  as above; 410 when CMCD intake is turned off (`collector_cmcd_enabled`), which tells a
+  player to stop reporting to this target for the session.
 - `GET /healthz`: 200 when a Kafka broker answers, else 503 (JSON either way).
 - `GET /metrics`: Prometheus text.
 
-Whole-body failures (400/413/415) are answered to the client and counted, not dead-lettered:
-nothing in them could be attributed to an event, and copying junk bodies into Kafka would let
-any client fill it.
+Whole-body failures of `/v1/events` (400/413/415) are answered to the client and counted, not
+dead-lettered: nothing in them could be attributed to an event, and copying junk bodies into
+Kafka would let any client fill it. A refused CMCD body is dead-lettered by its head (at most
+`max_event_bytes`): players drop a report answered 4xx, so the dead letter is its only trace.
+Both routes are rate limited per client, which bounds what a client can put there.
+
+Every event is enriched before validation (`ingest.enrichment`): facts a v2 event left out
+are derived from the client address, the User-Agent and the CDN host map. The address is used
+for that lookup only and is never logged or stored.
 """
 
 from __future__ import annotations
@@ -34,7 +46,10 @@ from typing import Any
 from aiohttp import web
 
 from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
+from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
+from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
 from ingest.deadletter import DeadLetter
+from ingest.enrichment import ClientContext, Enricher, client_address
 from ingest.metrics import CONTENT_TYPE, CollectorMetrics
 from ingest.producer import EventProducer, KafkaUnavailable, Record
 from ingest.ratelimit import TokenBucketLimiter
@@ -52,6 +67,9 @@ from streamwatch.settings import Settings
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/v1/events"
+CMCD_PATH = "/v1/cmcd"
+CMCD_CONTENT_TYPE = "application/cmcd"
+_INTAKE_PATHS = frozenset({EVENTS_PATH, CMCD_PATH})
 ACCEPTED_CONTENT_TYPES = frozenset(
     {"application/json", "application/x-ndjson", "application/ndjson"}
 )
@@ -66,6 +84,8 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 PRODUCER_KEY = web.AppKey("producer", EventProducer)
 METRICS_KEY = web.AppKey("metrics", CollectorMetrics)
 LIMITER_KEY = web.AppKey("limiter", TokenBucketLimiter)
+ENRICHER_KEY = web.AppKey("enricher", Enricher)
+CMCD_SESSIONS_KEY = web.AppKey("cmcd_sessions", CmcdSessions)
 LOG_FIELDS_KEY = web.RequestKey("log_fields", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,7 +100,10 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> web
     app[LIMITER_KEY] = TokenBucketLimiter(
         settings.collector_rate_limit_rps, settings.collector_rate_limit_burst
     )
+    app[ENRICHER_KEY] = Enricher(settings)
+    app[CMCD_SESSIONS_KEY] = CmcdSessions(settings.cmcd_session_cache)
     app.router.add_post(EVENTS_PATH, post_events)
+    app.router.add_post(CMCD_PATH, post_cmcd)
     app.router.add_get("/healthz", get_healthz)
     app.router.add_get("/metrics", get_metrics)
     app.on_startup.append(_start_producer)
@@ -95,6 +118,7 @@ async def _start_producer(app: web.Application) -> None:
 
 async def _stop_producer(app: web.Application) -> None:
     await app[PRODUCER_KEY].stop()
+    app[ENRICHER_KEY].close()
 
 
 # --- middlewares -------------------------------------------------------------------------
@@ -107,17 +131,27 @@ def client_key(request: web.Request, trusted_proxy_hops: int) -> str:
     the address the outermost trusted proxy saw; entries further left are client-supplied
     and could be forged to dodge the rate limit.
     """
-    if trusted_proxy_hops > 0:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if hops:
-            return hops[-min(trusted_proxy_hops, len(hops))]
-    return request.remote or "unknown"
+    address = client_address(
+        request.remote, request.headers.get("X-Forwarded-For", ""), trusted_proxy_hops
+    )
+    return address or "unknown"
+
+
+def client_context(request: web.Request, settings: Settings) -> ClientContext:
+    """The request's client address (for the geo lookup only) and User-Agent."""
+    return ClientContext(
+        ip=client_address(
+            request.remote,
+            request.headers.get("X-Forwarded-For", ""),
+            settings.collector_trusted_proxy_hops,
+        ),
+        user_agent=request.headers.get("User-Agent"),
+    )
 
 
 @web.middleware
 async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path != EVENTS_PATH:
+    if request.path not in _INTAKE_PATHS:
         return await handler(request)
     settings = request.app[SETTINGS_KEY]
     client = client_key(request, settings.collector_trusted_proxy_hops)
@@ -147,9 +181,13 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
         log.exception("unhandled error", extra={"path": request.path})
         response = _error(500, "internal_error", "the collector failed; see its log")
     elapsed = time.perf_counter() - started
-    route = request.path if request.path in (EVENTS_PATH, "/healthz", "/metrics") else "other"
+    route = (
+        request.path
+        if request.path in (EVENTS_PATH, CMCD_PATH, "/healthz", "/metrics")
+        else "other"
+    )
     metrics.requests.labels(route=route, status=str(response.status)).inc()
-    if route == EVENTS_PATH:
+    if route in _INTAKE_PATHS:
         metrics.request_seconds.observe(elapsed)
         log.info(
             "request",
@@ -157,7 +195,6 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
                 "method": request.method,
                 "path": request.path,
                 "status": response.status,
-                "client": request.remote,
                 "duration_ms": round(elapsed * 1000, 2),
                 **request.get(LOG_FIELDS_KEY, {}),
             },
@@ -208,10 +245,15 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             return _error(400, "invalid_gzip", str(exc))
 
     received_at = datetime.now(UTC)
+    enricher, client = request.app[ENRICHER_KEY], client_context(request, settings)
+
+    def prepare(obj: dict[str, Any]) -> None:
+        enricher.enrich(obj, client)
+
     if len(body) <= _INLINE_VALIDATION_BYTES:
-        outcome = validate_batch(body, limits, received_at)
+        outcome = validate_batch(body, limits, received_at, prepare)
     else:
-        outcome = await asyncio.to_thread(validate_batch, body, limits, received_at)
+        outcome = await asyncio.to_thread(validate_batch, body, limits, received_at, prepare)
     if isinstance(outcome, BatchError):
         metrics.batches_rejected.labels(reason=outcome.reason).inc()
         status = 413 if outcome.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
@@ -287,7 +329,10 @@ def _encoding(request: web.Request) -> str:
 
 
 async def _write(
-    producer: EventProducer, metrics: CollectorMetrics, outcome: BatchResult, limits: IngestLimits
+    producer: EventProducer,
+    metrics: CollectorMetrics,
+    outcome: BatchResult | CmcdBatch,
+    limits: IngestLimits,
 ) -> None:
     """Produce the accepted events and the dead letters; return only when all are acked."""
     records = [Record(a.key, a.value, _HEADERS) for a in outcome.accepted]
@@ -312,6 +357,124 @@ def _dead_letter(rejection: Rejection, limits: IngestLimits) -> DeadLetter:
         original = original[: limits.max_event_bytes]
     return DeadLetter.of(
         original, rejection.reason, _SOURCE, detail=detail, event_id=rejection.event_id
+    )
+
+
+# --- POST /v1/cmcd --------------------------------------------------------------------------
+
+
+async def post_cmcd(request: web.Request) -> web.StreamResponse:
+    """CMCD v2 event mode: one report per line; see the module docstring for every answer."""
+    settings = request.app[SETTINGS_KEY]
+    metrics = request.app[METRICS_KEY]
+    limits = IngestLimits.from_settings(settings)
+    deadline = asyncio.get_running_loop().time() + settings.collector_request_timeout_s
+    if not settings.collector_cmcd_enabled:
+        return _error(410, "cmcd_disabled", "CMCD reporting is turned off on this collector")
+
+    refusal: tuple[int, str, str] | None = None
+    if request.content_type != CMCD_CONTENT_TYPE:
+        refusal = (
+            415,
+            "unsupported_media_type",
+            f"Content-Type {request.content_type!r} is not accepted on {CMCD_PATH}; "
+            f"CMCD event reports are {CMCD_CONTENT_TYPE}, one report per line",
+        )
+    elif _encoding(request) != "identity":
+        refusal = (415, "unsupported_content_encoding", "CMCD reports are sent uncompressed")
+    try:
+        async with asyncio.timeout_at(deadline):
+            # A refused body is read only as far as its dead letter keeps.
+            cap = limits.max_batch_bytes if refusal is None else limits.max_event_bytes
+            raw = await read_capped(request.content.iter_chunked(64 * 1024), cap)
+    except BodyTooLarge as exc:
+        raw = exc.head
+        refusal = refusal or (413, BODY_TOO_LARGE, str(exc))
+    except TimeoutError:
+        timeout = settings.collector_request_timeout_s
+        return _error(408, "request_timeout", f"body not received within {timeout:g}s")
+    metrics.received_bytes.inc(len(raw))
+    if refusal is not None:
+        return await _refuse_cmcd(request, limits, raw, *refusal)
+
+    translator = CmcdTranslator(request.app[CMCD_SESSIONS_KEY], _cmcd_identity(settings))
+    enricher, client = request.app[ENRICHER_KEY], client_context(request, settings)
+
+    def prepare(obj: dict[str, Any]) -> None:
+        enricher.enrich(obj, client)
+
+    args = (raw, limits, settings.cmcd_max_reports, datetime.now(UTC), translator, prepare)
+    if len(raw) <= _INLINE_VALIDATION_BYTES:
+        outcome = read_cmcd_body(*args)
+    else:
+        outcome = await asyncio.to_thread(read_cmcd_body, *args)
+    if isinstance(outcome, BatchError):
+        status = 413 if outcome.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
+        return await _refuse_cmcd(request, limits, raw, status, outcome.reason, outcome.detail)
+
+    request[LOG_FIELDS_KEY] = {
+        "format": "cmcd",
+        "reports": outcome.reports,
+        "accepted": len(outcome.accepted),
+        "rejected": len(outcome.rejected),
+        "bytes": len(raw),
+    }
+    try:
+        async with asyncio.timeout_at(deadline):
+            await _write(request.app[PRODUCER_KEY], metrics, outcome, limits)
+    except KafkaUnavailable as exc:
+        metrics.kafka_unavailable.inc()
+        return _unavailable(str(exc), exc.retry_after_s)
+    except TimeoutError:
+        metrics.kafka_unavailable.inc()
+        return _unavailable(
+            f"request not completed within {settings.collector_request_timeout_s:g}s",
+            settings.collector_retry_after_s,
+        )
+    # Only now, with the events in Kafka, does the collector remember what the body taught.
+    request.app[CMCD_SESSIONS_KEY].commit(translator.updates)
+    metrics.events_accepted.inc(len(outcome.accepted))
+    for rejection in outcome.rejected:
+        metrics.events_rejected.labels(reason=rejection.reason).inc()
+    answer: dict[str, Any] = {
+        "accepted": outcome.reports_accepted,
+        "events": len(outcome.accepted),
+        "duplicates": outcome.duplicates,
+        "ignored": outcome.ignored,
+        "rejected": [
+            {"index": r.index, "reason": r.reason, "detail": r.detail} for r in outcome.rejected
+        ],
+    }
+    if outcome.rejected and outcome.reports_accepted == 0:
+        # Not one report was usable: a 4xx says so (the lines are dead-lettered already).
+        first = outcome.rejected[0]
+        return web.json_response(
+            {"error": first.reason, "detail": first.detail, **answer}, status=400
+        )
+    return web.json_response(answer)
+
+
+async def _refuse_cmcd(
+    request: web.Request, limits: IngestLimits, head: bytes, status: int, reason: str, detail: str
+) -> web.Response:
+    """Answer a refused CMCD body, after its head is in the dead-letter topic."""
+    metrics = request.app[METRICS_KEY]
+    metrics.batches_rejected.labels(reason=reason).inc()
+    letter = _dead_letter(Rejection(-1, reason, detail, head), limits)
+    try:
+        await request.app[PRODUCER_KEY].send_deadletters([letter])
+    except KafkaUnavailable as exc:
+        metrics.kafka_unavailable.inc()
+        return _unavailable(str(exc), exc.retry_after_s)
+    return _error(status, reason, detail)
+
+
+def _cmcd_identity(settings: Settings) -> CmcdIdentity:
+    return CmcdIdentity(
+        member_key=settings.cmcd_member_key,
+        profile_key=settings.cmcd_profile_key,
+        device_key=settings.cmcd_device_key,
+        dimensions=tuple(settings.custom_dimensions),
     )
 
 

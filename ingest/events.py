@@ -2,17 +2,33 @@
 
 Every player, the platform stub and the collector speak these models. `SCHEMA_VERSION`
 changes only with a migration note; unknown fields are kept in `extra`, never dropped.
+
+Migration note, schema_version 1 -> 2 (see ingest/README.md, "Contract v2"):
+
+- v2 accepts what a real player knows and nothing more. `network` and most of `device` may
+  be left out; the collector derives them (client IP -> country/region/ASN/ISP, User-Agent ->
+  device type/OS/model, CDN host -> OCA and tier) and writes `unknown` (ASN 0) for a fact it
+  cannot derive. `member_id`/`profile_id` default to `anonymous`, `title_id` to `unknown`.
+- Payload measurements a player may not know (startup, rebuffer duration, watched time,
+  heartbeat bitrate/buffer/throughput, seek positions) may be null: unknown, never invented.
+- `derived_facts` / `unknown_facts` name (as `network.isp`, `device.os`...) the envelope facts
+  the collector derived or could not know; every other fact was sent by the client.
+- `dimensions` carries up to 10 custom dimensions (experiment, variant...).
+- v1 events stay valid and keep their v1 rules: network, device and ids are required.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+UNKNOWN: Final = "unknown"
+ANONYMOUS: Final = "anonymous"
+MAX_DIMENSIONS = 10
 
 EventType = Literal[
     "play_requested",
@@ -31,14 +47,16 @@ EventType = Literal[
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 
-DeviceType = Literal["tv", "mobile", "web", "console"]
-CdnTier = Literal["edge", "origin"]
+DeviceType = Literal["tv", "mobile", "web", "console", "unknown"]
+CdnTier = Literal["edge", "origin", "unknown"]
 ConnectionType = Literal["wifi", "ethernet", "cellular", "unknown"]
 Severity = Literal["fatal", "warning"]
 ExitReason = Literal["completed", "user_exit", "error", "abandoned_startup", "timeout"]
 
 _ID = Annotated[str, Field(min_length=1, max_length=128)]
 _SHORT = Annotated[str, Field(max_length=128)]
+_Dimension = Annotated[str, Field(min_length=1, max_length=64)]
+_DimensionValue = Annotated[str, Field(max_length=256)]
 
 
 class _Strict(BaseModel):
@@ -46,25 +64,47 @@ class _Strict(BaseModel):
 
 
 class Device(_Strict):
-    """The device a member plays on."""
+    """The device a member plays on; `unknown` where nobody knew (v2)."""
 
-    device_id: _ID
-    device_type: DeviceType
-    device_model: _SHORT
-    os: _SHORT
-    app_version: _SHORT
+    device_id: _ID = UNKNOWN
+    device_type: DeviceType = "unknown"
+    device_model: _SHORT = UNKNOWN
+    os: _SHORT = UNKNOWN
+    app_version: _SHORT = UNKNOWN
 
 
 class Network(_Strict):
-    """Where the bytes came from: member's network and the serving cache."""
+    """Where the bytes came from: member's network and the serving cache.
 
-    country: Annotated[str, Field(min_length=2, max_length=2)]
-    region: _SHORT
-    isp: _SHORT
-    asn: Annotated[int, Field(ge=0, le=4_294_967_295)]
-    oca_id: _SHORT
-    cdn_tier: CdnTier
+    A player does not know these; the collector derives them (v2). `unknown` (ASN 0, the
+    reserved "no AS" number) where it could not.
+    """
+
+    # ISO 3166-1 alpha-2, or "unknown".
+    country: Annotated[str, Field(min_length=2, max_length=7)] = UNKNOWN
+    region: _SHORT = UNKNOWN
+    isp: _SHORT = UNKNOWN
+    asn: Annotated[int, Field(ge=0, le=4_294_967_295)] = 0
+    oca_id: _SHORT = UNKNOWN
+    cdn_tier: CdnTier = "unknown"
     connection_type: ConnectionType = "unknown"
+
+
+# Facts of the envelope a v1 event must send (v2 lets the collector derive them).
+V1_REQUIRED_DEVICE: tuple[str, ...] = (
+    "device_id",
+    "device_type",
+    "device_model",
+    "os",
+    "app_version",
+)
+V1_REQUIRED_NETWORK: tuple[str, ...] = ("country", "region", "isp", "asn", "oca_id", "cdn_tier")
+V1_REQUIRED_TOP: tuple[str, ...] = ("member_id", "profile_id", "title_id", "device", "network")
+# Every envelope fact, by path: what `derived_facts` / `unknown_facts` name.
+DEVICE_FACTS: tuple[str, ...] = tuple(f"device.{k}" for k in V1_REQUIRED_DEVICE)
+NETWORK_FACTS: tuple[str, ...] = tuple(
+    f"network.{k}" for k in (*V1_REQUIRED_NETWORK, "connection_type")
+)
 
 
 # --- payloads -------------------------------------------------------------------------
@@ -90,25 +130,26 @@ class LicenseAcquired(_Strict):
 
 class FirstFrame(_Strict):
     event_type: Literal["first_frame"] = "first_frame"
-    startup_ms: Annotated[int, Field(ge=0, le=600_000)]
-    bitrate_kbps: Annotated[int, Field(ge=0, le=200_000)]
+    startup_ms: Annotated[int, Field(ge=0, le=600_000)] | None
+    bitrate_kbps: Annotated[int, Field(ge=0, le=200_000)] | None
 
 
 class Heartbeat(_Strict):
     """Periodic playback state, CMCD-like keys (br, bl, mtp)."""
 
     event_type: Literal["heartbeat"] = "heartbeat"
-    bitrate_kbps: Annotated[int, Field(ge=0, le=200_000)]
-    buffer_ms: Annotated[int, Field(ge=0, le=3_600_000)]
-    throughput_kbps: Annotated[int, Field(ge=0, le=10_000_000)]
+    bitrate_kbps: Annotated[int, Field(ge=0, le=200_000)] | None
+    buffer_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None
+    throughput_kbps: Annotated[int, Field(ge=0, le=10_000_000)] | None
     dropped_frames: Annotated[int, Field(ge=0)] = 0
     position_ms: Annotated[int, Field(ge=0)] = 0
-    playing: bool = True
+    # None: the player did not say whether it was playing (a CMCD report without `sta`).
+    playing: bool | None = True
 
 
 class BitrateChange(_Strict):
     event_type: Literal["bitrate_change"] = "bitrate_change"
-    from_kbps: Annotated[int, Field(ge=0, le=200_000)]
+    from_kbps: Annotated[int, Field(ge=0, le=200_000)] | None
     to_kbps: Annotated[int, Field(ge=0, le=200_000)]
 
 
@@ -119,7 +160,7 @@ class RebufferStart(_Strict):
 
 class RebufferEnd(_Strict):
     event_type: Literal["rebuffer_end"] = "rebuffer_end"
-    duration_ms: Annotated[int, Field(ge=0, le=3_600_000)]
+    duration_ms: Annotated[int, Field(ge=0, le=3_600_000)] | None
 
 
 class Pause(_Strict):
@@ -134,8 +175,8 @@ class Resume(_Strict):
 
 class Seek(_Strict):
     event_type: Literal["seek"] = "seek"
-    from_ms: Annotated[int, Field(ge=0)]
-    to_ms: Annotated[int, Field(ge=0)]
+    from_ms: Annotated[int, Field(ge=0)] | None
+    to_ms: Annotated[int, Field(ge=0)] | None
 
 
 class PlaybackError(_Strict):
@@ -153,7 +194,7 @@ class PlaybackError(_Strict):
 
 class PlaybackEnd(_Strict):
     event_type: Literal["playback_end"] = "playback_end"
-    watched_ms: Annotated[int, Field(ge=0)]
+    watched_ms: Annotated[int, Field(ge=0)] | None
     exit_reason: ExitReason
 
 
@@ -208,14 +249,19 @@ class Event(BaseModel):
     schema_version: Annotated[int, Field(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
     event_time: datetime
     received_at: datetime | None = None
-    member_id: _ID
-    profile_id: _ID
+    member_id: _ID = ANONYMOUS
+    profile_id: _ID = ANONYMOUS
     session_id: _ID
-    title_id: _ID
-    device: Device
-    network: Network
+    title_id: _ID = UNKNOWN
+    device: Device = Field(default_factory=Device)
+    network: Network = Field(default_factory=Network)
     payload: Payload
     clock_skew_clamped: bool = False
+    derived_facts: Annotated[list[str], Field(max_length=32)] = Field(default_factory=list)
+    unknown_facts: Annotated[list[str], Field(max_length=32)] = Field(default_factory=list)
+    dimensions: Annotated[dict[_Dimension, _DimensionValue], Field(max_length=MAX_DIMENSIONS)] = (
+        Field(default_factory=dict)
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -236,6 +282,8 @@ class Event(BaseModel):
                 merged = dict(given)
                 merged.update(unknown)
                 data["extra"] = merged
+            if data.get("schema_version") == 1:
+                _require_v1_facts(data)
             payload = data.get("payload")
             # Players may omit the payload's own type tag; the envelope's type supplies it.
             if (
@@ -259,6 +307,22 @@ class Event(BaseModel):
 
 
 _EVENT_FIELDS = frozenset(Event.model_fields)
+
+
+def _require_v1_facts(data: dict[str, Any]) -> None:
+    """A v1 event keeps the v1 contract: it must send every id, device and network fact."""
+    missing = [k for k in V1_REQUIRED_TOP if k not in data]
+    device, network = data.get("device"), data.get("network")
+    if isinstance(device, dict):
+        missing += [f"device.{k}" for k in V1_REQUIRED_DEVICE if k not in device]
+    if isinstance(network, dict):
+        missing += [f"network.{k}" for k in V1_REQUIRED_NETWORK if k not in network]
+    if missing:
+        raise ValueError(
+            "schema_version 1 requires " + ", ".join(missing) + " (v2 lets the collector "
+            "derive network and device facts)"
+        )
+
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_LIST_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -146,26 +147,33 @@ class BatchError:
 
 
 BatchOutcome = BatchResult | BatchError
+# Fills in a parsed event object before validation (the collector's enrichment).
+Prepare = Callable[[dict[str, Any]], None]
 
 
 # --- the entry point -------------------------------------------------------------------
 
 
-def validate_batch(body: bytes, limits: IngestLimits, received_at: datetime) -> BatchOutcome:
+def validate_batch(
+    body: bytes, limits: IngestLimits, received_at: datetime, prepare: Prepare | None = None
+) -> BatchOutcome:
     """Split `body` into events and validate each; never raises.
 
     `received_at` (timezone-aware) is stamped on every accepted event and is the reference
-    for clock-skew clamping.
+    for clock-skew clamping. `prepare` (the collector's enrichment) may fill in each parsed
+    event object before it is validated.
     """
     try:
-        return _validate_batch(body, limits, received_at)
+        return _validate_batch(body, limits, received_at, prepare)
     except Exception as exc:  # the contract is "results, never exceptions"
         # Only reachable through a bug here or in a library; answering it as a batch error
         # keeps the collector up and tells the client something precise enough to report.
         return BatchError(UNPROCESSABLE, f"body could not be processed: {type(exc).__name__}")
 
 
-def _validate_batch(body: bytes, limits: IngestLimits, received_at: datetime) -> BatchOutcome:
+def _validate_batch(
+    body: bytes, limits: IngestLimits, received_at: datetime, prepare: Prepare | None
+) -> BatchOutcome:
     if len(body) > limits.max_batch_bytes:
         return BatchError(
             BODY_TOO_LARGE, f"body is {len(body)} bytes; the limit is {limits.max_batch_bytes}"
@@ -176,7 +184,7 @@ def _validate_batch(body: bytes, limits: IngestLimits, received_at: datetime) ->
     if not stripped:
         return BatchError(EMPTY_BODY, "the body is empty; send a JSON array or NDJSON of events")
     if stripped[:1] == b"[":
-        return _validate_array(body, limits, received_at)
+        return _validate_array(body, limits, received_at, prepare)
     if stripped[:1] == b"{":
         single = _parse_as_one_document(body)
         if isinstance(single, BatchError):
@@ -184,11 +192,12 @@ def _validate_batch(body: bytes, limits: IngestLimits, received_at: datetime) ->
         if single is not None:
             return _check_count(
                 BatchResult(
-                    "json_object", *_split_results([_Piece(0, body, single)], limits, received_at)
+                    "json_object",
+                    *_split_results([_Piece(0, body, single)], limits, received_at, prepare),
                 ),
                 limits,
             )
-    return _validate_ndjson(body, limits, received_at)
+    return _validate_ndjson(body, limits, received_at, prepare)
 
 
 def _check_count(result: BatchResult, limits: IngestLimits) -> BatchOutcome:
@@ -241,7 +250,9 @@ def _first_line_is_json(body: bytes) -> bool:
     return True
 
 
-def _validate_array(body: bytes, limits: IngestLimits, received_at: datetime) -> BatchOutcome:
+def _validate_array(
+    body: bytes, limits: IngestLimits, received_at: datetime, prepare: Prepare | None
+) -> BatchOutcome:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -254,7 +265,7 @@ def _validate_array(body: bytes, limits: IngestLimits, received_at: datetime) ->
         return split
     pieces = [_Piece(i, original, obj) for i, (original, obj) in enumerate(split)]
     return _check_count(
-        BatchResult("json_array", *_split_results(pieces, limits, received_at)), limits
+        BatchResult("json_array", *_split_results(pieces, limits, received_at, prepare)), limits
     )
 
 
@@ -321,7 +332,9 @@ def _split_array(text: str, max_events: int) -> list[tuple[bytes, Any]] | BatchE
     return items
 
 
-def _validate_ndjson(body: bytes, limits: IngestLimits, received_at: datetime) -> BatchOutcome:
+def _validate_ndjson(
+    body: bytes, limits: IngestLimits, received_at: datetime, prepare: Prepare | None
+) -> BatchOutcome:
     pieces: list[_Piece] = []
     chars_before = 0  # characters before the current line, for exact error positions
     for line_no, line in enumerate(body.split(b"\n"), start=1):
@@ -348,7 +361,9 @@ def _validate_ndjson(body: bytes, limits: IngestLimits, received_at: datetime) -
         return BatchError(
             first.reason, f"body is neither a JSON array nor NDJSON: {first.detail}", first.position
         )
-    return _check_count(BatchResult("ndjson", *_split_results(pieces, limits, received_at)), limits)
+    return _check_count(
+        BatchResult("ndjson", *_split_results(pieces, limits, received_at, prepare)), limits
+    )
 
 
 def _parse_line(
@@ -379,12 +394,14 @@ def _parse_line(
 
 
 def _split_results(
-    pieces: list[_Piece], limits: IngestLimits, received_at: datetime
+    pieces: list[_Piece], limits: IngestLimits, received_at: datetime, prepare: Prepare | None
 ) -> tuple[list[AcceptedEvent], list[Rejection]]:
     accepted: list[AcceptedEvent] = []
     rejected: list[Rejection] = []
     for piece in pieces:
-        outcome = piece.failure or _validate_event(piece, limits, received_at)
+        outcome = piece.failure or validate_object(
+            piece.index, piece.original, piece.obj, limits, received_at, prepare
+        )
         if isinstance(outcome, Rejection):
             rejected.append(outcome)
         else:
@@ -392,10 +409,15 @@ def _split_results(
     return accepted, rejected
 
 
-def _validate_event(
-    piece: _Piece, limits: IngestLimits, received_at: datetime
+def validate_object(
+    index: int,
+    original: bytes,
+    obj: Any,
+    limits: IngestLimits,
+    received_at: datetime,
+    prepare: Prepare | None = None,
 ) -> AcceptedEvent | Rejection:
-    index, original, obj = piece.index, piece.original, piece.obj
+    """Validate one parsed event object (`original`: its bytes, for the dead letter)."""
     if len(original) > limits.max_event_bytes:
         return _too_large(index, original, limits)
     if not isinstance(obj, dict):
@@ -403,6 +425,8 @@ def _validate_event(
             index, NOT_AN_OBJECT, f"an event must be a JSON object, got {_json_kind(obj)}", original
         )
     event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+    if prepare is not None:
+        prepare(obj)
     # Stamping in the input (our own freshly parsed dict) is much cheaper than copying the
     # validated model; only events whose clock is off are copied again, by stamp_and_clamp.
     obj["received_at"] = received_at

@@ -19,6 +19,8 @@ from ingest.events import Event
 from streams import metrics
 from streams.records import EndedBy, SessionError, SessionSummary
 
+# The error code of a fatal error whose code the player did not send (CMCD `sta=f`).
+_UNKNOWN_CODE = "unknown"
 # Event types that show the viewer is watching at that instant (counts towards concurrency).
 _PLAYING_TYPES = frozenset({"first_frame", "resume", "rebuffer_end", "bitrate_change"})
 
@@ -243,28 +245,36 @@ def apply(
             )
         case "first_frame":
             if state.first_frame_ms is None:
-                out["startup_ms"] = p.startup_ms
+                # A player that cannot measure startup (CMCD) leaves it null: the event
+                # times tell it (play_requested -> first_frame).
+                out["startup_ms"] = metrics.startup_ms(state.play_requested_ms, t, p.startup_ms)
                 state.reported_startup_ms = p.startup_ms
                 state.first_frame_ms = t
             elif t < state.first_frame_ms:
                 state.first_frame_ms = t
-            state.bitrate_samples.append((t, p.bitrate_kbps))
+            if p.bitrate_kbps is not None:
+                state.bitrate_samples.append((t, p.bitrate_kbps))
+                if in_order:
+                    state.current_kbps = p.bitrate_kbps
             marks.append("start")
-            if in_order:
-                state.current_kbps = p.bitrate_kbps
         case "heartbeat":
             # Heartbeats repeat what is already known most of the time; in order, only a
             # change is worth a sample or a mark (the timeline result is the same).
-            if not in_order or p.bitrate_kbps != state.current_kbps:
-                state.bitrate_samples.append((t, p.bitrate_kbps))
-            playing_now = p.playing
-            if not in_order or p.playing == state.paused:
+            if p.bitrate_kbps is not None:
+                if not in_order or p.bitrate_kbps != state.current_kbps:
+                    state.bitrate_samples.append((t, p.bitrate_kbps))
+                if in_order:
+                    state.current_kbps = p.bitrate_kbps
+            # playing None: the player did not say (a CMCD report without a state).
+            playing_now = bool(p.playing) if p.playing is not None else _playing(state)
+            if p.playing is not None and (not in_order or p.playing == state.paused):
                 marks.append("resumed" if p.playing else "paused")
-            if in_order:
-                state.current_kbps = p.bitrate_kbps
         case "bitrate_change":
             state.bitrate_samples.append((t, p.to_kbps))
-            up, down = metrics.shift_counts([(p.from_kbps, p.to_kbps)])
+            # An unknown starting rendition (CMCD) falls back to the last one seen.
+            from_kbps = p.from_kbps if p.from_kbps is not None else state.current_kbps
+            shifts = [] if from_kbps is None else [(from_kbps, p.to_kbps)]
+            up, down = metrics.shift_counts(shifts)
             state.upshifts += up
             state.downshifts += down
             out["upshift"], out["downshift"] = up, down
@@ -273,9 +283,13 @@ def apply(
         case "rebuffer_start":
             marks.append("buffering")
         case "rebuffer_end":
-            state.rebuffer_ms += p.duration_ms
+            duration = p.duration_ms
+            if duration is None:
+                # Not reported (CMCD): from the stall's own start, when it was seen.
+                duration = _since_last_mark(state, t, "buffering")
+            state.rebuffer_ms += duration
             state.rebuffer_count += 1
-            out["rebuffer_ms"], out["rebuffer_count"] = p.duration_ms, 1
+            out["rebuffer_ms"], out["rebuffer_count"] = duration, 1
             # Sessions, not stalls, are the unit of "how many viewers stalled".
             out["new_rebuffer_minute"] = _mark_minute(
                 state.rebuffer_minutes, minute, policy.max_minutes_tracked
@@ -307,6 +321,9 @@ def apply(
                     out["new_start_failure"] = state.first_frame_ms is None
                 if state.first_fatal_ms is None or t < state.first_fatal_ms:
                     state.first_fatal_ms = t
+                    state.fatal_code = p.code
+                elif state.fatal_code == _UNKNOWN_CODE and p.code != _UNKNOWN_CODE:
+                    # A failed state reported without its code (CMCD), then the code itself.
                     state.fatal_code = p.code
                 marks.append("end")
         case "playback_end":
@@ -349,6 +366,12 @@ def apply(
         summary=summary,
         **out,
     )
+
+
+def _since_last_mark(state: SessionState, t: int, mark: str) -> int:
+    """Milliseconds from the latest `mark` at or before `t` (0 when there is none)."""
+    starts = [at for at, _, m in state.transitions if m == mark and at <= t]
+    return t - max(starts) if starts else 0
 
 
 def _playing(state: SessionState) -> bool:

@@ -10,8 +10,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CdnEdge(BaseModel):
+    """Where a CDN host or CMCD `cdn` id serves from: the OCA and its tier."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    oca_id: str = Field(min_length=1, max_length=128)
+    cdn_tier: Literal["edge", "origin"] = "edge"
 
 
 def _default_cache_dir() -> Path:
@@ -135,6 +144,65 @@ class Settings(BaseSettings):
     )
     collector_linger_ms: int = Field(
         default=5, ge=0, description="Producer linger: how long a batch may wait to fill."
+    )
+
+    # --- what the collector derives (contract v2) ----------------------------------------
+    # Added by ingest/ for real players: facts a player cannot know are derived here.
+    geoip_city_db: Path | None = Field(
+        default=None,
+        description=(
+            "MaxMind-format city or country database (GeoLite2-City/Country, ipinfo's free "
+            "mmdb, or your own): client IP -> country and region. None: 'unknown'."
+        ),
+    )
+    geoip_asn_db: Path | None = Field(
+        default=None,
+        description="MaxMind-format ASN database (GeoLite2-ASN, ipinfo): client IP -> ASN, ISP.",
+    )
+    collector_cdn_hosts: dict[str, CdnEdge] = Field(
+        default_factory=dict,
+        description=(
+            "CMCD `cdn` ids and segment hosts -> OCA and tier, e.g. "
+            '{"oca-ams-014.example.net": {"oca_id": "oca-ams-014"}, '
+            '"*.origin.example.net": {"oca_id": "origin-eu", "cdn_tier": "origin"}}; '
+            "a leading '*.' matches any subdomain. Unmapped: 'unknown'."
+        ),
+    )
+    collector_cmcd_enabled: bool = Field(
+        default=True,
+        description="Take CMCD v2 event reports on POST /v1/cmcd; false answers 410 Gone, "
+        "which tells players to stop reporting to this target for the session.",
+    )
+    cmcd_member_key: str | None = Field(
+        default=None,
+        description="CMCD custom key carrying the member id (e.g. 'com.example-mid'); "
+        "without it CMCD reports are from 'anonymous'.",
+    )
+    cmcd_profile_key: str | None = Field(
+        default=None, description="CMCD custom key carrying the profile id."
+    )
+    cmcd_device_key: str | None = Field(
+        default=None, description="CMCD custom key carrying a device id."
+    )
+    cmcd_max_reports: int = Field(
+        default=1000, ge=1, description="Most CMCD reports (lines) one POST /v1/cmcd may hold."
+    )
+    cmcd_session_cache: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "Sessions whose last CMCD play state the collector remembers (to tell a first "
+            "frame from a rebuffer end or a resume); least recently used are forgotten."
+        ),
+    )
+    custom_dimensions: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description=(
+            "Names of up to 10 custom dimensions (experiment, variant, player_version...) "
+            "carried from events (`dimensions`, or CMCD custom keys of the same name) into "
+            "session summaries, warehouse columns and dashboard filters."
+        ),
     )
 
     # --- indexers ----------------------------------------------------------------------

@@ -1,0 +1,301 @@
+"""CMCD v2 event-mode reports -> contract events (schema_version 2).
+
+What the players send (hls.js 1.7 and dash.js 5 through the SVTA common-media-library
+`CmcdReporter`): one report per line, each with the event type `e`, the time `ts`, the
+session `sid`, a per-target sequence number `sn` and whatever keys the player knows then
+(`sta` play state, `br` bitrate, `bl` buffer, `mtp` throughput, `pt` playhead, `ec` error
+codes, `msd` media start delay, `cid` content id, custom `prefix-name` keys).
+
+How a report becomes events:
+
+| report | event(s) |
+|---|---|
+| `e=ps`, `sta=s` | play_requested |
+| `e=ps`, `sta=p` | first_frame (first time), rebuffer_end (after `r`), resume (after `a`) |
+| `e=ps`, `sta=r` after the first frame | rebuffer_start (before it: part of startup, none) |
+| `e=ps`, `sta=a` / `k` | pause / seek |
+| `e=ps`, `sta=e` / `q` / `f` | playback_end (completed / user_exit / error); `f`: + fatal error |
+| `e=e` | error per code in `ec` (fatal when `sta=f`, else severity unknown) |
+| `e=bc` | bitrate_change |
+| `e=t` | heartbeat (and bitrate_change when `br` moved and the player sends no `bc`) |
+| others (`rr`, `pr`, `m`, `ce`...) | none (counted as ignored) |
+
+A play-state report says only the new state; which transition it ends (startup, stall,
+pause) is known from the session's previous state. The collector remembers the last state of
+recent sessions (`CmcdSessions`, bounded LRU) and commits what a body taught it only after
+Kafka acknowledged the body. What CMCD cannot tell stays null or `unknown` and is listed in
+the event's `unknown_facts`; nothing is invented.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from ingest.cmcd import CMCD_MISSING_KEY, CmcdError, CmcdReport
+
+UNKNOWN_ERROR_CODE: Final = "unknown"
+# Event ids are a function of the report, so a report a player sends twice (after a 5xx or
+# a lost answer) makes the same ids and is deduplicated downstream.
+_ID_NAMESPACE: Final = uuid.UUID("5b0c6a55-7e0f-4c4e-9a43-4b9e1c2b6d11")
+_END_REASONS: Final = {"e": "completed", "q": "user_exit", "f": "error"}
+
+
+@dataclass(frozen=True)
+class SessionMemory:
+    """What the collector remembers of one CMCD session between reports."""
+
+    state: str | None = None
+    state_ts: int | None = None
+    started: bool = False
+    bitrate_kbps: int | None = None
+    sends_bitrate_changes: bool = False
+    max_sn: int = -1
+
+
+@dataclass(frozen=True)
+class CmcdIdentity:
+    """Which CMCD custom keys carry the member, profile and device ids, and dimensions."""
+
+    member_key: str | None = None
+    profile_key: str | None = None
+    device_key: str | None = None
+    dimensions: tuple[str, ...] = ()
+
+
+class CmcdSessions:
+    """The last known state of recent sessions, least recently used forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._memory: OrderedDict[str, SessionMemory] = OrderedDict()
+
+    def get(self, sid: str) -> SessionMemory:
+        """The memory of `sid` (empty when unknown or forgotten)."""
+        return self._memory.get(sid) or SessionMemory()
+
+    def commit(self, updates: dict[str, SessionMemory]) -> None:
+        """Keep what a body taught (call after Kafka acknowledged it)."""
+        for sid, memory in updates.items():
+            self._memory.pop(sid, None)
+            self._memory[sid] = memory
+        while len(self._memory) > self.capacity:
+            self._memory.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+
+@dataclass
+class Translation:
+    """Events of one report, or why it was skipped."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    duplicate: bool = False
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class CmcdTranslator:
+    """Turns the decoded reports of one body into events, reading and updating memories.
+
+    One translator per request: `updates` holds the sessions' new memories for
+    `CmcdSessions.commit` once the events are in Kafka.
+    """
+
+    def __init__(self, sessions: CmcdSessions, identity: CmcdIdentity) -> None:
+        self.sessions = sessions
+        self.identity = identity
+        self.updates: dict[str, SessionMemory] = {}
+
+    def _memory(self, sid: str) -> SessionMemory:
+        return self.updates.get(sid) or self.sessions.get(sid)
+
+    def translate(self, report: CmcdReport, line: str) -> Translation:
+        """The events of one report; raises `CmcdError` for a report missing `e`/`sid`/`ts`."""
+        for key in ("e", "sid", "ts"):
+            if report.get(key) is None:
+                raise CmcdError(CMCD_MISSING_KEY, f"an event-mode report must carry {key!r}")
+        sid: str = report.get("sid")
+        if not sid:
+            raise CmcdError(CMCD_MISSING_KEY, "sid is empty")
+        memory = self._memory(sid)
+        sn = report.get("sn")
+        if isinstance(sn, int) and sn <= memory.max_sn:
+            return Translation(duplicate=True)
+        if isinstance(sn, int):
+            memory = replace(memory, max_sn=sn)
+        kind: str = report.get("e")
+        ts: int = report.get("ts")
+        out: list[tuple[str, dict[str, Any], list[str]]] = []
+        br = report.int_of("br")
+        sta = report.get("sta")
+
+        if kind == "ps" and sta is not None:
+            memory = self._play_state(report, memory, sta, ts, br, out)
+        elif kind == "e":
+            codes = report.get("ec") or [UNKNOWN_ERROR_CODE]
+            fatal = sta == "f"
+            for code in codes:
+                out.append(self._error(code, fatal))
+        elif kind == "bc" and br is not None:
+            out.append(("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, []))
+            memory = replace(memory, bitrate_kbps=br, sends_bitrate_changes=True)
+        elif kind == "t":
+            if (
+                br is not None
+                and memory.bitrate_kbps is not None
+                and br != memory.bitrate_kbps
+                and not memory.sends_bitrate_changes
+            ):
+                # The player sends no `bc` (dash.js 5.2): the rendition change is seen here.
+                out.append(
+                    ("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, [])
+                )
+            payload = {
+                "bitrate_kbps": br,
+                "buffer_ms": report.int_of("bl"),
+                "throughput_kbps": report.int_of("mtp"),
+                "position_ms": report.int_of("pt") or 0,
+                "playing": None if sta is None else sta == "p",
+            }
+            unknown = [f"payload.{k}" for k, v in payload.items() if v is None]
+            out.append(("heartbeat", payload, unknown))
+        if br is not None and kind != "bc":
+            memory = replace(memory, bitrate_kbps=br)
+        self.updates[sid] = memory
+        return Translation([self._envelope(report, line, i, *item) for i, item in enumerate(out)])
+
+    def _play_state(
+        self,
+        report: CmcdReport,
+        memory: SessionMemory,
+        sta: str,
+        ts: int,
+        br: int | None,
+        out: list[tuple[str, dict[str, Any], list[str]]],
+    ) -> SessionMemory:
+        prev = memory.state
+        pt = report.int_of("pt") or 0
+        if sta == prev:
+            return memory
+        if sta == "s" and not memory.started:
+            out.append(("play_requested", {"autoplay": False, "resume_position_ms": pt}, []))
+        elif sta == "p":
+            if not memory.started:
+                msd = report.int_of("msd")
+                unknown = ["payload.startup_ms"] if msd is None else []
+                if br is None:
+                    unknown.append("payload.bitrate_kbps")
+                out.append(("first_frame", {"startup_ms": msd, "bitrate_kbps": br}, unknown))
+                memory = replace(memory, started=True)
+            elif prev == "r":
+                duration = ts - memory.state_ts if memory.state_ts is not None else None
+                unknown = ["payload.duration_ms"] if duration is None else []
+                out.append(("rebuffer_end", {"duration_ms": _clip(duration)}, unknown))
+            elif prev == "a":
+                paused = ts - memory.state_ts if memory.state_ts is not None else 0
+                out.append(("resume", {"paused_ms": max(paused, 0)}, []))
+        elif sta == "r" and memory.started:
+            out.append(("rebuffer_start", {"position_ms": pt}, []))
+        elif sta == "a" and memory.started:
+            out.append(("pause", {"position_ms": pt}, []))
+        elif sta == "k" and memory.started:
+            out.append(
+                ("seek", {"from_ms": None, "to_ms": report.int_of("pt")}, ["payload.from_ms"])
+            )
+        elif sta in _END_REASONS:
+            if sta == "f":
+                codes = report.get("ec") or [UNKNOWN_ERROR_CODE]
+                out.append(self._error(codes[0], True))
+            out.append(
+                (
+                    "playback_end",
+                    {"watched_ms": None, "exit_reason": _END_REASONS[sta]},
+                    ["payload.watched_ms"],
+                )
+            )
+        return replace(memory, state=sta, state_ts=ts)
+
+    @staticmethod
+    def _error(code: str, fatal: bool) -> tuple[str, dict[str, Any], list[str]]:
+        payload = {
+            "code": str(code)[:64] or UNKNOWN_ERROR_CODE,
+            "category": "unknown",
+            "severity": "fatal" if fatal else "warning",
+            "message": "reported by the player over CMCD",
+        }
+        # CMCD says nothing of an error's severity unless the player is in the failed state.
+        unknown = ["payload.category"] + ([] if fatal else ["payload.severity"])
+        return "error", payload, unknown
+
+    def _envelope(
+        self,
+        report: CmcdReport,
+        line: str,
+        position: int,
+        event_type: str,
+        payload: dict[str, Any],
+        unknown_payload: list[str],
+    ) -> dict[str, Any]:
+        sid: str = report.get("sid")
+        parts = (sid, report.get("sn"), report.get("e"), report.get("ts"), position, event_type)
+        seed = "|".join(str(v) for v in parts)
+        if report.get("sn") is None:
+            seed += "|" + line  # without a sequence number the report's own text tells it apart
+        event: dict[str, Any] = {
+            "event_id": str(uuid.uuid5(_ID_NAMESPACE, seed)),
+            "event_type": event_type,
+            "schema_version": 2,
+            "event_time": _iso(report.get("ts")),
+            "session_id": sid,
+            "payload": payload,
+            "extra": {"cmcd": {**report.keys, **report.custom}, "source_format": "cmcd"},
+        }
+        cid = report.get("cid")
+        if cid:
+            event["title_id"] = cid
+        for key, target in (
+            (self.identity.member_key, "member_id"),
+            (self.identity.profile_key, "profile_id"),
+        ):
+            value = report.custom.get(key) if key else None
+            if isinstance(value, str) and value:
+                event[target] = value[:128]
+        device_id = (
+            report.custom.get(self.identity.device_key) if self.identity.device_key else None
+        )
+        if isinstance(device_id, str) and device_id:
+            event["device"] = {"device_id": device_id[:128]}
+        dimensions = self._dimensions(report)
+        if dimensions:
+            event["dimensions"] = dimensions
+        for key, hint in (("cdn", "cdn"), ("h", "cdn_host")):
+            value = report.get(key)
+            if isinstance(value, str) and value:
+                event["extra"][hint] = value
+        if unknown_payload:
+            event["unknown_facts"] = unknown_payload
+        return event
+
+    def _dimensions(self, report: CmcdReport) -> dict[str, str]:
+        if not self.identity.dimensions:
+            return {}
+        wanted = set(self.identity.dimensions)
+        out: dict[str, str] = {}
+        for key, value in report.custom.items():
+            name = key.rsplit("-", 1)[-1]
+            if name in wanted and value is not None:
+                out[name] = str(value)[:256]
+        return out
+
+
+def _clip(duration: int | None) -> int | None:
+    if duration is None:
+        return None
+    return min(max(duration, 0), 3_600_000)
