@@ -135,7 +135,9 @@
     p.on(E.ERROR, (e) => {
       const code = e.error && e.error.code;
       m.errors.push({ code, message: e.error && e.error.message });
-      fatal(code, e.error && e.error.message);
+      // A codeless ERROR is dash.js reporting on a request of its own (a CMCD report the
+      // collector refused, for instance), not a playback failure.
+      if (code != null) fatal(code, e.error && e.error.message);
     });
     p.initialize(video, cfg.src, false);
     return p;

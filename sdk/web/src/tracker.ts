@@ -100,6 +100,7 @@ export class Tracker {
   private kbps: number | null = null;
   private media: MediaLike | null = null;
   private throughput: () => number | null = () => null;
+  private currentKbps: () => number | null = () => null;
   private timers: unknown[] = [];
   private detach: Array<() => void> = [];
 
@@ -150,9 +151,10 @@ export class Tracker {
     }
   }
 
-  private emit(type: string, payload: Payload): void {
+  private emit(type: string, payload: Payload, top: Payload = {}): void {
     this.transport.enqueue({
       ...this.base,
+      ...top,
       event_id: this.env.uuid(),
       event_type: type,
       event_time: new Date(this.env.wallNow()).toISOString(),
@@ -198,6 +200,10 @@ export class Tracker {
     this.safe(() => {
       this.attachVideo(media, { reportMediaErrors: false });
       this.throughput = () => (hls.bandwidthEstimate > 0 ? Math.round(hls.bandwidthEstimate / 1000) : null);
+      this.currentKbps = () => {
+        const level = hls.levels[hls.currentLevel ?? -1];
+        return level ? Math.round(level.bitrate / 1000) : null;
+      };
       hls.on(Hls.Events.LEVEL_SWITCHED, (_e: unknown, d: { level: number }) =>
         this.safe(() => this.setBitrate(Math.round(hls.levels[d.level].bitrate / 1000))),
       );
@@ -219,6 +225,10 @@ export class Tracker {
         const t = player.getAverageThroughput?.("video");
         return typeof t === "number" && t > 0 ? Math.round(t) : null;
       };
+      this.currentKbps = () => {
+        const r = player.getCurrentRepresentationForType?.("video");
+        return r && r.bandwidth > 0 ? Math.round(r.bandwidth / 1000) : null;
+      };
       player.on(E.QUALITY_CHANGE_RENDERED, (e: DashQualityEvent) =>
         this.safe(() => {
           if (e.mediaType === "video" && e.newRepresentation) this.setBitrate(Math.round(e.newRepresentation.bandwidth / 1000));
@@ -227,7 +237,9 @@ export class Tracker {
       // dash.js raises ERROR only for what it cannot recover from.
       player.on(E.ERROR, (e: DashErrorEvent) =>
         this.safe(() => {
-          const code = e.error?.code ?? "unknown";
+          const code = e.error?.code;
+          // A codeless ERROR is about a request of dash.js's own (a CMCD report), not playback.
+          if (code === undefined || code === null) return;
           this.error("dash.js", code, true, `dash.js ${code}: ${e.error?.message ?? ""}`.slice(0, 500));
         }),
       );
@@ -244,7 +256,6 @@ export class Tracker {
         category: categoryOf(catalog),
         severity: fatal ? "fatal" : "warning",
         message: `${player} ${code}${message ? ` (${message})` : ""}`.slice(0, 2048),
-        player_code: String(code),
       };
       if (httpStatus && httpStatus >= 100 && httpStatus <= 599) payload.http_status = httpStatus;
       if (fatal) {
@@ -253,7 +264,8 @@ export class Tracker {
         // A stall that ends in a failure is the failure, not a rebuffer the viewer got past.
         this.stallSince = null;
       }
-      this.emit("error", payload);
+      // The player's own code travels beside the payload (the collector keeps it in `extra`).
+      this.emit("error", payload, { player, player_error_code: String(code) });
       if (fatal) this.transport.flush();
     });
   }
@@ -285,8 +297,11 @@ export class Tracker {
   }
 
   private heartbeat(): void {
-    if (!this.started || this.ended || this.failed || this.kbps === null) return;
-    const playing = this.playingSince !== null;
+    if (!this.started || this.ended || this.failed) return;
+    if (this.kbps === null) this.kbps = this.currentKbps();
+    if (this.kbps === null) return;
+    // "playing" is the viewer's intent (not paused); a stall is reported by rebuffer events.
+    const playing = !(this.media?.paused ?? false);
     this.emit("heartbeat", {
       bitrate_kbps: this.kbps,
       buffer_ms: this.bufferMs(),
@@ -302,6 +317,8 @@ export class Tracker {
     this.kbps = kbps;
     // Before the first frame the rendition is just the starting one, not a change.
     if (this.started && before !== null) this.emit("bitrate_change", { from_kbps: before, to_kbps: kbps });
+    // Known only after the first frame (dash.js may say so late): a sample, not a shift.
+    else if (this.started) this.heartbeat();
   }
 
   private closePlaying(): void {
@@ -317,6 +334,7 @@ export class Tracker {
     if (!this.started) {
       this.started = true;
       const startup = this.requestedAt === null ? 0 : Math.round(t - this.requestedAt);
+      if (this.kbps === null) this.kbps = this.currentKbps();
       this.emit("first_frame", { startup_ms: startup, bitrate_kbps: this.kbps ?? 0 });
       this.transport.flush();
     } else if (this.stallSince !== null) {
@@ -359,6 +377,7 @@ export class Tracker {
 export interface HlsLike {
   on(event: string, fn: (e: any, d: any) => void): void;
   levels: Array<{ bitrate: number }>;
+  currentLevel?: number;
   bandwidthEstimate: number;
 }
 export interface HlsErrorData {
@@ -370,6 +389,7 @@ export interface HlsErrorData {
 export interface DashLike {
   on(event: string, fn: (e: any) => void): void;
   getAverageThroughput?(type: string): number;
+  getCurrentRepresentationForType?(type: string): { bandwidth: number } | null;
 }
 export interface DashQualityEvent {
   mediaType: string;

@@ -58,7 +58,11 @@ export class FakeMedia extends EventTarget {
     this.error = null;
     this.buffered = { length: 1, start: () => 0, end: () => this.currentTime + 2 };
   }
-  fire(type) { this.dispatchEvent(new Event(type)); }
+  fire(type) {
+    if (type === "playing" || type === "play") this.paused = false;
+    if (type === "pause" || type === "ended") this.paused = true;
+    this.dispatchEvent(new Event(type));
+  }
 }
 
 export class FakeHls {

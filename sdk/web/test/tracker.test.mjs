@@ -58,9 +58,11 @@ test("hls.js session: startup, rebuffer, bitrate change, fatal error, end", asyn
   assert.deepEqual([by("bitrate_change").from_kbps, by("bitrate_change").to_kbps], [1100, 165]);
   const err = by("error");
   assert.deepEqual(
-    [err.code, err.category, err.severity, err.http_status, err.player_code],
-    ["HLS-3001", "cdn", "fatal", 404, "fragLoadError"],
+    [err.code, err.category, err.severity, err.http_status],
+    ["HLS-3001", "cdn", "fatal", 404],
   );
+  const envelope = ev.find((e) => e.event_type === "error");
+  assert.deepEqual([envelope.player, envelope.player_error_code], ["hls.js", "fragLoadError"]);
   // Played 1234..3000 and 4100..5000: the fatal error stops the clock.
   assert.equal(by("playback_end").watched_ms, 1766 + 900);
   assert.equal(by("playback_end").exit_reason, "error");
@@ -107,6 +109,37 @@ test("the video's end ends the session once; heartbeats carry bitrate, buffer an
   assert.equal(ends.length, 1);
   assert.equal(ends[0].payload.exit_reason, "completed");
   assert.equal(ev.filter((e) => e.event_type === "heartbeat").length, 1); // none after the end
+});
+
+test("a stall is not a pause: heartbeats during a rebuffer still say playing", async () => {
+  const { env, t, media } = setup();
+  const hls = new FakeHls([400]);
+  t.playRequested();
+  t.attachHls(hls, media, Hls);
+  hls.emit(Hls.Events.LEVEL_SWITCHED, { level: 0 });
+  media.fire("playing");
+  media.fire("waiting");
+  await advance(env, 1500);
+  const hb = sentEvents(env).find((e) => e.event_type === "heartbeat").payload;
+  assert.equal(hb.playing, true);
+});
+
+test("a bitrate first known after the first frame is asked of the player", async () => {
+  const { env, t, media } = setup();
+  const player = {
+    handlers: {}, on(e, fn) { this.handlers[e] = fn; },
+    getCurrentRepresentationForType: () => ({ bandwidth: 1000000 }),
+  };
+  const dashjs = { MediaPlayer: { events: { QUALITY_CHANGE_RENDERED: "q", ERROR: "err" } } };
+  t.playRequested();
+  t.attachDash(player, media, dashjs);
+  media.fire("playing");
+  player.handlers.err({ error: { code: 27, message: "seg-2-004.m4s is not available" } });
+  await advance(env, 600);
+  const ev = sentEvents(env);
+  assert.equal(ev.find((e) => e.event_type === "first_frame").payload.bitrate_kbps, 1000);
+  const err = ev.find((e) => e.event_type === "error");
+  assert.deepEqual([err.payload.code, err.payload.category, err.player_error_code], ["DASH-0027", "cdn", "27"]);
 });
 
 test("dash.js codes and bare <video> MediaErrors map into the catalog", () => {
