@@ -202,7 +202,7 @@ async def get_library(request: web.Request) -> web.Response:
 
 async def get_page(request: web.Request) -> web.Response:
     """A page of `players/page/`."""
-    name = request.match_info.get("name") or "demo.html"
+    name = request.match_info.get("name") or "player.html"
     if "/" in name or not (PAGE_DIR / name).is_file():
         raise web.HTTPNotFound()
     kind = "text/html" if name.endswith(".html") else "text/javascript"

@@ -97,6 +97,20 @@ def services(settings: Settings) -> list[Service]:
             url=f"http://127.0.0.1:{settings.dashboards_port}",
             port=settings.dashboards_port,
         ),
+        # A real player (hls.js, the SDK and CMCD v2) on a local ffmpeg ladder.
+        Service(
+            "player-page",
+            (
+                "players",
+                "serve",
+                "--port",
+                str(settings.player_page_port),
+                "--collector-url",
+                collector_url,
+            ),
+            url=f"http://127.0.0.1:{settings.player_page_port}/",
+            port=settings.player_page_port,
+        ),
     ]
 
 

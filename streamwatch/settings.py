@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     collector_port: int = 8088
     support_console_port: int = 8501
     dashboards_port: int = 8502
+    player_page_port: int = Field(
+        default=8503, description="The demo's real-player page (`streamwatch players serve`)."
+    )
     metrics_port: int = 9464
 
     # --- ingest limits and collector -------------------------------------------------------

@@ -8,11 +8,11 @@
   const cfg = {
     player: q.get("player") || "hls",
     src: q.get("src") || "/m/demo/hls/master.m3u8",
-    report: q.get("report") || "sdk", // sdk | cmcd | none
+    report: q.get("report") || "both", // sdk | cmcd | both | none
     eventsUrl: q.get("events_url") || "/collector/v1/events",
     cmcdUrl: q.get("cmcd_url") || "/collector/v1/cmcd",
     session: q.get("session") || (crypto.randomUUID ? crypto.randomUUID() : String(Date.now())),
-    member: q.get("member") || "",
+    member: q.has("member") ? q.get("member") : "demo-viewer",
     title: q.get("title") || "local-ladder",
     memberKey: q.get("member_key") || "sw-member",
     stopAfterS: Number(q.get("stop_after_s") || "0"),
@@ -77,6 +77,11 @@
     return ["br", "bl", "bs", "cid", "d", "dl", "ec", "e", "lb", "msd", "mtp", "nor", "ot", "pb",
       "pr", "rtp", "sf", "sid", "sn", "st", "sta", "su", "tb", "tpb", "ts", "v", cfg.memberKey];
   }
+  const useSdk = cfg.report === "sdk" || cfg.report === "both";
+  const useCmcd = cfg.report === "cmcd" || cfg.report === "both";
+  // With both on, CMCD reports under a session id of their own: one playback must not be
+  // counted twice.
+  const cmcdSession = cfg.report === "both" ? `${cfg.session}-cmcd` : cfg.session;
   let player = null, sdk = null;
   function startHls() {
     const config = {
@@ -89,9 +94,9 @@
         errorRetry: { maxNumRetry: 1, retryDelayMs: 200, maxRetryDelayMs: 200 } };
       config.fragLoadPolicy = { default: policy };
     }
-    if (cfg.report === "cmcd") {
+    if (useCmcd) {
       config.cmcd = {
-        version: 2, sessionId: cfg.session, contentId: cfg.title,
+        version: 2, sessionId: cmcdSession, contentId: cfg.title,
         eventTargets: [{ url: cfg.cmcdUrl, events: cmcdEvents, interval: 2, batchSize: 1,
           includeKeys: cmcdKeys() }],
         reporterCallback: (r) => { if (cfg.member) r.updateCustomData({ [cfg.memberKey]: cfg.member }); },
@@ -120,9 +125,9 @@
       settings.streaming.retryAttempts = { MediaSegment: 1, InitializationSegment: 1 };
       settings.streaming.retryIntervals = { MediaSegment: 200, InitializationSegment: 200 };
     }
-    if (cfg.report === "cmcd") {
+    if (useCmcd) {
       settings.streaming.cmcd = {
-        enabled: true, version: 2, sid: cfg.session, cid: cfg.title,
+        enabled: true, version: 2, sid: cmcdSession, cid: cfg.title,
         eventTargets: [{ enabled: true, url: cfg.cmcdUrl, events: cmcdEvents, interval: 2,
           batchSize: 1, enabledKeys: cmcdKeys() }],
       };
@@ -149,7 +154,7 @@
   }
 
   function start() {
-    if (cfg.report === "sdk" && window.streamwatch) {
+    if (useSdk && window.streamwatch) {
       sdk = window.streamwatch.createTracker({
         endpoint: cfg.eventsUrl, sessionId: cfg.session, titleId: cfg.title,
         memberId: cfg.member || undefined, appVersion: "player-page/1",
@@ -190,11 +195,14 @@
         `rebuffers ${m.rebufferCount} (${Math.round(m.rebufferMs)} ms)  downshifts ${m.downshifts}`,
       `bitrate ${kbps === null ? "-" : kbps + " kbps"}  average ${m.avgBitrateKbps === null ? "-" : Math.round(m.avgBitrateKbps) + " kbps"}`,
       `fatal error ${m.fatalErrorCode || "none"}  ${m.ended ? "ended" : ""}`,
+      "",
+      cfg.member ? `In a few seconds: streamwatch support lookup ${cfg.member}` +
+        " (or the support console) shows this playback." : "",
     ].join("\n");
   }, 250);
 
   const lib = cfg.player === "dash" ? "/lib/dash.js" : cfg.player === "hls" ? "/lib/hls.js" : null;
-  const libs = [lib, cfg.report === "sdk" ? "/lib/streamwatch.js" : null].filter(Boolean);
+  const libs = [lib, useSdk ? "/lib/streamwatch.js" : null].filter(Boolean);
   let pending = libs.length;
   if (!pending) start();
   for (const src of libs) {
