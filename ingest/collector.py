@@ -541,7 +541,8 @@ async def serve(
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
-        yield f"http://{bound_host}:{bound_port}"
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host  # IPv6 literal
+        yield f"http://{shown}:{bound_port}"
     finally:
         await runner.cleanup()
 
