@@ -11,8 +11,8 @@ How a report becomes events:
 | report | event(s) |
 |---|---|
 | `e=ps`, `sta=s` | play_requested |
-| `e=ps`, `sta=p` | first_frame (first time), rebuffer_end (after `r`), resume (after `a`) |
-| `e=ps`, `sta=r` after the first frame | rebuffer_start (before it: part of startup, none) |
+| `e=ps`, `sta=p` | first_frame (first time), rebuffer_end (after `r`/`w`), resume (after `a`) |
+| `e=ps`, `sta=r` after the first frame, `w` after `p` | rebuffer_start (before: startup) |
 | `e=ps`, `sta=a` / `k` | pause / seek |
 | `e=ps`, `sta=e` / `q` / `f` | playback_end (completed / user_exit / error); `f`: + fatal error |
 | `e=e` | error per code in `ec` (fatal when `sta=f`, else severity unknown) |
@@ -146,17 +146,16 @@ class CmcdTranslator:
         elif kind == "bc" and br is not None:
             out.append(("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, []))
             memory = replace(memory, bitrate_kbps=br, sends_bitrate_changes=True)
-        elif kind == "t":
-            if (
-                br is not None
-                and memory.bitrate_kbps is not None
-                and br != memory.bitrate_kbps
-                and not memory.sends_bitrate_changes
-            ):
-                # The player sends no `bc` (dash.js 5.2): the rendition change is seen here.
-                out.append(
-                    ("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, [])
-                )
+        if (
+            kind != "bc"
+            and br is not None
+            and memory.bitrate_kbps is not None
+            and br != memory.bitrate_kbps
+            and not memory.sends_bitrate_changes
+        ):
+            # The player sends no `bc` (dash.js 5.2): the rendition change is seen here.
+            out.append(("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, []))
+        if kind == "t":
             payload = {
                 "bitrate_kbps": br,
                 "buffer_ms": report.int_of("bl"),
@@ -194,14 +193,15 @@ class CmcdTranslator:
                     unknown.append("payload.bitrate_kbps")
                 out.append(("first_frame", {"startup_ms": msd, "bitrate_kbps": br}, unknown))
                 memory = replace(memory, started=True)
-            elif prev == "r":
+            elif prev == "r" or prev == "w":
                 duration = ts - memory.state_ts if memory.state_ts is not None else None
                 unknown = ["payload.duration_ms"] if duration is None else []
                 out.append(("rebuffer_end", {"duration_ms": _clip(duration)}, unknown))
             elif prev == "a":
                 paused = ts - memory.state_ts if memory.state_ts is not None else 0
                 out.append(("resume", {"paused_ms": max(paused, 0)}, []))
-        elif sta == "r" and memory.started:
+        elif (sta == "r" and memory.started) or (sta == "w" and prev == "p"):
+            # dash.js 5.2 reports a stall in playback as `w` (waiting), hls.js as `r`.
             out.append(("rebuffer_start", {"position_ms": pt}, []))
         elif sta == "a" and memory.started:
             out.append(("pause", {"position_ms": pt}, []))
