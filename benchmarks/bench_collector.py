@@ -13,6 +13,11 @@ prefix, posts pre-built batches from concurrent clients, and counts only events 
 - Kafka's `ProducerPerformance` (acks=all, idempotent) with records of the same size,
 
 and prints the collector's rate as a ratio of each. Not part of the test suite.
+
+`--players` measures what real players send instead: v2 events 1 and 10 per request and the
+CMCD v2 reports captured from hls.js and dash.js (tests/data/cmcd), 1 and 10 per body, as
+requests/s and events/s of one collector process against a bare aiohttp endpoint
+(`benchmarks/bare_endpoint.py`) producing the same request lines to Kafka, in the same run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
@@ -232,8 +238,175 @@ async def main_async(args: argparse.Namespace) -> None:
     )
 
 
+# --- what players really send: small requests, v2 events and CMCD reports --------------------
+
+_CMCD_CAPTURES = Path(__file__).resolve().parent.parent / "tests" / "data" / "cmcd"
+_BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Request bodies of one kind, and how to post them."""
+
+    name: str
+    path: str
+    content_type: str
+    bodies: list[bytes]
+
+
+def player_workloads(requests: int) -> list[Workload]:
+    """v2 player events 1 and 10 per request, and captured CMCD reports 1 and 10 per body."""
+    out = []
+    for per_request in (1, 10):
+        bodies = []
+        for _ in range(requests):
+            events = sample_events(per_request, sessions=per_request)
+            for e in events:
+                del e["network"]  # a player does not know it: the collector derives it
+                e["schema_version"] = 2
+                e["device"] = {"device_id": e["device"]["device_id"]}
+            bodies.append(b"\n".join(json.dumps(e).encode() for e in events))
+        out.append(
+            Workload(
+                f"v2 events, {per_request}/request", "/v1/events", "application/x-ndjson", bodies
+            )
+        )
+    reports = [
+        line
+        for capture in sorted(_CMCD_CAPTURES.glob("*.txt"))
+        for line in capture.read_text().splitlines()
+        if line.strip()
+    ]
+    if not reports:
+        raise SystemExit(f"no captured CMCD bodies under {_CMCD_CAPTURES}")
+    for per_request in (1, 10):
+        bodies = []
+        for i in range(requests):
+            # A session per body, so no report is a duplicate of an earlier one.
+            sid = f'sid="bench-{uuid.uuid4().hex[:12]}"'
+            lines = [
+                _with_sid(reports[(i * per_request + k) % len(reports)], sid)
+                for k in range(per_request)
+            ]
+            bodies.append(("\n".join(lines) + "\n").encode())
+        out.append(
+            Workload(
+                f"CMCD v2, {per_request} report(s)/body", "/v1/cmcd", "application/cmcd", bodies
+            )
+        )
+    return out
+
+
+def _with_sid(report: str, sid: str) -> str:
+    parts = [p for p in report.split(",") if not p.startswith("sid=")]
+    return ",".join([*parts, sid])
+
+
+@dataclass(frozen=True)
+class RequestRate:
+    """Requests and events answered 200, over a wall-clock span."""
+
+    requests: int
+    events: int
+    seconds: float
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds
+
+
+async def post_all(url: str, workload: Workload, concurrency: int) -> RequestRate:
+    """Post every body of `workload` from `concurrency` clients; count what was answered 200."""
+    headers = {"Content-Type": workload.content_type, "User-Agent": _BROWSER_UA}
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in workload.bodies:
+        queue.put_nowait(body)
+    done = events = 0
+
+    async def client(http: aiohttp.ClientSession) -> None:
+        nonlocal done, events
+        while not queue.empty():
+            body = queue.get_nowait()
+            async with http.post(f"{url}{workload.path}", data=body, headers=headers) as resp:
+                answer = await resp.json()
+                if resp.status != 200:
+                    raise RuntimeError(f"{url} answered {resp.status}: {answer}")
+                done += 1
+                events += int(answer.get("events", answer.get("accepted", 0)))
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return RequestRate(done, events, seconds)
+
+
+def start_bare(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "STREAMWATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMWATCH_KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+    }
+    cmd = [sys.executable, "-m", "benchmarks.bare_endpoint", "--port", str(port)]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+async def players_async(args: argparse.Namespace) -> None:
+    settings = Settings(topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+    await create_topics(settings)
+    workloads = player_workloads(args.requests)
+    print(
+        f"{args.requests} requests per workload, concurrency={args.concurrency}, one server "
+        f"process each, topic prefix {settings.topic_prefix}"
+    )
+    results: list[tuple[Workload, RequestRate, RequestRate]] = []
+    servers = (("collector", start_collector), ("bare", start_bare))
+    procs = {}
+    try:
+        for name, start in servers:
+            port = free_port()
+            procs[name] = (start(settings, port), f"http://127.0.0.1:{port}")
+            await wait_healthy(procs[name][1], procs[name][0])
+        for workload in workloads:
+            # Interleaved, so both meet the same machine and broker state.
+            ours = await post_all(procs["collector"][1], workload, args.concurrency)
+            bare = await post_all(procs["bare"][1], workload, args.concurrency)
+            results.append((workload, ours, bare))
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    if not args.keep_topics:
+        await delete_topics(settings)
+    print(
+        f"  {'workload':32s} {'collector req/s':>15s} {'events/s':>9s} "
+        f"{'bare req/s':>11s} {'lines/s':>9s} {'ratio':>6s}"
+    )
+    for workload, ours, bare in results:
+        print(
+            f"  {workload.name:32s} {ours.requests_per_s:15,.0f} {ours.events_per_s:9,.0f} "
+            f"{bare.requests_per_s:11,.0f} {bare.events_per_s:9,.0f} "
+            f"{ours.requests_per_s / bare.requests_per_s:6.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--players",
+        action="store_true",
+        help="what players send: v2 events 1 and 10 per request and CMCD v2 bodies, against "
+        "a bare aiohttp endpoint producing the same bytes to Kafka",
+    )
+    parser.add_argument("--requests", type=int, default=3000, help="requests per workload")
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -247,7 +420,8 @@ def main() -> None:
     parser.add_argument(
         "--keep-topics", action="store_true", help="keep this run's topics on the broker"
     )
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    asyncio.run(players_async(args) if args.players else main_async(args))
 
 
 if __name__ == "__main__":

@@ -58,20 +58,39 @@ def _all_view_sql(root: Path, spec: TableSpec) -> str:
     )
 
 
-def _dedup_view_sql(spec: TableSpec) -> str:
+def _dedup_view_sql(spec: TableSpec, extra_columns: str = "") -> str:
     key = ", ".join(spec.key)
     return (
-        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT * FROM {spec.name}_all "
+        f"CREATE OR REPLACE VIEW {spec.name} AS SELECT *{extra_columns} FROM {spec.name}_all "
         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {spec.latest_first}) = 1"
     )
 
 
+def _dimension_columns(con: duckdb.DuckDBPyConnection, spec: TableSpec, names: list[str]) -> str:
+    """`, <expr> AS dim_<name>` per custom dimension (Settings.custom_dimensions)."""
+    if not names or not any(c.name == "dimensions" for c in spec.columns):
+        return ""
+    present = {row[0] for row in con.execute(f"DESCRIBE {spec.name}_all").fetchall()}
+    # Files written before the column existed have none: the dimension is NULL there.
+    # Names are checked by Settings (lower-case identifiers), so they are safe to splice.
+    return "".join(
+        f", json_extract_string(dimensions, '$.{name}') AS dim_{name}"
+        if "dimensions" in present
+        else f", CAST(NULL AS VARCHAR) AS dim_{name}"
+        for name in names
+    )
+
+
 def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """(Re)create every view; call again when a table that was empty gets its first file."""
+    """(Re)create every view; call again when a table that was empty gets its first file.
+
+    `events` and `sessions` carry one `dim_<name>` column per custom dimension.
+    """
     root = naming.warehouse_root(settings)
     for spec in TABLES:
         con.execute(_all_view_sql(root, spec))
-        con.execute(_dedup_view_sql(spec))
+        extra = _dimension_columns(con, spec, settings.custom_dimensions)
+        con.execute(_dedup_view_sql(spec, extra))
     con.execute(ERRORS_VIEW)
 
 

@@ -170,7 +170,8 @@ def _number_from_list(key: str, value: Any) -> float:
         chosen = value[0]
         for item in value:
             params = item[1] if isinstance(item, tuple) else {}
-            if str(params.get("ot", "")) == "v":
+            # Video is `;ot=v` in the spec's examples and a bare `;v` from dash.js 5.2.
+            if str(params.get("ot", "")) == "v" or params.get("v") is True:
                 chosen = item
                 break
         number = chosen[0] if isinstance(chosen, tuple) else chosen

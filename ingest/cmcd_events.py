@@ -11,8 +11,8 @@ How a report becomes events:
 | report | event(s) |
 |---|---|
 | `e=ps`, `sta=s` | play_requested |
-| `e=ps`, `sta=p` | first_frame (first time), rebuffer_end (after `r`), resume (after `a`) |
-| `e=ps`, `sta=r` after the first frame | rebuffer_start (before it: part of startup, none) |
+| `e=ps`, `sta=p` | first_frame (first time), rebuffer_end (after `r`/`w`), resume (after `a`) |
+| `e=ps`, `sta=r` after the first frame, `w` after `p` | rebuffer_start (before: startup) |
 | `e=ps`, `sta=a` / `k` | pause / seek |
 | `e=ps`, `sta=e` / `q` / `f` | playback_end (completed / user_exit / error); `f`: + fatal error |
 | `e=e` | error per code in `ec` (fatal when `sta=f`, else severity unknown) |
@@ -53,7 +53,14 @@ class SessionMemory:
     started: bool = False
     bitrate_kbps: int | None = None
     sends_bitrate_changes: bool = False
+    fatal_reported: bool = False
     max_sn: int = -1
+    # Identity seen on an earlier report (players may send custom keys once).
+    title_id: str | None = None
+    member_id: str | None = None
+    profile_id: str | None = None
+    device_id: str | None = None
+    dimensions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ class CmcdTranslator:
             return Translation(duplicate=True)
         if isinstance(sn, int):
             memory = replace(memory, max_sn=sn)
+        memory = self._remember_identity(report, memory)
         kind: str = report.get("e")
         ts: int = report.get("ts")
         out: list[tuple[str, dict[str, Any], list[str]]] = []
@@ -143,20 +151,20 @@ class CmcdTranslator:
             fatal = sta == "f"
             for code in codes:
                 out.append(self._error(code, fatal))
+            memory = replace(memory, fatal_reported=memory.fatal_reported or fatal)
         elif kind == "bc" and br is not None:
             out.append(("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, []))
             memory = replace(memory, bitrate_kbps=br, sends_bitrate_changes=True)
-        elif kind == "t":
-            if (
-                br is not None
-                and memory.bitrate_kbps is not None
-                and br != memory.bitrate_kbps
-                and not memory.sends_bitrate_changes
-            ):
-                # The player sends no `bc` (dash.js 5.2): the rendition change is seen here.
-                out.append(
-                    ("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, [])
-                )
+        if (
+            kind != "bc"
+            and br is not None
+            and memory.bitrate_kbps is not None
+            and br != memory.bitrate_kbps
+            and not memory.sends_bitrate_changes
+        ):
+            # The player sends no `bc` (dash.js 5.2): the rendition change is seen here.
+            out.append(("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, []))
+        if kind == "t":
             payload = {
                 "bitrate_kbps": br,
                 "buffer_ms": report.int_of("bl"),
@@ -169,7 +177,29 @@ class CmcdTranslator:
         if br is not None and kind != "bc":
             memory = replace(memory, bitrate_kbps=br)
         self.updates[sid] = memory
-        return Translation([self._envelope(report, line, i, *item) for i, item in enumerate(out)])
+        return Translation(
+            [self._envelope(report, memory, line, i, *item) for i, item in enumerate(out)]
+        )
+
+    def _remember_identity(self, report: CmcdReport, memory: SessionMemory) -> SessionMemory:
+        def custom(key: str | None) -> str | None:
+            value = report.custom.get(key) if key else None
+            return value[:128] if isinstance(value, str) and value else None
+
+        cid = report.get("cid")
+        dimensions = self._dimensions(report)
+        return replace(
+            memory,
+            title_id=cid[:128] if cid else memory.title_id,
+            member_id=custom(self.identity.member_key) or memory.member_id,
+            profile_id=custom(self.identity.profile_key) or memory.profile_id,
+            device_id=custom(self.identity.device_key) or memory.device_id,
+            dimensions=(
+                tuple(sorted({**dict(memory.dimensions), **dimensions}.items()))
+                if dimensions
+                else memory.dimensions
+            ),
+        )
 
     def _play_state(
         self,
@@ -194,14 +224,15 @@ class CmcdTranslator:
                     unknown.append("payload.bitrate_kbps")
                 out.append(("first_frame", {"startup_ms": msd, "bitrate_kbps": br}, unknown))
                 memory = replace(memory, started=True)
-            elif prev == "r":
+            elif prev == "r" or prev == "w":
                 duration = ts - memory.state_ts if memory.state_ts is not None else None
                 unknown = ["payload.duration_ms"] if duration is None else []
                 out.append(("rebuffer_end", {"duration_ms": _clip(duration)}, unknown))
             elif prev == "a":
                 paused = ts - memory.state_ts if memory.state_ts is not None else 0
                 out.append(("resume", {"paused_ms": max(paused, 0)}, []))
-        elif sta == "r" and memory.started:
+        elif (sta == "r" and memory.started) or (sta == "w" and prev == "p"):
+            # dash.js 5.2 reports a stall in playback as `w` (waiting), hls.js as `r`.
             out.append(("rebuffer_start", {"position_ms": pt}, []))
         elif sta == "a" and memory.started:
             out.append(("pause", {"position_ms": pt}, []))
@@ -210,9 +241,11 @@ class CmcdTranslator:
                 ("seek", {"from_ms": None, "to_ms": report.int_of("pt")}, ["payload.from_ms"])
             )
         elif sta in _END_REASONS:
-            if sta == "f":
+            if sta == "f" and not memory.fatal_reported:
+                # The failed state is itself the fatal error; its code only when sent here.
                 codes = report.get("ec") or [UNKNOWN_ERROR_CODE]
                 out.append(self._error(codes[0], True))
+                memory = replace(memory, fatal_reported=True)
             out.append(
                 (
                     "playback_end",
@@ -237,6 +270,7 @@ class CmcdTranslator:
     def _envelope(
         self,
         report: CmcdReport,
+        memory: SessionMemory,
         line: str,
         position: int,
         event_type: str,
@@ -257,24 +291,14 @@ class CmcdTranslator:
             "payload": payload,
             "extra": {"cmcd": {**report.keys, **report.custom}, "source_format": "cmcd"},
         }
-        cid = report.get("cid")
-        if cid:
-            event["title_id"] = cid
-        for key, target in (
-            (self.identity.member_key, "member_id"),
-            (self.identity.profile_key, "profile_id"),
-        ):
-            value = report.custom.get(key) if key else None
-            if isinstance(value, str) and value:
-                event[target] = value[:128]
-        device_id = (
-            report.custom.get(self.identity.device_key) if self.identity.device_key else None
-        )
-        if isinstance(device_id, str) and device_id:
-            event["device"] = {"device_id": device_id[:128]}
-        dimensions = self._dimensions(report)
-        if dimensions:
-            event["dimensions"] = dimensions
+        for name in ("title_id", "member_id", "profile_id"):
+            value = getattr(memory, name)
+            if value:
+                event[name] = value
+        if memory.device_id:
+            event["device"] = {"device_id": memory.device_id}
+        if memory.dimensions:
+            event["dimensions"] = dict(memory.dimensions)
         for key, hint in (("cdn", "cdn"), ("h", "cdn_host")):
             value = report.get(key)
             if isinstance(value, str) and value:

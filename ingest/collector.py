@@ -49,6 +49,7 @@ from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
 from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
 from ingest.deadletter import DeadLetter
+from ingest.endpoints import CMCD_PATH, EVENTS_PATH
 from ingest.enrichment import ClientContext, Enricher, client_address
 from ingest.metrics import CONTENT_TYPE, CollectorMetrics
 from ingest.producer import EventProducer, KafkaUnavailable, Record
@@ -66,8 +67,6 @@ from streamwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/v1/events"
-CMCD_PATH = "/v1/cmcd"
 CMCD_CONTENT_TYPE = "application/cmcd"
 _INTAKE_PATHS = frozenset({EVENTS_PATH, CMCD_PATH})
 ACCEPTED_CONTENT_TYPES = frozenset(
@@ -541,7 +540,8 @@ async def serve(
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
-        yield f"http://{bound_host}:{bound_port}"
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host  # IPv6 literal
+        yield f"http://{shown}:{bound_port}"
     finally:
         await runner.cleanup()
 

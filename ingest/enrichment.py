@@ -267,6 +267,7 @@ class Enricher:
     def __init__(self, settings: Settings, geo: GeoLookup | None = None) -> None:
         self.geo = geo or GeoLookup(settings.geoip_city_db, settings.geoip_asn_db)
         self.hosts = {k.lower(): v for k, v in settings.collector_cdn_hosts.items()}
+        self.dimensions = frozenset(settings.custom_dimensions)
 
     def close(self) -> None:
         """Release the databases."""
@@ -284,6 +285,7 @@ class Enricher:
             log.exception("enrichment failed; the event keeps what it sent")
 
     def _enrich(self, obj: dict[str, Any], client: ClientContext) -> None:
+        self._keep_configured_dimensions(obj)
         if obj.get("schema_version") == 1:
             obj["derived_facts"], obj["unknown_facts"] = [], []
             return
@@ -332,6 +334,20 @@ class Enricher:
         self._fill(device, "device", "device_id", None, derived, unknown)
         self._fill(device, "device", "app_version", None, derived, unknown)
         obj["derived_facts"], obj["unknown_facts"] = derived, unknown
+
+    def _keep_configured_dimensions(self, obj: dict[str, Any]) -> None:
+        """Dimensions not named in Settings move to `extra` (kept, not carried further)."""
+        dims = obj.get("dimensions")
+        if not isinstance(dims, dict) or not dims:
+            return
+        unnamed = {k: v for k, v in dims.items() if k not in self.dimensions}
+        if unnamed:
+            obj["dimensions"] = {k: v for k, v in dims.items() if k in self.dimensions}
+            extra = obj.get("extra")
+            if isinstance(extra, dict):
+                extra["unconfigured_dimensions"] = unnamed
+            elif extra is None:
+                obj["extra"] = {"unconfigured_dimensions": unnamed}
 
     @staticmethod
     def _fill(

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ingest.endpoints import events_url
 from platform_stub.generator import RunOptions, seed_epoch_ms
 from platform_stub.runner import PIPELINE_TARGETS, Pacing, SinkFactory, run
 from platform_stub.scenarios import SCENARIOS
@@ -64,10 +65,8 @@ def sink_factory(args: argparse.Namespace, settings: Settings) -> SinkFactory:
                 linger_ms=args.linger_ms,
                 compression_type=args.compression,
             )
-        url = args.collector_url or (
-            f"http://{settings.collector_host}:{settings.collector_port}/v1/events"
-        )
-        return HttpSink(url, delivered)
+        base = args.collector_url or f"http://{settings.collector_host}:{settings.collector_port}"
+        return HttpSink(events_url(base), delivered)
 
     return make
 
@@ -165,7 +164,11 @@ def register(sub: Any) -> None:
     r.add_argument("--scenario", choices=SCENARIOS, default="normal")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--target", choices=TARGETS, default="kafka")
-    r.add_argument("--collector-url", help="collector endpoint (default: settings' collector)")
+    r.add_argument(
+        "--collector-url",
+        help="collector base URL (e.g. http://127.0.0.1:8088) or its /v1/events endpoint "
+        "(default: settings' collector)",
+    )
     r.add_argument(
         "--speed",
         type=float,

@@ -66,6 +66,8 @@ class SessionSummary(BaseModel):
     genre: str | None = None
     device_family: str | None = None
     oca_site: str | None = None
+    # Custom dimensions (Settings.custom_dimensions) of the session's first event.
+    dimensions: dict[str, str] = Field(default_factory=dict)
 
     first_event_at: datetime
     last_event_at: datetime

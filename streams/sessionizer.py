@@ -155,6 +155,7 @@ def _envelope_dims(event: Event) -> dict[str, Any]:
         "genre": enrichment.get("genre"),
         "device_family": enrichment.get("device_family"),
         "oca_site": enrichment.get("oca_site"),
+        "dimensions": dict(event.dimensions),
     }
 
 

@@ -6,11 +6,12 @@ Every process (CLI, collector, workers, sinks, apps, tests) reads its configurat
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -293,6 +294,20 @@ class Settings(BaseSettings):
         description="Prometheus that scrapes streamwatch's exporters (Grafana datasource).",
     )
     grafana_folder: str = "streamwatch"
+
+    @field_validator("custom_dimensions")
+    @classmethod
+    def _dimension_names(cls, names: list[str]) -> list[str]:
+        # The names become warehouse columns (dim_<name>) and SQL identifiers.
+        for name in names:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+                raise ValueError(
+                    f"custom dimension {name!r}: use lower-case letters, digits and _ "
+                    "(at most 40, starting with a letter)"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("custom dimension names must be distinct")
+        return names
 
     @property
     def bootstrap_servers(self) -> str:

@@ -144,6 +144,26 @@ def member_of_activity(value: str) -> Body:
     }
 
 
+def events_of_member(
+    member_id: str, start: datetime, end: datetime, event_types: tuple[str, ...], size: int
+) -> Body:
+    """A member's events of `event_types` in [start, end], oldest first (no directory needed)."""
+    span = {"gte": start.isoformat(), "lte": end.isoformat()}
+    return {
+        "size": size,
+        "query": {
+            "bool": {
+                "filter": [
+                    _term("member_id", member_id),
+                    {"terms": {"event_type": list(event_types)}},
+                    {"range": {"event_time": span}},
+                ]
+            }
+        },
+        "sort": [{"event_time": {"order": "asc", "unmapped_type": "date"}}],
+    }
+
+
 def _time_range(start: datetime, end: datetime) -> Body:
     span = {"gte": start.isoformat(), "lte": end.isoformat()}
     return _any_of(*({"range": {f: dict(span)}} for f in SESSION_TIME_FIELDS))

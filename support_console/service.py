@@ -26,6 +26,7 @@ from streamwatch.settings import Settings
 from support_console import audit, correlation, documents, indices, queries, summary
 from support_console.audit import AuditLog, AuditRecord, Surface
 from support_console.backend import SearchBackend, SearchUnavailable, hits, open_backend, total
+from support_console.event_sessions import SESSION_EVENT_TYPES, sessions_from_events
 from support_console.identity import AgentIdentity
 from support_console.models import (
     HeartbeatPoint,
@@ -296,10 +297,18 @@ class SupportService:
             member = documents.member_from_doc(found[0])
             if member is not None:
                 return member, _id_kind(member, parsed.value)
-        # Not in the directory: maybe a session id, or a member not loaded there yet.
+        # Not in the directory: maybe a session id, or a member not loaded there yet. Session
+        # summaries first; then the events themselves (sessions still open, or a service whose
+        # members are in no directory at all: real players' ids come from its own systems).
         activity = hits(
             self.backend, indices.sessions(self.settings), queries.member_of_activity(parsed.value)
         )
+        if not activity or not activity[0].get("member_id"):
+            activity = hits(
+                self.backend,
+                indices.events(self.settings),
+                queries.member_of_activity(parsed.value),
+            )
         if not activity or not activity[0].get("member_id"):
             return None, None
         member_id = str(activity[0]["member_id"])
@@ -315,6 +324,17 @@ class SupportService:
         body = queries.sessions_of_member(member_id, start, end, self.settings.support_max_sessions)
         by_id: dict[str, SessionView] = {}
         for doc in hits(self.backend, indices.sessions(self.settings), body):
+            view = documents.session_from_doc(doc, self.catalog)
+            if view is not None and start <= view.started_at <= end:
+                by_id[view.session_id] = view
+        # Sessions with events but no summary yet (still open, or just closed).
+        events_body = queries.events_of_member(
+            member_id, start, end, SESSION_EVENT_TYPES, _EVENTS_PER_LOOKUP
+        )
+        events = hits(self.backend, indices.events(self.settings), events_body)
+        for doc in sessions_from_events(events):
+            if doc["session_id"] in by_id:
+                continue
             view = documents.session_from_doc(doc, self.catalog)
             if view is not None and start <= view.started_at <= end:
                 by_id[view.session_id] = view
@@ -386,7 +406,12 @@ class SupportService:
         return (
             total(self.backend, indices.sessions(self.settings)) == 0
             and total(self.backend, indices.members(self.settings)) == 0
+            and total(self.backend, indices.events(self.settings)) == 0
         )
+
+
+# Most events one lookup folds into sessions that have no summary yet.
+_EVENTS_PER_LOOKUP = 5000
 
 
 def _id_kind(member: MemberRecord, value: str) -> IdKind:

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
@@ -175,3 +176,37 @@ async def test_http_sink_honours_retry_after(tmp_path: Path) -> None:
     assert bodies == [429, 503, 200]
     assert sink.retries == 2
     assert delivered == [lines[0], lines[2]], "the rejected event is not in the ledger"
+
+
+def test_events_url_accepts_the_collectors_base_url() -> None:
+    from ingest.endpoints import events_url
+
+    assert events_url("http://127.0.0.1:8088") == "http://127.0.0.1:8088/v1/events"
+    assert events_url("http://127.0.0.1:8088/") == "http://127.0.0.1:8088/v1/events"
+    assert events_url("http://h:1/v1/events") == "http://h:1/v1/events"
+    assert events_url("https://proxy/intake/v1/events") == "https://proxy/intake/v1/events"
+
+
+async def test_stub_cli_with_the_collectors_base_url(
+    settings: Settings, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`stub run --collector-url http://host:port` (no path) delivers; it used to get 404."""
+    from streamwatch.cli import main
+    from streamwatch.settings import get_settings
+
+    monkeypatch.setenv("STREAMWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STREAMWATCH_TOPIC_PREFIX", settings.topic_prefix)
+    get_settings.cache_clear()
+    try:
+        async with serve(settings) as base_url:
+            argv = ["stub", "run", "--target", "http", "--collector-url", base_url]
+            argv += ["--members", "50", "--rate", "20", "--duration", "30", "--max-events", "200"]
+            argv += ["--speed", "0", "--start", "now", "--run-name", "base-url"]
+            code = await asyncio.to_thread(main, argv)
+    finally:
+        get_settings.cache_clear()
+    assert code == 0
+    ids = _ledger(tmp_path / "stub" / "base-url")
+    assert len(ids) == 200
+    back = await _read_back(settings.bootstrap_servers, settings.topic(topics.RAW), set(ids), 60)
+    assert len(back.seen) == 200
