@@ -35,7 +35,9 @@ class PlaySpec:
 
     def url(self, base: str) -> str:
         """The page URL for this session on the segment server at `base`."""
-        manifest = "dash/manifest.mpd" if self.player == "dash" else "hls/master.m3u8"
+        manifest = {"dash": "dash/manifest.mpd", "video": "plain.mp4"}.get(
+            self.player, "hls/master.m3u8"
+        )
         query = {
             "player": self.player,
             "report": self.report,

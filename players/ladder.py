@@ -1,4 +1,5 @@
-"""A small local ABR ladder made with ffmpeg: HLS (fMP4) for hls.js, DASH for dash.js.
+"""A small local ABR ladder made with ffmpeg: HLS (fMP4) for hls.js, DASH for dash.js, and
+one progressive MP4 for a bare <video>.
 
 Media is generated at setup or test time into a directory outside git, never committed. The
 ladder is tiny on purpose (a few seconds, low resolutions) so that a real-browser test of
@@ -41,7 +42,7 @@ class LadderSpec:
     seconds: int = 12
     segment_seconds: int = 1
     fps: int = 24
-    recipe: int = field(default=2)  # bump when the ffmpeg arguments change
+    recipe: int = field(default=3)  # bump when the ffmpeg arguments change
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class Ladder:
     def dash_manifest(self) -> Path:
         """The DASH MPD."""
         return self.root / "dash" / "manifest.mpd"
+
+    @property
+    def progressive(self) -> Path:
+        """One progressive MP4 (the middle rendition), for a bare <video>."""
+        return self.root / "plain.mp4"
 
 
 def _ffmpeg() -> str:
@@ -156,6 +162,13 @@ def _make_dash(spec: LadderSpec, out: Path) -> None:
     )
 
 
+def _make_progressive(spec: LadderSpec, out: Path) -> None:
+    mid = spec.renditions[len(spec.renditions) // 2]
+    one = LadderSpec(renditions=(mid,), seconds=spec.seconds, fps=spec.fps,
+                     segment_seconds=spec.segment_seconds)  # fmt: skip
+    _run([*_encode_args(one), "-movflags", "+faststart", str(out)])
+
+
 def build(root: Path, spec: LadderSpec | None = None) -> Ladder:
     """Make (or reuse) the ladder under `root`: `hls/master.m3u8` and `dash/manifest.mpd`."""
     spec = spec or LadderSpec()
@@ -167,11 +180,13 @@ def build(root: Path, spec: LadderSpec | None = None) -> Ladder:
         and stamp.read_text() == recipe
         and ladder.hls_master.is_file()
         and ladder.dash_manifest.is_file()
+        and ladder.progressive.is_file()
     ):
         return ladder
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     _make_hls(spec, root / "hls")
     _make_dash(spec, root / "dash")
+    _make_progressive(spec, ladder.progressive)
     stamp.write_text(recipe)
     return ladder

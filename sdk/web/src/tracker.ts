@@ -299,13 +299,12 @@ export class Tracker {
   private heartbeat(): void {
     if (!this.started || this.ended || this.failed) return;
     if (this.kbps === null) this.kbps = this.currentKbps();
-    if (this.kbps === null) return;
     // "playing" is the viewer's intent (not paused); a stall is reported by rebuffer events.
     const playing = !(this.media?.paused ?? false);
     this.emit("heartbeat", {
       bitrate_kbps: this.kbps,
       buffer_ms: this.bufferMs(),
-      throughput_kbps: this.throughput() ?? 0,
+      throughput_kbps: this.throughput(),
       position_ms: Math.round((this.media?.currentTime ?? 0) * 1000),
       playing,
     });
@@ -335,7 +334,8 @@ export class Tracker {
       this.started = true;
       const startup = this.requestedAt === null ? 0 : Math.round(t - this.requestedAt);
       if (this.kbps === null) this.kbps = this.currentKbps();
-      this.emit("first_frame", { startup_ms: startup, bitrate_kbps: this.kbps ?? 0 });
+      // Unknown (a bare <video> does not say) is null, never a made-up 0.
+      this.emit("first_frame", { startup_ms: startup, bitrate_kbps: this.kbps });
       this.transport.flush();
     } else if (this.stallSince !== null) {
       this.emit("rebuffer_end", { duration_ms: Math.round(t - this.stallSince) });

@@ -142,6 +142,23 @@ test("a bitrate first known after the first frame is asked of the player", async
   assert.deepEqual([err.payload.code, err.payload.category, err.player_error_code], ["DASH-0027", "cdn", "27"]);
 });
 
+test("a bare <video>: bitrate and throughput unknown (null), its MediaError mapped", async () => {
+  const { env, t, media } = setup();
+  t.playRequested();
+  t.attachVideo(media);
+  media.fire("playing");
+  await advance(env, 1500);
+  media.error = { code: 2, message: "network" };
+  media.fire("error");
+  await advance(env, 600);
+  const ev = sentEvents(env);
+  assert.equal(ev.find((e) => e.event_type === "first_frame").payload.bitrate_kbps, null);
+  const hb = ev.find((e) => e.event_type === "heartbeat").payload;
+  assert.deepEqual([hb.bitrate_kbps, hb.throughput_kbps], [null, null]);
+  const err = ev.find((e) => e.event_type === "error");
+  assert.deepEqual([err.payload.code, err.payload.severity, err.player_error_code], ["VID-0002", "fatal", "2"]);
+});
+
 test("dash.js codes and bare <video> MediaErrors map into the catalog", () => {
   assert.equal(catalogCode("dash.js", 27), "DASH-0027");
   assert.equal(categoryOf("DASH-0027"), "cdn");
