@@ -46,8 +46,27 @@
     kbps = newKbps;
     m.bitrates.push([Date.now(), newKbps]);
   }
+  // The rendition on screen, asked of the player's API (dash.js may announce the first one
+  // only after the first frame).
+  function currentKbps() {
+    try {
+      if (window.__hls) {
+        const level = window.__hls.levels[window.__hls.currentLevel];
+        return level ? Math.round(level.bitrate / 1000) : null;
+      }
+      if (window.__dash) {
+        const r = window.__dash.getCurrentRepresentationForType("video");
+        return r ? Math.round(r.bandwidth / 1000) : null;
+      }
+    } catch (e) { /* the player is not ready: unknown */ }
+    return null;
+  }
   video.addEventListener("playing", () => {
     const t = now();
+    if (kbps === null) {
+      kbps = currentKbps();
+      if (kbps !== null) m.bitrates.push([Date.now(), kbps]);
+    }
     if (!started) { started = true; m.startupMs = t - requestedAt; }
     if (stallSince !== null) { m.rebufferCount++; m.rebufferMs += t - stallSince; stallSince = null; }
     if (playingSince === null) playingSince = t;
