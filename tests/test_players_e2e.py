@@ -323,6 +323,10 @@ def test_support_lookup_without_member_directory(world: World) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     found = json.dumps(result)
+    # Every SDK session, and the hls.js CMCD ones (the member rides in a CMCD custom key).
+    for p in world.played:
+        if p.spec.report == "sdk" or p.spec.player == "hls":
+            assert p.spec.session_id in found, p.spec.session_id
     sdk_fatal = [p for p in world.played if p.spec.report == "sdk" and p.case == "fatal"]
     catalog = load_catalog()
     for p in sdk_fatal:
