@@ -47,6 +47,7 @@ export interface MediaLike {
 }
 
 type Payload = Record<string, unknown>;
+type ExitReason = "completed" | "user_exit" | "error" | "abandoned_startup" | "timeout";
 
 function browserEnv(): TrackerEnv {
   const g = globalThis as unknown as Record<string, unknown> & typeof globalThis;
@@ -138,7 +139,8 @@ export class Tracker {
       if (this.env.document?.visibilityState === "hidden") hide();
     });
     this.env.window?.addEventListener("pagehide", () => this.safe(() => {
-      this.end("user_exit");
+      // The page is going: playback_end must leave with keepalive, not a cancellable fetch.
+      this.finish("user_exit", false);
       this.transport.flushOnHide();
     }));
   }
@@ -271,7 +273,11 @@ export class Tracker {
   }
 
   /** The session is over: playback_end with the watched time, and everything sent. */
-  end(reason: "completed" | "user_exit" | "error" | "abandoned_startup" | "timeout" = "user_exit"): void {
+  end(reason: ExitReason = "user_exit"): void {
+    this.finish(reason, true);
+  }
+
+  private finish(reason: ExitReason, flush: boolean): void {
     this.safe(() => {
       if (this.ended) return;
       this.closePlaying();
@@ -281,7 +287,7 @@ export class Tracker {
       this.emit("playback_end", { watched_ms: Math.round(this.watchedMs), exit_reason: reason });
       for (const t of this.timers) this.env.clearInterval(t);
       for (const d of this.detach) d();
-      this.transport.flush();
+      if (flush) this.transport.flush();
     });
   }
 

@@ -180,6 +180,33 @@ test("a throwing collector or handler never reaches the page", async () => {
   assert.ok(t.transport.stats.retries >= 1);
 });
 
+test("a hidden page sends what is queued with keepalive; leaving it ends the session", async () => {
+  const env = fakeEnv();
+  const doc = new EventTarget();
+  doc.visibilityState = "visible";
+  const win = new EventTarget();
+  env.document = doc;
+  env.window = win;
+  const t = createTracker({ endpoint: "http://c/v1/events", titleId: "t", env, flushIntervalMs: 60_000 });
+  const media = new FakeMedia();
+  t.attachVideo(media);
+  t.playRequested();
+  await advance(env, 0);
+  media.fire("playing");
+  await advance(env, 0);
+  media.fire("pause"); // queued for the next periodic flush, a minute away
+  doc.visibilityState = "hidden";
+  doc.dispatchEvent(new Event("visibilitychange"));
+  await advance(env, 0);
+  const hidden = env.requests.filter((r) => r.keepalive);
+  assert.deepEqual(hidden.flatMap((r) => r.events.map((e) => e.event_type)), ["pause"]);
+  win.dispatchEvent(new Event("pagehide"));
+  await advance(env, 0);
+  const last = env.requests.filter((r) => r.keepalive).flatMap((r) => r.events);
+  assert.equal(last.at(-1).event_type, "playback_end");
+  assert.equal(last.at(-1).payload.exit_reason, "user_exit");
+});
+
 test("more than 10 custom dimensions is a configuration error", () => {
   const dims = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`d${i}`, "x"]));
   assert.throws(() => setup({ dimensions: dims }), /at most 10/);
