@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -317,6 +317,11 @@ class RequestRate:
     def requests_per_s(self) -> float:
         return self.requests / self.seconds
 
+    def __add__(self, other: RequestRate) -> RequestRate:
+        return RequestRate(
+            self.requests + other.requests, self.events + other.events, self.seconds + other.seconds
+        )
+
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds
@@ -376,9 +381,18 @@ async def players_async(args: argparse.Namespace) -> None:
             procs[name] = (start(settings, port), f"http://127.0.0.1:{port}")
             await wait_healthy(procs[name][1], procs[name][0])
         for workload in workloads:
-            # Interleaved, so both meet the same machine and broker state.
-            ours = await post_all(procs["collector"][1], workload, args.concurrency)
-            bare = await post_all(procs["bare"][1], workload, args.concurrency)
+            # Warm both up (connections, partition leaders), then measure each half of the
+            # bodies twice in alternating order, so both meet the same machine and broker.
+            half = len(workload.bodies) // 2
+            first = replace(workload, bodies=workload.bodies[:half])
+            second = replace(workload, bodies=workload.bodies[half:])
+            warm = replace(workload, bodies=player_workloads(50)[workloads.index(workload)].bodies)
+            for name in ("collector", "bare"):
+                await post_all(procs[name][1], warm, args.concurrency)
+            ours = await post_all(procs["collector"][1], first, args.concurrency)
+            bare = await post_all(procs["bare"][1], first, args.concurrency)
+            bare = bare + await post_all(procs["bare"][1], second, args.concurrency)
+            ours = ours + await post_all(procs["collector"][1], second, args.concurrency)
             results.append((workload, ours, bare))
     finally:
         for proc, _ in procs.values():

@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboards import warehouse
 from dashboards.filters import Filters
-from dashboards.queries.overview import dimension_values, time_bounds
+from dashboards.queries.overview import custom_dimension_values, dimension_values, time_bounds
 from dashboards.schema import DIMENSION_LABELS, DIMENSIONS
 from streamwatch.settings import Settings
 
@@ -77,7 +77,17 @@ def sidebar_filters(
             )
             if chosen:
                 picked[d] = list(chosen)
-    return Filters.of(start, end, **picked)
+    custom: dict[str, list[str]] = {}
+    if dimensions:
+        for name in cfg.custom_dimensions:
+            chosen = st.sidebar.multiselect(
+                name.replace("_", " ").capitalize(),
+                custom_dimension_values(con, name),
+                key=f"fc_{name}",
+            )
+            if chosen:
+                custom[name] = list(chosen)
+    return Filters.of(start, end, **picked).with_custom(**custom)
 
 
 def auto_refresh(cfg: Settings, body: Callable[[], None]) -> None:

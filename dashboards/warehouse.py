@@ -112,6 +112,7 @@ _SESSION_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "isp": ("VARCHAR", ("isp",)),
     "oca_id": ("VARCHAR", ("oca_id",)),
     "cdn_tier": ("VARCHAR", ("cdn_tier",)),
+    "dimensions": ("VARCHAR", ("dimensions",)),  # custom dimensions, JSON
     "play_requested_at": (TIMESTAMP, ("play_requested_at", "started_at")),
     "first_event_at": (TIMESTAMP, ("first_event_at", "started_at", "play_requested_at")),
     "first_frame_at": (TIMESTAMP, ("first_frame_at",)),

@@ -49,7 +49,8 @@ from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
 from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
 from ingest.deadletter import DeadLetter
-from ingest.endpoints import CMCD_PATH, EVENTS_PATH
+from ingest.endpoints import CMCD_PATH as CMCD_PATH  # re-exported: clients import it here
+from ingest.endpoints import EVENTS_PATH as EVENTS_PATH
 from ingest.enrichment import ClientContext, Enricher, client_address
 from ingest.metrics import CONTENT_TYPE, CollectorMetrics
 from ingest.producer import EventProducer, KafkaUnavailable, Record

@@ -62,9 +62,9 @@ async def test_real_player_bodies_become_events_in_kafka(
         status, again = await _post(http, captures[0].read_bytes())
         assert status == 200 and again["events"] == 0 and again["duplicates"] > 0
 
-    for name, total in answers.items():
+    for name, counts in answers.items():
         lines = len(DATA.joinpath(name).read_bytes().splitlines())
-        assert total["accepted"] == lines, name
+        assert counts["accepted"] == lines, name
     by_session: dict[str, list[Any]] = {}
     want_events = sum(t["events"] for t in answers.values())
     seen: dict[str, Any] = {}

@@ -74,3 +74,42 @@ def test_dimensions_reach_the_summary_and_the_warehouse(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM events WHERE dim_experiment = 'abr-b'").fetchone() == (
         3,
     )
+
+
+def test_dashboards_filter_sessions_by_a_custom_dimension(tmp_path: Path) -> None:
+    from dashboards.filters import Filters
+    from dashboards.queries.common import sessions_cte
+    from dashboards.queries.overview import custom_dimension_values
+    from dashboards.warehouse import connect
+
+    settings = Settings(custom_dimensions=["experiment"], warehouse_dir=tmp_path / "warehouse")
+    start = datetime.now(UTC) - timedelta(hours=2)
+    sessionizer = Sessionizer()
+    summaries = []
+    for i, arm in enumerate(("a", "a", "b")):
+        sid = f"s-{i}"
+        for k, kind in enumerate(("play_requested", "first_frame", "playback_end")):
+            wire = sample_event(
+                kind, session_id=sid, event_time=start + timedelta(minutes=i, seconds=k)
+            )
+            wire.update(schema_version=2, dimensions={"experiment": arm})
+            applied = sessionizer.feed(EVENT_ADAPTER.validate_python(wire))
+            if applied.summary is not None:
+                summaries.append(applied.summary)
+    spec = TABLE_BY_NAME["sessions"]
+    rows = []
+    for i, summary in enumerate(summaries):
+        row = flatten(json.loads(summary.model_dump_json()), spec)
+        row.update(source_partition=0, source_offset=i, ingested_at=start.isoformat())
+        rows.append(row)
+    arrow, bad = rows_to_table(rows, spec.columns)
+    assert not bad
+    write_partitioned(tmp_path / "warehouse", spec, arrow)
+
+    con = connect(settings)
+    assert custom_dimension_values(con, "experiment") == ["a", "b"]
+    for arm, expected in (("a", 2), ("b", 1)):
+        cte, params = sessions_cte(Filters().with_custom(experiment=[arm]))
+        assert con.execute(f"{cte} SELECT count(*) FROM s", params).fetchone() == (expected,)
+    with pytest.raises(ValueError):
+        Filters().with_custom(**{"x') OR true --": ["a"]})

@@ -239,6 +239,16 @@ def dimension_values(con: duckdb.DuckDBPyConnection, dimension: str) -> list[str
     return [str(r[0]) for r in rows]
 
 
+def custom_dimension_values(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    """Distinct values of a custom dimension (Settings.custom_dimensions), for the pickers."""
+    rows = con.execute(
+        "SELECT DISTINCT json_extract_string(dimensions, '$.' || ?) AS v FROM dash_sessions "
+        "WHERE v IS NOT NULL ORDER BY 1",
+        [name],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def time_bounds(con: duckdb.DuckDBPyConnection) -> tuple[object, object]:
     """First and last session time in the warehouse (None, None when empty)."""
     row = con.execute(f"SELECT min({SESSION_TIME}), max({PLAY_END}) FROM dash_sessions").fetchone()
