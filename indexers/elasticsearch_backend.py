@@ -56,11 +56,12 @@ class ElasticsearchBackend:
         return cls(client)
 
     def ping(self) -> bool:
-        """True when the engine answers."""
+        """True when the engine answers (cluster health: some builds answer `HEAD /` 405)."""
         try:
-            return bool(self.client.ping())
+            self.client.cluster.health()
         except Exception:
             return False
+        return True
 
     def bulk(self, ops: Sequence[BulkOp]) -> list[BulkItemResult]:
         """One `_bulk` request; every item's result (see `SearchBackend.bulk`)."""
