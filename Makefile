@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 SW := $(BIN)/streamwatch
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser test lint typecheck demo down status clean bench
+.PHONY: setup browser prometheus test lint typecheck demo down status clean bench
 
-setup: $(STAMP) browser ## virtualenv, project install, server jars, browser (idempotent)
+setup: $(STAMP) browser prometheus ## virtualenv, project install, server jars, browser (idempotent)
 	$(SW) infra fetch
 
 # Headless Chromium from Debian for the real-browser tests of the Streamlit apps.
@@ -17,6 +17,13 @@ browser:
 	  echo "installing Debian chromium for browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends chromium chromium-driver >/dev/null; }
+
+# Prometheus from Debian: `streamwatch infra up` runs it with a generated scrape config.
+prometheus:
+	@test -x /usr/bin/prometheus || { \
+	  echo "installing Debian prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -83,6 +83,10 @@ async def run_sink_loop(
     stats = stats or LoopStats()
     metrics = stage_metrics(sink.name)
     metrics.up(True)
+    # Known error series exist from the start (at 0), so rates and alerts see "no errors"
+    # rather than "no data".
+    for reason in ("backpressure", "commit_failed"):
+        metrics.error(reason, 0)
     offsets: dict[TopicPartition, int] = {}
     appended_ms: dict[TopicPartition, int] = {}  # newest record's Kafka timestamp per partition
     batch_started: float | None = None

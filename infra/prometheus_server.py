@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -141,10 +142,15 @@ class PrometheusServer(Component):
             return json.load(resp) if path.startswith("/api") else resp.status
 
     def is_healthy(self) -> bool:
+        # Ready, and running a streamwatch scrape config: a Prometheus of someone else's
+        # (e.g. Debian's service on 9090) is not reused as ours; its port then shows taken.
         try:
-            return bool(self._get("/-/ready") == 200)
-        except (urllib.error.URLError, OSError, ValueError):
+            if self._get("/-/ready") != 200:
+                return False
+            config = str(self._get("/api/v1/status/config")["data"]["yaml"])
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
             return False
+        return "job_name: collector" in config
 
     def reported_version(self) -> str:
         """The version the running server reports (`/api/v1/status/buildinfo`)."""
@@ -152,3 +158,14 @@ class PrometheusServer(Component):
             return str(self._get("/api/v1/status/buildinfo")["data"]["version"])
         except (urllib.error.URLError, OSError, ValueError, KeyError):
             return self.version
+
+
+def query(url: str, expr: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Run an instant PromQL query against the Prometheus at `url`; the result vector."""
+    request = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+        answer = json.load(resp)
+    if answer.get("status") != "success":
+        raise ConfigurationError(f"Prometheus refused {expr!r}: {answer.get('error')}")
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result

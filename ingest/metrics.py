@@ -72,6 +72,8 @@ class CollectorMetrics:
         # errors) that every service exports, on this collector's registry.
         self.stage: StageMetrics = stage_metrics("collector", registry=self.registry)
         self.stage.up(True)
+        for reason in ("kafka_unavailable", "request_timeout"):
+            self.stage.error(reason, 0)  # at 0 from the start: "no errors", not "no data"
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -97,7 +97,8 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
     up gigabytes of test topics.
     """
     prefix = f"test-{uuid.uuid4().hex[:8]}."
-    scoped = stack_settings.model_copy(update={"topic_prefix": prefix})
+    # No exporters on the documented ports (they are the demo's): metrics_port 0.
+    scoped = stack_settings.model_copy(update={"topic_prefix": prefix, "metrics_port": 0})
     asyncio.run(create_topics(scoped))
     yield scoped
     if not os.environ.get("STREAMWATCH_KEEP_TOPICS"):
