@@ -98,6 +98,18 @@ class ElasticsearchBackend:
             return []
         return sorted(answer.body)
 
+    def index_sizes(self, pattern: str) -> dict[str, int]:
+        """Primary store bytes of each index matching `pattern`."""
+        try:
+            answer = self.client.indices.stats(index=pattern, metric="store")
+        except NotFoundError:
+            return {}
+        body = getattr(answer, "body", answer)
+        return {
+            name: int(stats["primaries"]["store"]["size_in_bytes"])
+            for name, stats in body.get("indices", {}).items()
+        }
+
     def delete_index(self, name: str) -> None:
         """Delete an index; a missing one is fine."""
         with contextlib.suppress(NotFoundError):
