@@ -64,7 +64,8 @@ def body() -> None:
         right.altair_chart(charts.line(ingest, "control_plane_rps", "Control plane", "req/s"))
     if not storage.empty:
         by_store = storage.pivot_table("bytes", "day", "store", aggfunc="sum", fill_value=0)
-        st.caption("Storage by day and store (MB): warehouse, search indices, Kafka topics")
+        st.markdown("**Storage by day and store (MB)**: warehouse, search indices, Kafka topics")
+        st.bar_chart(by_store / 1e6, x_label="day (UTC)", y_label="MB", stack=True)
         st.dataframe((by_store / 1e6).round(3), key="storage")
     for note in storage_notes:
         st.caption(note)
