@@ -12,6 +12,7 @@ that user.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -29,6 +30,8 @@ from infra.toolchain import find_java
 from streamwatch.errors import ConfigurationError
 
 _MIN_JAVA = 17  # Elasticsearch 8.19 runs on 17 and 21
+# Where nodes live when root runs streamwatch from a directory the node's user cannot enter.
+_SYSTEM_HOMES = Path("/var/lib/streamwatch-elasticsearch")
 
 # Development settings: one node, no security (local only, bound to loopback), and no disk
 # watermarks (a nearly full dev disk must not turn the indices read-only mid-test).
@@ -55,7 +58,17 @@ class ElasticsearchServer(Component):
 
     @property
     def home(self) -> Path:
-        return (self.settings.data_dir / "elasticsearch").resolve()
+        """The node's directory: under the data dir, unless the node's user cannot reach it.
+
+        Run as root from a checkout under a private directory (e.g. /root), the unprivileged
+        user cannot enter the data dir; the node then lives under /var/lib, one directory
+        per data dir, still kept across restarts.
+        """
+        local = (self.settings.data_dir / "elasticsearch").resolve()
+        if os.geteuid() != 0 or _blocking_parent(local) is None:
+            return local
+        digest = hashlib.sha256(str(local).encode()).hexdigest()[:12]
+        return _SYSTEM_HOMES / digest
 
     @property
     def dist(self) -> Path:
@@ -197,11 +210,19 @@ def _ensure_system_user(user: str) -> None:
         )
 
 
-def _require_traversable(path: Path, user: str) -> None:
-    """Fail clearly when a parent directory keeps `user` out of the node's home."""
+def _blocking_parent(path: Path) -> Path | None:
+    """The first existing parent of `path` that others may not enter, if any."""
     for parent in path.parents:
         if parent.exists() and not parent.stat().st_mode & 0o001:
-            raise ConfigurationError(
-                f"Elasticsearch runs as {user!r}, who cannot enter {parent} (mode "
-                f"{oct(parent.stat().st_mode & 0o777)}); put STREAMWATCH_DATA_DIR elsewhere"
-            )
+            return parent
+    return None
+
+
+def _require_traversable(path: Path, user: str) -> None:
+    """Fail clearly when a parent directory keeps `user` out of the node's home."""
+    parent = _blocking_parent(path)
+    if parent is not None:
+        raise ConfigurationError(
+            f"Elasticsearch runs as {user!r}, who cannot enter {parent} (mode "
+            f"{oct(parent.stat().st_mode & 0o777)}); put STREAMWATCH_DATA_DIR elsewhere"
+        )
