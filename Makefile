@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 SW := $(BIN)/streamwatch
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser media-tools sdk test lint typecheck demo down status clean bench
+.PHONY: setup browser media-tools sdk prometheus test lint typecheck demo down status clean bench
 
-setup: $(STAMP) browser media-tools sdk ## virtualenv, project install, server jars, browser, ffmpeg, web SDK (idempotent)
+setup: $(STAMP) browser media-tools sdk prometheus ## virtualenv, project install, server jars, browser, ffmpeg, web SDK, Prometheus (idempotent)
 	$(SW) infra fetch
 
 # Headless Chromium from Debian for the real-browser tests of the Streamlit apps.
@@ -31,6 +31,13 @@ sdk: sdk/web/node_modules/.package-lock.json
 
 sdk/web/node_modules/.package-lock.json: sdk/web/package-lock.json
 	cd sdk/web && npm ci --no-audit --no-fund
+
+# Prometheus from Debian: `streamwatch infra up` runs it with a generated scrape config.
+prometheus:
+	@test -x /usr/bin/prometheus || { \
+	  echo "installing Debian prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

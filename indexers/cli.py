@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from streamwatch.service_metrics import start_service_exporter
 from streamwatch.settings import get_settings
 
 
@@ -43,6 +44,8 @@ def _cmd_sink_search(args: argparse.Namespace) -> int:
             backend.close()
         return 0
 
+    start_service_exporter(settings, "sink-search")
+
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
@@ -65,6 +68,8 @@ def _cmd_sink_warehouse(args: argparse.Namespace) -> int:
             f"({report.files_retired} files retired, {report.files_deleted} deleted)"
         )
         return 0
+
+    start_service_exporter(settings, "sink-warehouse")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from indexers.sink_loop import Backpressure, Record
 from ingest.deadletter import DeadLetter
 from streamwatch import topics
+from streamwatch.service_metrics import stage_metrics
 from streamwatch.settings import Settings
 
 
@@ -68,3 +69,5 @@ class DeadLetterWriter:
         except KafkaError as exc:
             raise Backpressure(f"dead-letter topic unavailable: {exc}") from exc
         self.sent += len(letters)
+        for letter in letters:
+            stage_metrics(letter.source).deadletter(letter.reason)

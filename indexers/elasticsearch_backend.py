@@ -56,11 +56,12 @@ class ElasticsearchBackend:
         return cls(client)
 
     def ping(self) -> bool:
-        """True when the engine answers."""
+        """True when the engine answers (cluster health: some builds answer `HEAD /` 405)."""
         try:
-            return bool(self.client.ping())
+            self.client.cluster.health()
         except Exception:
             return False
+        return True
 
     def bulk(self, ops: Sequence[BulkOp]) -> list[BulkItemResult]:
         """One `_bulk` request; every item's result (see `SearchBackend.bulk`)."""
@@ -96,6 +97,18 @@ class ElasticsearchBackend:
         except NotFoundError:
             return []
         return sorted(answer.body)
+
+    def index_sizes(self, pattern: str) -> dict[str, int]:
+        """Primary store bytes of each index matching `pattern`."""
+        try:
+            answer = self.client.indices.stats(index=pattern, metric="store")
+        except NotFoundError:
+            return {}
+        body = getattr(answer, "body", answer)
+        return {
+            name: int(stats["primaries"]["store"]["size_in_bytes"])
+            for name, stats in body.get("indices", {}).items()
+        }
 
     def delete_index(self, name: str) -> None:
         """Delete an index; a missing one is fine."""

@@ -103,6 +103,18 @@ class OpenSearchBackend:
             return []
         return sorted(answer)
 
+    def index_sizes(self, pattern: str) -> dict[str, int]:
+        """Primary store bytes of each index matching `pattern`."""
+        try:
+            answer = self.client.indices.stats(index=pattern, metric="store")
+        except NotFoundError:
+            return {}
+        body = getattr(answer, "body", answer)
+        return {
+            name: int(stats["primaries"]["store"]["size_in_bytes"])
+            for name, stats in body.get("indices", {}).items()
+        }
+
     def delete_index(self, name: str) -> None:
         """Delete an index; a missing one is fine."""
         with contextlib.suppress(NotFoundError):

@@ -121,6 +121,10 @@ class SearchBackend(Protocol):
         """Delete an index (missing is fine)."""
         ...
 
+    def index_sizes(self, pattern: str) -> dict[str, int]:
+        """Primary store bytes of each index matching `pattern` (capacity's storage growth)."""
+        ...
+
     def delete_index_template(self, name: str) -> None:
         """Delete an index template (missing is fine)."""
         ...

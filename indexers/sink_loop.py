@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from indexers.retry import RetryPolicy
+from streamwatch.service_metrics import StageMetrics, stage_metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,14 @@ async def run_sink_loop(
 ) -> LoopStats:
     """Run until `stop` is set; returns the counters. The consumer must be started."""
     stats = stats or LoopStats()
+    metrics = stage_metrics(sink.name)
+    metrics.up(True)
+    # Known error series exist from the start (at 0), so rates and alerts see "no errors"
+    # rather than "no data".
+    for reason in ("backpressure", "commit_failed"):
+        metrics.error(reason, 0)
     offsets: dict[TopicPartition, int] = {}
+    appended_ms: dict[TopicPartition, int] = {}  # newest record's Kafka timestamp per partition
     batch_started: float | None = None
     while not stop.is_set():
         polled = await consumer.getmany(
@@ -90,6 +98,7 @@ async def run_sink_loop(
             if records:
                 sink.add(records)
                 offsets[tp] = records[-1].offset + 1
+                appended_ms[tp] = records[-1].timestamp
                 stats.records += len(records)
                 if batch_started is None:
                     batch_started = time.monotonic()
@@ -99,14 +108,30 @@ async def run_sink_loop(
         due = time.monotonic() - batch_started >= config.max_wait_s
         if not (full or due):
             continue
-        if not await _flush_until_done(consumer, sink, stop, retry, stats):
+        batch = sink.pending()
+        if not await _flush_until_done(consumer, sink, stop, retry, stats, metrics=metrics):
             return stats  # stopped during an outage: nothing committed, nothing lost
-        await _commit(consumer, offsets, stats)
-        offsets = {}
+        _flushed(metrics, batch, appended_ms)
+        await _commit(consumer, offsets, stats, metrics)
+        offsets, appended_ms = {}, {}
         batch_started = None
-    if offsets and await _flush_until_done(consumer, sink, stop, retry, stats, final=True):
-        await _commit(consumer, offsets, stats)
+    batch = sink.pending()
+    if offsets and await _flush_until_done(
+        consumer, sink, stop, retry, stats, final=True, metrics=metrics
+    ):
+        _flushed(metrics, batch, appended_ms)
+        await _commit(consumer, offsets, stats, metrics)
     return stats
+
+
+def _flushed(metrics: StageMetrics, batch: int, appended_ms: dict[TopicPartition, int]) -> None:
+    # One freshness sample per partition and batch: the newest record's age is what a
+    # reader of the store waits for, and per-record samples would cost the hot path.
+    metrics.batch(batch)
+    metrics.records(batch)
+    now_ms = time.time() * 1000
+    for ts in appended_ms.values():
+        metrics.freshness((now_ms - ts) / 1000)
 
 
 async def _flush_until_done(
@@ -116,12 +141,17 @@ async def _flush_until_done(
     retry: RetryPolicy,
     stats: LoopStats,
     final: bool = False,
+    metrics: StageMetrics | None = None,
 ) -> bool:
+    metrics = metrics or stage_metrics(sink.name)
     attempt = 0
     while True:
         try:
-            await sink.flush()
+            with metrics.time("flush"):
+                await sink.flush()
         except Backpressure as exc:
+            metrics.error("backpressure")
+            metrics.up(False)
             stats.backpressure_waits += 1
             stats.last_error = str(exc)
             if stats.paused_since is None:
@@ -133,6 +163,7 @@ async def _flush_until_done(
             attempt += 1
             continue
         stats.flushes += 1
+        metrics.up(True)
         if stats.paused_since is not None:
             log.warning(
                 "%s: store is back after %.1fs, resuming",
@@ -160,19 +191,30 @@ async def _wait_paused(consumer: AIOKafkaConsumer, delay_s: float) -> None:
 
 
 async def _commit(
-    consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], stats: LoopStats
+    consumer: AIOKafkaConsumer,
+    offsets: dict[TopicPartition, int],
+    stats: LoopStats,
+    metrics: StageMetrics,
 ) -> None:
     assigned = consumer.assignment()
     mine = {tp: off for tp, off in offsets.items() if tp in assigned}
     if not mine:
         return
     try:
-        await consumer.commit(mine)
+        with metrics.time("commit"):
+            await consumer.commit(mine)
     except (CommitFailedError, KafkaError) as exc:
         # A rebalance took the partitions: their new owner re-delivers; the sinks are
         # idempotent, so the only cost is duplicate work, never loss.
         stats.commits_failed += 1
+        metrics.error("commit_failed")
         log.warning("commit failed (%s); records will be re-delivered", exc)
+        return
+    for tp, off in mine.items():
+        # The consumer's last fetch tells the partition's end: lag without an admin call.
+        end = consumer.highwater(tp)
+        if end is not None:
+            metrics.lag(tp.topic, tp.partition, max(0, end - off))
 
 
 def make_consumer(

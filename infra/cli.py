@@ -48,15 +48,17 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `infra` subcommands."""
-    infra = sub.add_parser("infra", help="local Kafka and OpenSearch servers")
+    infra = sub.add_parser(
+        "infra", help="local servers: Kafka, OpenSearch or Elasticsearch, Prometheus"
+    )
     isub = infra.add_subparsers(dest="infra_command", required=True, metavar="ACTION")
-    isub.add_parser("up", help="start Kafka and OpenSearch (no-op if running)").set_defaults(
+    isub.add_parser("up", help="start every server (no-op for those running)").set_defaults(
         handler=_cmd_up
     )
     isub.add_parser("down", help="stop what runs").set_defaults(handler=_cmd_down)
     st = isub.add_parser("status", help="each server: running, version, address, pid")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(handler=_cmd_status)
-    isub.add_parser("fetch", help="fetch server jars from Maven Central").set_defaults(
+    isub.add_parser("fetch", help="fetch server jars and zips from Maven Central").set_defaults(
         handler=_cmd_fetch
     )

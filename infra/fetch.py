@@ -53,6 +53,8 @@ class Artifact:
 
 KAFKA = Artifact("kafka", "kafka.version")
 OPENSEARCH = Artifact("opensearch", "opensearch.runner.version")
+# Elastic's integ-test zip: the pom's one dependency is the zip itself (unpacked at launch).
+ELASTICSEARCH = Artifact("elasticsearch", "elasticsearch.version")
 
 
 def fetch(artifact: Artifact, cache_dir: Path, log: Path) -> Path:

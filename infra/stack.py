@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 from infra.component import Component, ComponentStatus
+from infra.elasticsearch_server import ElasticsearchServer
 from infra.kafka_server import KafkaServer
 from infra.opensearch_server import OpenSearchServer
 from infra.process import require_free_ports
+from infra.prometheus_server import PrometheusServer
 from streamwatch.settings import Settings
 
 
 def components(settings: Settings) -> list[Component]:
-    """The servers in start order."""
-    return [KafkaServer(settings), OpenSearchServer(settings)]
+    """The servers in start order (the search engine is the one `search_backend` names)."""
+    search: Component = (
+        ElasticsearchServer(settings)
+        if settings.search_backend == "elasticsearch"
+        else OpenSearchServer(settings)
+    )
+    return [KafkaServer(settings), search, PrometheusServer(settings)]
 
 
 def fetch_all(settings: Settings) -> None:
-    """Fetch every server's jars (idempotent; used by `make setup`)."""
+    """Fetch every server (idempotent; used by `make setup`).
+
+    Both search engines are fetched whatever the backend: the tests run against both.
+    """
     for component in components(settings):
         component.fetch()
+    if settings.search_backend != "elasticsearch":
+        ElasticsearchServer(settings).fetch()
 
 
 def up(settings: Settings) -> dict[str, bool]:

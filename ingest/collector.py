@@ -277,18 +277,24 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             await _write(request.app[PRODUCER_KEY], metrics, outcome, limits)
     except KafkaUnavailable as exc:
         metrics.kafka_unavailable.inc()
+        metrics.stage.error("kafka_unavailable")
         log.warning("kafka unavailable", extra={"error": str(exc)})
         return _unavailable(str(exc), exc.retry_after_s)
     except TimeoutError:
         metrics.kafka_unavailable.inc()
+        metrics.stage.error("request_timeout")
         return _unavailable(
             f"request not completed within {settings.collector_request_timeout_s:g}s",
             settings.collector_retry_after_s,
         )
 
     metrics.events_accepted.inc(len(outcome.accepted))
+    metrics.stage.batch(len(outcome.accepted) + len(outcome.rejected))
+    metrics.stage.records(len(outcome.accepted))
+    metrics.stage.records(len(outcome.rejected), outcome="deadletter")
     for rejection in outcome.rejected:
         metrics.events_rejected.labels(reason=rejection.reason).inc()
+        metrics.stage.deadletter(rejection.reason)
     return web.json_response(
         {
             "accepted": len(outcome.accepted),
@@ -345,6 +351,7 @@ async def _write(
         if isinstance(result, BaseException):
             raise result
     metrics.produce_seconds.observe(time.perf_counter() - started)
+    metrics.stage.observe("produce", time.perf_counter() - started)
 
 
 def _dead_letter(rejection: Rejection, limits: IngestLimits) -> DeadLetter:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streamwatch.service_metrics import StageMetrics, stage_metrics
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -65,6 +67,13 @@ class CollectorMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        # The pipeline-wide families (throughput, batch sizes, latencies, dead letters,
+        # errors) that every service exports, on this collector's registry.
+        self.stage: StageMetrics = stage_metrics("collector", registry=self.registry)
+        self.stage.up(True)
+        for reason in ("kafka_unavailable", "request_timeout"):
+            self.stage.error(reason, 0)  # at 0 from the start: "no errors", not "no data"
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -14,9 +14,18 @@ from ingest.endpoints import events_url
 from platform_stub.generator import RunOptions, seed_epoch_ms
 from platform_stub.runner import PIPELINE_TARGETS, Pacing, SinkFactory, run
 from platform_stub.scenarios import SCENARIOS
-from platform_stub.sinks import Delivered, FileSink, HttpSink, KafkaSink, NullSink, Sink
+from platform_stub.sinks import (
+    Delivered,
+    FileSink,
+    HttpSink,
+    KafkaSink,
+    MeteredSink,
+    NullSink,
+    Sink,
+)
 from streamwatch import topics
 from streamwatch.errors import ConfigurationError
+from streamwatch.service_metrics import stage_metrics, start_service_exporter
 from streamwatch.settings import Settings, get_settings
 
 TARGETS = ("kafka", "http", "file", "null")
@@ -51,8 +60,13 @@ def resolve_start(value: str | None, target: str, seed: int, duration_s: float) 
 def sink_factory(args: argparse.Namespace, settings: Settings) -> SinkFactory:
     """The sink for --target."""
     target: str = args.target
+    metrics = stage_metrics("stub")
 
-    def make(run_dir: Path, delivered: Delivered) -> Sink:
+    def make(run_dir: Path, raw_delivered: Delivered) -> Sink:
+        delivered = MeteredSink.counting(raw_delivered, metrics)
+        return MeteredSink(destination(run_dir, delivered), metrics)
+
+    def destination(run_dir: Path, delivered: Delivered) -> Sink:
         if target == "file":
             return FileSink(run_dir / "events.jsonl", delivered)
         if target == "null":
@@ -73,6 +87,7 @@ def sink_factory(args: argparse.Namespace, settings: Settings) -> SinkFactory:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = get_settings()
+    start_service_exporter(settings, "stub")
     speed = args.speed if args.speed is not None else (1.0 if args.target in _LIVE_TARGETS else 0.0)
     start_ms = resolve_start(args.start, args.target, args.seed, args.duration)
     options = RunOptions(

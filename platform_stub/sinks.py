@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from streamwatch.errors import StreamwatchError
+from streamwatch.service_metrics import StageMetrics
 
 Delivered = Callable[[list[str]], None]
 
@@ -339,3 +340,50 @@ def _rejected_indexes(text: str, count: int) -> set[int]:
         and isinstance(item.get("index"), int)
         and 0 <= item["index"] < count
     }
+
+
+class MeteredSink:
+    """A sink wrapped with the service metrics (`streamwatch.service_metrics`, stage "stub").
+
+    Throughput counts what the destination acknowledged (the `delivered` callback), so the
+    stub's series are comparable with the collector's and the sinks'.
+    """
+
+    def __init__(self, inner: Sink, metrics: StageMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    @staticmethod
+    def counting(delivered: Delivered, metrics: StageMetrics) -> Delivered:
+        """`delivered`, also counting each acknowledged batch."""
+
+        def count(lines: list[str]) -> None:
+            metrics.records(len(lines))
+            delivered(lines)
+
+        return count
+
+    async def start(self) -> None:
+        """Connect."""
+        await self.inner.start()
+        self.metrics.up(True)
+
+    async def send(self, lines: list[str], keys: list[str]) -> None:
+        """Hand over one batch, timing it and counting failures by exception type."""
+        self.metrics.batch(len(lines))
+        try:
+            with self.metrics.time("send"):
+                await self.inner.send(lines, keys)
+        except Exception as exc:
+            self.metrics.error(type(exc).__name__)
+            raise
+
+    async def flush(self) -> None:
+        """Wait for the acknowledgements."""
+        with self.metrics.time("flush"):
+            await self.inner.flush()
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+        await self.inner.stop()
+        self.metrics.up(False)

@@ -17,12 +17,14 @@ from typing import Any
 import faust
 
 from streams.app import StreamsApp
+from streams.instrument import instrument
 from streamwatch.settings import Settings, get_settings
 
 
 def run(settings: Settings, index: int = 0, loglevel: str = "INFO") -> int:
     """Run one worker until it is told to stop; returns its exit code."""
     streams_app = StreamsApp(settings, worker_index=index)
+    instrument(streams_app, settings, index)
     worker = faust.Worker(streams_app.app, loglevel=loglevel, quiet=True)
     worker.loop.add_signal_handler(signal.SIGUSR2, _dump_tasks, worker.loop)
     try:

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     opensearch_port: int = 9200
     opensearch_transport_port: int = 9300
     opensearch_heap: str = "1g"
+    # The real Elasticsearch (search_backend=elasticsearch) has ports of its own, so it can
+    # run beside an OpenSearch on 9200.
+    elasticsearch_port: int = 9201
+    elasticsearch_transport_port: int = 9301
+    elasticsearch_heap: str = "512m"
+    elasticsearch_user: str = Field(
+        default="streamwatch",
+        description=(
+            "System user Elasticsearch runs as when streamwatch runs as root (Elasticsearch "
+            "refuses root); created by `infra up` if missing."
+        ),
+    )
 
     # --- Java for the local servers ------------------------------------------------------
     kafka_java_home: Path | None = Field(
@@ -87,7 +99,16 @@ class Settings(BaseSettings):
     opensearch_java_home: Path | None = Field(
         default=None, description="JDK for OpenSearch 2.19 (17 or 21)."
     )
+    elasticsearch_java_home: Path | None = Field(
+        default=None, description="JDK for Elasticsearch 8.19 (17 or 21)."
+    )
     infra_start_timeout_s: float = 120.0
+
+    # --- Prometheus (Debian's `prometheus`, scraping every service's exporter) ------------
+    prometheus_port: int = 9090
+    prometheus_scrape_interval_s: int = Field(
+        default=5, ge=1, description="How often Prometheus scrapes each service."
+    )
 
     # --- service ports -------------------------------------------------------------------
     collector_host: str = "127.0.0.1"
@@ -97,7 +118,14 @@ class Settings(BaseSettings):
     player_page_port: int = Field(
         default=8503, description="The demo's real-player page (`streamwatch players serve`)."
     )
-    metrics_port: int = 9464
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        description=(
+            "First Prometheus exporter port of the services (see streamwatch.service_metrics "
+            "for each one's offset); 0 turns the exporters off."
+        ),
+    )
 
     # --- ingest limits and collector -------------------------------------------------------
     # Added by ingest/ (the HTTP collector and the event contract's hard limits).
@@ -316,8 +344,17 @@ class Settings(BaseSettings):
 
     @property
     def search_endpoint(self) -> str:
-        """The search engine's base URL."""
-        return self.search_url or f"http://127.0.0.1:{self.opensearch_port}"
+        """The search engine's base URL (the local node of the chosen backend by default)."""
+        if self.search_url:
+            return self.search_url
+        if self.search_backend == "elasticsearch":
+            return f"http://127.0.0.1:{self.elasticsearch_port}"
+        return f"http://127.0.0.1:{self.opensearch_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """The local Prometheus server."""
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
     def topic(self, name: str) -> str:
         """The real topic name for a logical one from `streamwatch.topics`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra import stack
+from infra.elasticsearch_server import ElasticsearchServer
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
 
@@ -34,9 +36,56 @@ def stack_settings() -> Iterator[Settings]:
     except Exception as exc:  # any failure to start is fatal for server tests
         stack.down(settings, only=started)
         pytest.fail(f"local stack could not start: {exc}", pytrace=False)
+    # Services the tests spawn export no metrics unless a test gives them ports: the
+    # documented exporter ports belong to the demo (and stay free for it).
+    os.environ.setdefault("STREAMWATCH_METRICS_PORT", "0")
     yield settings
     if started and not os.environ.get("STREAMWATCH_KEEP_STACK"):
         stack.down(settings, only=started)
+
+
+# The search engines the backend-parametrized tests run against.
+SEARCH_BACKENDS = ("opensearch", "elasticsearch")
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url(stack_settings: Settings, settings: Settings) -> Iterator[str]:
+    """Base URL of the real local Elasticsearch (reused if running, else started).
+
+    At the end, this session's indices and templates (all named after its topic prefix)
+    are deleted, as the topics are: the node's data outlives the session.
+    """
+    server = ElasticsearchServer(stack_settings)
+    try:
+        started = server.up()
+    except Exception as exc:  # fatal for the tests that need it, never a skip
+        pytest.fail(f"Elasticsearch could not start: {exc}", pytrace=False)
+    yield server.address
+    if not os.environ.get("STREAMWATCH_KEEP_TOPICS"):
+        own = f"streamwatch-{settings.topic_prefix}*"
+        for path in (f"/{own}?expand_wildcards=all", f"/_index_template/{own}"):
+            request = urllib.request.Request(server.address + path, method="DELETE")
+            try:
+                urllib.request.urlopen(request, timeout=30).close()
+            except OSError as exc:  # housekeeping only
+                print(f"\nnote: Elasticsearch {path} not deleted: {exc!r}")
+    if started and not os.environ.get("STREAMWATCH_KEEP_STACK"):
+        server.down()
+
+
+@pytest.fixture(params=SEARCH_BACKENDS)
+def search_backend(request: pytest.FixtureRequest) -> str:
+    """Each real search engine in turn (Elasticsearch is started on first use)."""
+    backend: str = request.param
+    return backend
+
+
+def on_backend(settings: Settings, backend: str, request: pytest.FixtureRequest) -> Settings:
+    """`settings` pointed at `backend`'s real local server."""
+    if backend == "elasticsearch":
+        url = request.getfixturevalue("elasticsearch_url")
+        return settings.model_copy(update={"search_backend": backend, "search_url": url})
+    return settings.model_copy(update={"search_backend": backend})
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +97,8 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
     up gigabytes of test topics.
     """
     prefix = f"test-{uuid.uuid4().hex[:8]}."
-    scoped = stack_settings.model_copy(update={"topic_prefix": prefix})
+    # No exporters on the documented ports (they are the demo's): metrics_port 0.
+    scoped = stack_settings.model_copy(update={"topic_prefix": prefix, "metrics_port": 0})
     asyncio.run(create_topics(scoped))
     yield scoped
     if not os.environ.get("STREAMWATCH_KEEP_TOPICS"):

@@ -6,6 +6,7 @@ run directly against the warehouse. The congested ISP is the stub's ground truth
 from __future__ import annotations
 
 import typing
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,9 @@ def use_warehouse(monkeypatch: pytest.MonkeyPatch) -> Iterator[callable]:  # typ
         monkeypatch.setenv("STREAMWATCH_WAREHOUSE_DIR", str(root))
         monkeypatch.setenv("STREAMWATCH_DASHBOARDS_DEFAULT_WINDOW_MIN", "100000")  # everything
         monkeypatch.setenv("STREAMWATCH_DASHBOARDS_REFRESH_S", "0")
+        # A deployment of its own: capacity's storage growth also reads the Kafka topics
+        # and search indices under this prefix, which hold nothing.
+        monkeypatch.setenv("STREAMWATCH_TOPIC_PREFIX", f"pages-{uuid.uuid4().hex[:8]}.")
         return Settings()
 
     yield _use

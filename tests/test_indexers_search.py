@@ -1,4 +1,5 @@
-"""Search sink against the real OpenSearch and Kafka: correctness, rejects, retention, outage."""
+"""Search sink against real Kafka and each real search engine (OpenSearch, Elasticsearch):
+correctness, rejects, retention, outage."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from streams.sessionizer import Sessionizer
 from streams.synthetic import normal_session
 from streamwatch import topics
 from streamwatch.settings import Settings
+from tests.conftest import on_backend
 from tests.test_indexers_support import (
     SinkProcess as SinkProcess,
 )
@@ -40,10 +42,17 @@ from tests.test_indexers_support import (
 
 pytestmark = pytest.mark.integration
 
+MAPPING_ERROR = {
+    "opensearch": "mapper_parsing_exception",
+    "elasticsearch": "document_parsing_exception",
+}
+
 
 @pytest.fixture
-async def s(settings: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
-    scoped_settings = await scoped(settings, tmp_path)
+async def s(
+    settings: Settings, tmp_path: Path, search_backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Settings]:
+    scoped_settings = await scoped(on_backend(settings, search_backend, request), tmp_path)
     yield scoped_settings
     cleanup_search(scoped_settings)
 
@@ -161,7 +170,8 @@ async def test_search_sink_indexes_events_sessions_incidents(s: Settings) -> Non
 async def test_rejected_document_goes_to_deadletter_rest_of_batch_indexed(s: Settings) -> None:
     good = list(events(200, seed=12))
     bad = dict(good[0], event_id="00000000-0000-4000-8000-0000000000bd")
-    # `asn` is mapped `long`: the engine rejects this document (mapper_parsing_exception).
+    # `asn` is mapped `long`: the engine rejects this document (OpenSearch says
+    # mapper_parsing_exception, Elasticsearch 8 document_parsing_exception).
     bad["network"] = dict(bad["network"], asn="not-a-number")
     batch = [*good[:100], bad, *good[100:]]
     await produce(s, topics.EVENTS, batch, "session_id")
@@ -182,7 +192,7 @@ async def test_rejected_document_goes_to_deadletter_rest_of_batch_indexed(s: Set
     assert len(letters) == 1
     letter = letters[0]
     assert letter.source == "sink.search"
-    assert letter.reason == "search.mapper_parsing_exception"
+    assert letter.reason == f"search.{MAPPING_ERROR[s.search_backend]}"
     assert "asn" in letter.detail and "400" in letter.detail
     assert letter.event_id == bad["event_id"]
     assert json.loads(letter.original) == bad
@@ -193,7 +203,7 @@ async def test_retention_fallback_deletes_only_expired_daily_indices(s: Settings
     backend = make_backend(s)
     try:
         report = ensure_search_ready(backend, s)
-        # The local runner has no ISM plugin: the sink's own retention is the fallback.
+        # Neither local engine has ISM/ILM: the sink's own retention is the fallback.
         assert report.retention in ("ism", "fallback: sink deletes daily indices")
         today = datetime.now(UTC).date()
         days = [today - timedelta(days=d) for d in (0, 29, 30, 31, 45)]

@@ -209,6 +209,8 @@ def sink_env(settings: Settings, **extra: str) -> dict[str, str]:
         "sink_retry_initial_s": settings.sink_retry_initial_s,
         "sink_retry_max_s": settings.sink_retry_max_s,
         "kafka_partitions": settings.kafka_partitions,
+        "metrics_port": settings.metrics_port,
+        "collector_port": settings.collector_port,
     }
     env.update({f"STREAMWATCH_{k.upper()}": str(v) for k, v in fields.items() if v is not None})
     env.update(extra)

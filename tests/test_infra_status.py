@@ -1,4 +1,4 @@
-"""`streamwatch infra status --json` reports both servers up, with their versions."""
+"""`streamwatch infra status --json` reports every server up, with its version."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 from infra.fetch import KAFKA, OPENSEARCH
+from infra.prometheus_server import PrometheusServer
 from streamwatch.settings import Settings
 
 
-def test_status_json_reports_both_servers_with_versions(stack_settings: Settings) -> None:
+def test_status_json_reports_every_server_with_versions(stack_settings: Settings) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "streamwatch.cli", "infra", "status", "--json"],
         capture_output=True,
@@ -20,7 +21,7 @@ def test_status_json_reports_both_servers_with_versions(stack_settings: Settings
     )
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
-    assert set(status) == {"kafka", "opensearch"}
+    assert set(status) == {"kafka", "opensearch", "prometheus"}
     assert status["kafka"]["running"] and status["kafka"]["healthy"]
     assert status["kafka"]["version"] == KAFKA.version
     assert status["kafka"]["address"] == stack_settings.bootstrap_servers
@@ -29,3 +30,9 @@ def test_status_json_reports_both_servers_with_versions(stack_settings: Settings
     # The node itself reports this version (GET /), not just our pom.
     assert status["opensearch"]["version"] == OPENSEARCH.version.rsplit(".", 1)[0]
     assert isinstance(status["opensearch"]["pid"], int)
+    prometheus = status["prometheus"]
+    assert prometheus["running"] and prometheus["healthy"], prometheus
+    assert prometheus["address"] == stack_settings.prometheus_url
+    # The running server's own build info (Debian's package), not a guess.
+    assert prometheus["version"] == PrometheusServer(stack_settings).version
+    assert isinstance(prometheus["pid"], int)

@@ -167,12 +167,12 @@ def build_world(scenario: str, base: Settings) -> World:
     )
 
 
-_WORLDS: dict[tuple[str, str], World] = {}
+_WORLDS: dict[tuple[str, str, str], World] = {}
 
 
 def scenario_world(scenario: str, base: Settings) -> World:
     """The loaded world of `scenario`, built once per test session."""
-    key = (scenario, base.topic_prefix)
+    key = (scenario, base.topic_prefix, base.search_endpoint)
     if key not in _WORLDS:
         _WORLDS[key] = build_world(scenario, base)
     return _WORLDS[key]

@@ -1,4 +1,5 @@
-"""The support service against real OpenSearch loaded from stub runs with fixed seeds.
+"""The support service (member lookup) against each real search engine (OpenSearch and
+Elasticsearch), loaded from stub runs with fixed seeds.
 
 Ground truth comes from the stub: every affected member whose session failed must see the
 scenario's incident on that session; members outside the affected list never see it; the
@@ -19,9 +20,11 @@ from streamwatch.settings import Settings
 from support_console import queries
 from support_console.identity import AgentIdentity
 from support_console.service import LookupRequest, SupportService
+from tests.conftest import on_backend
 from tests.test_support_data import World, own_settings, scenario_world
 
 AGENT = AgentIdentity("agent-svc", "cli")
+SCENARIOS = ("oca_outage", "drm_license_outage")
 
 
 class RecordingBackend:
@@ -39,9 +42,16 @@ class RecordingBackend:
         return getattr(self.inner, name)
 
 
-@pytest.fixture(scope="module", params=["oca_outage", "drm_license_outage"])
+@pytest.fixture(
+    scope="module",
+    # Both scenarios on OpenSearch; one on Elasticsearch (the same service code and queries,
+    # within the suite's time budget).
+    params=[*((scenario, "opensearch") for scenario in SCENARIOS), ("oca_outage", "elasticsearch")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def world(request: pytest.FixtureRequest, settings: Settings) -> World:
-    return scenario_world(request.param, settings)
+    scenario, backend = request.param
+    return scenario_world(scenario, on_backend(settings, backend, request))
 
 
 def _service(world: World) -> tuple[SupportService, RecordingBackend]:
@@ -183,8 +193,10 @@ def test_exotic_but_valid_input_is_searched_as_an_exact_term(world: World) -> No
         assert "query_string" not in json.dumps(body)
 
 
-def test_unknown_id_and_empty_indices(settings: Settings) -> None:
-    empty = own_settings(settings, "empty")
+def test_unknown_id_and_empty_indices(
+    settings: Settings, search_backend: str, request: pytest.FixtureRequest
+) -> None:
+    empty = own_settings(on_backend(settings, search_backend, request), "empty")
     service = SupportService.open(empty)
     result = service.lookup(AGENT, LookupRequest("m-does-not-exist"))
     assert result.status == "empty_index"

@@ -7,6 +7,8 @@ import streamlit as st
 
 from dashboards import capacity, charts, ui, warehouse
 from dashboards.queries import capacity as q
+from dashboards.storage import storage_by_day
+from indexers.search_backend import make_backend
 
 cfg = ui.settings()
 con = ui.connect(cfg)
@@ -17,7 +19,13 @@ filters = ui.sidebar_filters(con, cfg)
 def body() -> None:
     ce = q.concurrency_and_egress(con, filters)
     ingest = q.ingest_per_minute(con, filters)
-    storage = q.storage_by_day(warehouse.warehouse_root(cfg))
+    backend = make_backend(cfg)
+    try:  # warehouse, search indices and Kafka topics (dashboards.storage)
+        storage, storage_notes = storage_by_day(
+            cfg, q.storage_by_day(warehouse.warehouse_root(cfg)), backend
+        )
+    finally:
+        backend.close()
     peak_c = float(ce["concurrent_viewers"].max()) if len(ce) else None
     peak_e = float(ce["egress_gbps"].max()) if len(ce) else None
     edge = capacity.edge_share(float(ce["edge_gbps"].sum()), float(ce["origin_gbps"].sum()))
@@ -55,7 +63,12 @@ def body() -> None:
         left.altair_chart(charts.line(ingest, "events_per_s", "Telemetry", "events/s"))
         right.altair_chart(charts.line(ingest, "control_plane_rps", "Control plane", "req/s"))
     if not storage.empty:
-        st.dataframe(storage, hide_index=True, key="storage")
+        by_store = storage.pivot_table("bytes", "day", "store", aggfunc="sum", fill_value=0)
+        st.markdown("**Storage by day and store (MB)**: warehouse, search indices, Kafka topics")
+        st.bar_chart(by_store / 1e6, x_label="day (UTC)", y_label="MB", stack=True)
+        st.dataframe((by_store / 1e6).round(3), key="storage")
+    for note in storage_notes:
+        st.caption(note)
 
     st.subheader("What if")
     members_today = q.members_seen(con, filters)

@@ -1,41 +1,48 @@
-"""Prometheus metrics for workers and sinks, and their HTTP exporter.
+"""The Prometheus series every streamwatch service exports, defined once, and their ports.
 
-One small API so every box exposes the same series, which the provisioned Grafana
-"pipeline health" dashboard reads:
+Every box (collector, stream worker, both sinks, the stub) exposes the same families, which
+the provisioned Grafana "pipeline health" dashboard (`dashboards/grafana/`) and Prometheus
+read:
 
-    from dashboards.service_metrics import stage_metrics, start_exporter
+    from streamwatch.service_metrics import stage_metrics, start_service_exporter
 
-    start_exporter(settings)                 # http://<metrics_host>:<metrics_port>/metrics
-    m = stage_metrics("sink.warehouse")      # one per stage / sink
-    with m.time("flush"):                    # latency histogram per step
+    start_service_exporter(settings, "sink-search")  # http://<metrics_host>:<port>/metrics
+    m = stage_metrics("sink.search")                 # one per stage / sink
+    with m.time("flush"):                            # latency histogram per step
         write(batch)
-    m.batch(len(batch))                      # batch-size histogram
-    m.records(len(batch))                    # throughput (outcome="ok")
+    m.batch(len(batch))                              # batch-size histogram
+    m.records(len(batch))                            # throughput (outcome="ok")
     m.records(3, outcome="error"); m.error("timeout")
-    m.deadletter("schema_invalid")           # dead-letter counter by reason
-    m.lag(topic, partition, 42)              # consumer lag gauge
-    m.freshness(seconds)                     # event time -> done, histogram
-    m.up(True)                               # sink/stage state gauge (1 up, 0 down)
+    m.deadletter("schema_invalid")                   # dead-letter counter by reason
+    m.lag(topic, partition, 42)                      # consumer lag gauge
+    m.freshness(seconds)                             # Kafka append -> done, histogram
+    m.up(True)                                       # stage/sink state (1 up, 0 down)
 
 Series (label `stage` on all): streamwatch_records_total{outcome},
 streamwatch_errors_total{reason}, streamwatch_deadletters_total{reason},
 streamwatch_batch_size, streamwatch_stage_latency_seconds{step},
 streamwatch_consumer_lag{topic,partition}, streamwatch_freshness_seconds, streamwatch_up.
+
+Ports (`EXPORTER_OFFSETS`, from `Settings.metrics_port`, 9464 by default): sink-search 9464,
+sink-warehouse 9465, stub 9466, worker N 9467+N. The collector serves the same families on
+its own HTTP port (`GET /metrics`, 8088). `scrape_targets` lists them all for Prometheus.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
 from streamwatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 50000)
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -91,7 +98,7 @@ def _families(registry: CollectorRegistry) -> MetricFamilies:
         ),
         freshness=Histogram(
             "streamwatch_freshness_seconds",
-            "Event time to done by this stage (end-to-end freshness at a sink).",
+            "Time from a record's append to its input topic until this stage is done with it.",
             ["stage"],
             buckets=FRESHNESS_BUCKETS,
             registry=r,
@@ -167,22 +174,69 @@ def stage_metrics(stage: str, registry: CollectorRegistry = REGISTRY) -> StageMe
     return StageMetrics(stage, families(registry))
 
 
-@lru_cache(maxsize=8)
-def _started(host: str, port: int, registry_id: int) -> Any:
-    registry = REGISTRY if registry_id == id(REGISTRY) else _REGISTRIES[registry_id]
-    return start_http_server(port, addr=host, registry=registry)
+# Each service's exporter port = Settings.metrics_port + offset (+ worker index).
+EXPORTER_OFFSETS: dict[str, int] = {"sink-search": 0, "sink-warehouse": 1, "stub": 2, "worker": 3}
 
 
-_REGISTRIES: dict[int, CollectorRegistry] = {}
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One exporter Prometheus scrapes: the service (its job name) and where it answers."""
+
+    service: str
+    address: str  # host:port
+    path: str = "/metrics"
+
+    @property
+    def url(self) -> str:
+        """Where the exporter answers."""
+        return f"http://{self.address}{self.path}"
 
 
-def start_exporter(
-    settings: Settings, registry: CollectorRegistry = REGISTRY, port: int | None = None
-) -> Any:
-    """Serve `registry` on http://metrics_host:port/metrics (idempotent per process).
+def exporter_port(settings: Settings, service: str, index: int = 0) -> int | None:
+    """The documented exporter port of `service` (None when exporters are off)."""
+    if settings.metrics_port == 0:
+        return None
+    return settings.metrics_port + EXPORTER_OFFSETS[service] + index
 
-    Each process needs its own port: several workers on one host pass `port=` (e.g.
-    `settings.metrics_port + worker_index`).
+
+def scrape_targets(settings: Settings, workers: int = 1) -> list[ScrapeTarget]:
+    """Every service of the demo that exports metrics (what Prometheus scrapes)."""
+    targets = [ScrapeTarget("collector", f"{settings.collector_host}:{settings.collector_port}")]
+    for service in ("worker", "sink-search", "sink-warehouse", "stub"):
+        for index in range(workers if service == "worker" else 1):
+            port = exporter_port(settings, service, index)
+            if port is not None:
+                targets.append(ScrapeTarget(service, f"{settings.metrics_host}:{port}"))
+    return targets
+
+
+_SERVERS: dict[tuple[str, int], Any] = {}
+
+
+def start_service_exporter(
+    settings: Settings, service: str, index: int = 0, registry: CollectorRegistry = REGISTRY
+) -> int | None:
+    """Serve `registry` on the service's documented port; returns the port, or None.
+
+    Idempotent per process. A taken port is logged and tolerated: metrics must never stop
+    the data path (a second copy of a service, e.g. a test run beside the demo, simply goes
+    unscraped, and Prometheus's `up` shows the gap).
     """
-    _REGISTRIES[id(registry)] = registry
-    return _started(settings.metrics_host, port or settings.metrics_port, id(registry))
+    port = exporter_port(settings, service, index)
+    if port is None:
+        return None
+    key = (settings.metrics_host, port)
+    if key not in _SERVERS:
+        try:
+            _SERVERS[key] = start_http_server(port, addr=settings.metrics_host, registry=registry)
+        except OSError as exc:
+            log.warning(
+                "%s: metrics exporter not started on %s:%d: %s",
+                service,
+                settings.metrics_host,
+                port,
+                exc,
+            )
+            return None
+        log.info("%s: metrics on http://%s:%d/metrics", service, settings.metrics_host, port)
+    return port
