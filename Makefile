@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 SW := $(BIN)/streamwatch
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser test lint typecheck demo down status clean bench
+.PHONY: setup browser alertmanager test lint typecheck demo down status clean bench
 
-setup: $(STAMP) browser ## virtualenv, project install, server jars, browser (idempotent)
+setup: $(STAMP) browser alertmanager ## virtualenv, project install, server jars, browser (idempotent)
 	$(SW) infra fetch
 
 # Headless Chromium from Debian for the real-browser tests of the Streamlit apps.
@@ -17,6 +17,14 @@ browser:
 	  echo "installing Debian chromium for browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends chromium chromium-driver >/dev/null; }
+
+# Prometheus Alertmanager from Debian, for the alerts tests and `streamwatch infra up`.
+# The package's own service is not started (policy-rc.d / no init): infra/ runs it.
+alertmanager:
+	@test -x /usr/bin/prometheus-alertmanager || { \
+	  echo "installing Debian prometheus-alertmanager"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus-alertmanager >/dev/null; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +40,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy --strict streamwatch infra ingest streams indexers platform_stub support_console dashboards benchmarks tests
+	$(BIN)/mypy --strict streamwatch infra alerts ingest streams indexers platform_stub support_console dashboards benchmarks tests
 
 demo: setup ## the whole platform, locally
 	$(SW) infra up

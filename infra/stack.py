@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.alertmanager_server import AlertmanagerServer
 from infra.component import Component, ComponentStatus
 from infra.kafka_server import KafkaServer
 from infra.opensearch_server import OpenSearchServer
@@ -11,7 +12,7 @@ from streamwatch.settings import Settings
 
 def components(settings: Settings) -> list[Component]:
     """The servers in start order."""
-    return [KafkaServer(settings), OpenSearchServer(settings)]
+    return [KafkaServer(settings), OpenSearchServer(settings), AlertmanagerServer(settings)]
 
 
 def fetch_all(settings: Settings) -> None:
