@@ -243,6 +243,14 @@ class Settings(BaseSettings):
             "(partials of other partitions may lag a little)."
         ),
     )
+    alerts_catch_up_max_age_min: int = Field(
+        default=60,
+        ge=0,
+        description=(
+            "At start-up, alerts found while re-reading history are sent only if still "
+            "firing or this recent (a new rule does not page about last week)."
+        ),
+    )
     alerts_retry_initial_s: float = Field(default=1.0, gt=0, description="First retry backoff.")
     alerts_retry_max_s: float = Field(default=30.0, gt=0, description="Retry backoff ceiling.")
     alerts_request_timeout_s: float = Field(default=10.0, gt=0, description="Per HTTP request.")
