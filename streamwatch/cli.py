@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "indexers.cli",
     "support_console.cli",
     "dashboards.cli",
+    "alerts.cli",
 )
 
 
