@@ -27,6 +27,7 @@ def private_stack_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         STREAMWATCH_KAFKA_CONTROLLER_PORT=str(free_port()),
         STREAMWATCH_OPENSEARCH_PORT=str(free_port()),
         STREAMWATCH_OPENSEARCH_TRANSPORT_PORT=str(free_port()),
+        STREAMWATCH_ALERTMANAGER_PORT=str(free_port()),
         STREAMWATCH_KAFKA_HEAP="512m",
         STREAMWATCH_OPENSEARCH_HEAP="512m",
     )

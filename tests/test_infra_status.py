@@ -1,4 +1,4 @@
-"""`streamwatch infra status --json` reports both servers up, with their versions."""
+"""`streamwatch infra status --json` reports every server up, with their versions."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_status_json_reports_both_servers_with_versions(stack_settings: Settings
     )
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
-    assert set(status) == {"kafka", "opensearch"}
+    assert set(status) == {"kafka", "opensearch", "alertmanager"}
     assert status["kafka"]["running"] and status["kafka"]["healthy"]
     assert status["kafka"]["version"] == KAFKA.version
     assert status["kafka"]["address"] == stack_settings.bootstrap_servers
@@ -29,3 +29,9 @@ def test_status_json_reports_both_servers_with_versions(stack_settings: Settings
     # The node itself reports this version (GET /), not just our pom.
     assert status["opensearch"]["version"] == OPENSEARCH.version.rsplit(".", 1)[0]
     assert isinstance(status["opensearch"]["pid"], int)
+    # Alertmanager reports its own version (GET /api/v2/status): Debian bookworm's 0.25.
+    assert status["alertmanager"]["running"] and status["alertmanager"]["healthy"]
+    assert status["alertmanager"]["version"].startswith("0.25")
+    assert status["alertmanager"]["address"] == (
+        f"http://127.0.0.1:{stack_settings.alertmanager_port}"
+    )
