@@ -28,6 +28,7 @@ from alerts.records import Alert
 from alerts.rules import ChangeRule, IncidentRule, RuleSet, ThresholdRule
 from platform_stub.scenarios import ScenarioTruth
 from streams import detector
+from streams.config import StreamsConfig
 from streams.records import MinuteCounts
 from streams.sketch import LatencySketch
 
@@ -109,9 +110,11 @@ class BacktestRun:
 def replay(
     ruleset: RuleSet,
     minutes: Iterator[tuple[datetime, dict[DimValue, MinuteCounts]]],
-    policy: detector.DetectorPolicy = detector.DEFAULT_POLICY,
+    policy: detector.DetectorPolicy | None = None,
 ) -> BacktestRun:
-    """Run the detector and the rules over complete minutes, oldest first."""
+    """Run the detector (the stream workers' policy by default) and the rules over complete
+    minutes, oldest first."""
+    policy = policy or StreamsConfig().detector
     engine = RuleEngine(ruleset)
     state = detector.DetectorState()
     run = BacktestRun()

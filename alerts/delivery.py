@@ -147,6 +147,12 @@ class DeliveryQueue:
         if route in self.rate_limits:
             self._sent.setdefault(route, deque()).append(self.clock())
 
+    def refund(self, route: str) -> None:
+        """Undo the last `sent` of a route (the attempt reached nobody)."""
+        window = self._sent.get(route)
+        if window:
+            window.pop()
+
     def _may_send(self, route: str, t: float) -> bool:
         limit = self.rate_limits.get(route)
         if limit is None:

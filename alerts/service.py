@@ -82,6 +82,7 @@ class Notifier:
         self.catching_up = True
         self._held: list[Alert] = []
         self._warned: set[str] = set()
+        self._idle: frozenset[int] = frozenset()
         self.counts: dict[str, int] = {}
 
     def _count(self, what: str, n: int = 1) -> None:
@@ -128,6 +129,7 @@ class Notifier:
                     for tp, msgs in batch.items():
                         for m in msgs:
                             self._dispatch(tp, m)
+                    self._idle = await self._idle_partitions(consumer, inputs)
                     if self.catching_up and await self._caught_up(consumer, input_end):
                         await self._end_catch_up()
                     await self._judge_minutes()
@@ -150,6 +152,18 @@ class Notifier:
             for tp, msgs in (await consumer.getmany(*pending, timeout_ms=500)).items():
                 for m in msgs:
                     self._dispatch(tp, m)
+
+    @staticmethod
+    async def _idle_partitions(
+        consumer: AIOKafkaConsumer, inputs: list[TopicPartition]
+    ) -> frozenset[int]:
+        idle: set[int] = set()
+        for tp in inputs:
+            if tp.topic.endswith(topics.MINUTE):
+                high = consumer.highwater(tp)
+                if high is None or await consumer.position(tp) >= high:
+                    idle.add(tp.partition)
+        return frozenset(idle)
 
     @staticmethod
     async def _caught_up(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
@@ -190,7 +204,7 @@ class Notifier:
             elif logical == topics.ALERT_ACTIONS:
                 self.queue.apply(ACTION_ADAPTER.validate_json(raw))
             elif logical == topics.MINUTE:
-                self.minutes.add(MinuteRollup.model_validate_json(raw))
+                self.minutes.add(MinuteRollup.model_validate_json(raw), tp.partition)
             elif logical == topics.INCIDENTS:
                 for alert in self.engine.on_incident(Incident.model_validate_json(raw)):
                     self._transition(alert)
@@ -203,7 +217,7 @@ class Notifier:
         self._held.append(alert)
 
     async def _judge_minutes(self) -> None:
-        for start, values in self.minutes.ready():
+        for start, values in self.minutes.ready(self._idle):
             for alert in self.engine.on_minute(start, values):
                 self._transition(alert)
         if not self.catching_up:
@@ -246,6 +260,8 @@ class Notifier:
             self.queue.sent(n.route)
             status, answer = await self._send(n)
             outcome = outcome_of(status)
+            if outcome != "delivered":
+                self.queue.refund(n.route)  # the limit protects people; nobody was reached
         entry = Delivery(
             notification_id=n.notification_id,
             receiver=n.receiver,

@@ -459,6 +459,26 @@ def test_minutes_are_judged_after_the_grace_with_partials_summed() -> None:
     assert asm.too_late == 1
 
 
+def test_a_partition_running_ahead_does_not_get_minutes_judged_early() -> None:
+    asm = MinuteAssembler(grace_minutes=1)
+
+    def r(start: datetime, partial: str) -> MinuteRollup:
+        return MinuteRollup.of(
+            window_start=start, window_end=start + MIN, dimension="all", value="all",
+            partial=partial, counts=MinuteCounts(plays=1),
+        )  # fmt: skip
+
+    for i in range(5):
+        asm.add(r(T0 + i * MIN, "p0"), partition=0)
+    asm.add(r(T0, "p1"), partition=1)
+    assert asm.ready() == []  # partition 1 still has records to give for later minutes
+    judged = asm.ready(idle=frozenset({1}))  # partition 1 has nothing more for now
+    assert [m for m, _ in judged] == [T0 + i * MIN for i in range(4)]
+    assert judged[0][1][("all", "all")].plays == 2
+    asm.add(r(T0 + 4 * MIN, "p1"), partition=1)
+    assert [m for m, _ in asm.ready()] == []  # already judged up to T0 + 3 min
+
+
 def test_durations_and_times() -> None:
     assert parse_duration("90s") == timedelta(seconds=90)
     assert parse_duration("2h") == timedelta(hours=2)
