@@ -80,9 +80,11 @@ def record_action(settings: Settings, action: Action) -> None:
     )
 
 
-def read_actions(settings: Settings) -> list[Action]:
-    """Every action ever recorded, oldest first."""
-    records = asyncio.run(kafka_io.read_topic(settings, topics.ALERT_ACTIONS))
+def read_actions(settings: Settings, timeout_s: float | None = None) -> list[Action]:
+    """Every action ever recorded, oldest first (TimeoutError past `timeout_s`)."""
+    records = asyncio.run(
+        asyncio.wait_for(kafka_io.read_topic(settings, topics.ALERT_ACTIONS), timeout_s)
+    )
     out: list[Action] = [ACTION_ADAPTER.validate_json(r.value or b"") for r in records]
     return sorted(out, key=lambda a: a.at)
 

@@ -115,7 +115,7 @@ class RecordingReceiver:
 
     port: int
     requests: list[Received] = field(default_factory=list)
-    answer_status: int = 200
+    status_by_path: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -134,7 +134,9 @@ class RecordingReceiver:
             self.requests.append(
                 Received(request.path, body, dict(request.headers), time.monotonic())
             )
-        return web.json_response({"status": "ok"}, status=self.answer_status)
+        status = self.status_by_path.get(request.path, 200)
+        answer = "ok" if status < 400 else "invalid payload"
+        return web.json_response({"status": answer}, status=status)
 
     async def _start(self) -> None:
         app = web.Application()
