@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 
 from alerts.engine import RuleEngine
+from alerts.minutes import merge
 from alerts.records import Alert
 from alerts.rules import ChangeRule, IncidentRule, RuleSet, ThresholdRule
 from platform_stub.scenarios import ScenarioTruth
@@ -82,12 +83,12 @@ def warehouse_minutes(
             row = dict(zip(names, values, strict=True))
             start: datetime = row["window_start"].astimezone(UTC)
             if current is not None and start != current:
-                yield current, detector.merge_partials(parts)
+                yield current, merge(parts)
                 parts = []
             current = start
             parts.append(((row["dimension"], row["value"]), _counts(row)))
     if current is not None:
-        yield current, detector.merge_partials(parts)
+        yield current, merge(parts)
 
 
 @dataclass

@@ -18,6 +18,21 @@ from streams.records import MinuteCounts, MinuteRollup
 DimValue = tuple[str, str]
 
 
+def merge(parts: list[tuple[DimValue, MinuteCounts]]) -> dict[DimValue, MinuteCounts]:
+    """Sum the partials of one minute per dimension value.
+
+    `streams.detector.merge_partials` copies every partial; most values have one partial
+    (one partition saw them), which can be used as it is, so only values with several are
+    handed to it.
+    """
+    seen: dict[DimValue, int] = {}
+    for dim, _ in parts:
+        seen[dim] = seen.get(dim, 0) + 1
+    out = {dim: c for dim, c in parts if seen[dim] == 1}
+    out.update(detector.merge_partials([(d, c) for d, c in parts if seen[d] > 1]))
+    return out
+
+
 class MinuteAssembler:
     """Collects partials; `ready()` returns complete minutes in order."""
 
@@ -59,9 +74,7 @@ class MinuteAssembler:
             if not flush and start + self.grace > upto:
                 break
             parts = self._minutes.pop(start)
-            merged = detector.merge_partials(
-                [((r.dimension, r.value), r.counts) for r in parts.values()]
-            )
+            merged = merge([((r.dimension, r.value), r.counts) for r in parts.values()])
             out.append((start, merged))
             self.judged_upto = start
         return out

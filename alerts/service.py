@@ -45,6 +45,7 @@ from indexers.retry import RetryPolicy
 from streams.records import Incident, MinuteRollup
 from streamwatch import topics
 from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
 
 log = logging.getLogger("streamwatch.alerts")
 ACTION_ADAPTER: TypeAdapter[Any] = TypeAdapter(AlertAction)
@@ -98,6 +99,8 @@ class Notifier:
             auto_offset_reset="earliest",
         )
         timeout = aiohttp.ClientTimeout(total=self.settings.alerts_request_timeout_s)
+        # The topics are assigned once at start: make sure they exist (idempotent).
+        await create_topics(self.settings)
         await producer.start()
         await consumer.start()
         try:

@@ -489,3 +489,35 @@ def test_durations_and_times() -> None:
         parse_duration("soon")
     with pytest.raises(ConfigurationError, match="not a time"):
         parse_time("yesterday-ish")
+
+
+# -- backtest scoring --------------------------------------------------------------------
+
+
+def test_backtest_scores_hits_misses_false_alarms_and_time_to_fire() -> None:
+    from alerts import backtest
+    from platform_stub.scenarios import ScenarioTruth
+
+    rs = _rules(THRESHOLD)
+    minutes = []
+    for i in range(30):
+        bad = {"5.4.2": (100, 9)} if 5 <= i < 10 else {}
+        if 20 <= i < 25:
+            bad = {"6.0.0": (100, 9)}  # a fault nobody planted: a false alarm
+        minutes.append((T0 + i * MIN, _minute(bad)))
+    run = backtest.replay(rs, iter(minutes))
+    ms = int((T0 + 5 * MIN).timestamp() * 1000)
+    truth = ScenarioTruth(
+        "bad_app_release", 1, None, None, ms, ms + 300_000, "device.app_version", "5.4.2", None
+    )
+    other = ScenarioTruth(
+        "bad_app_release", 2, None, None, ms, ms + 300_000, "device.app_version", "7.0", None
+    )
+    scores = backtest.score(rs, run, [truth, other])
+    s = scores["av"]
+    assert (s.fired, s.hits, s.misses, s.false_alarms) == (2, 1, 1, 1)
+    assert s.time_to_fire == [timedelta(minutes=3)]
+    text = backtest.report(rs, run, scores)
+    assert "av " in text and "3m00s / 3m00s" in text and "app_version=6.0.0" in text
+    data = backtest.as_json(run, scores)
+    assert data["scores"]["av"]["time_to_fire_s"] == [180.0] and len(data["alerts"]) == 2
