@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from alerts import actions
 from alerts.receivers import load_receivers
 from alerts.records import Ack, Expire, Silence
 from alerts.rules import load_rules
-from streamwatch.errors import ConfigurationError
+from streamwatch.errors import ConfigurationError, StreamwatchError
 from streamwatch.settings import Settings, get_settings
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -68,7 +70,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"alerts: {len(ruleset.rules)} rules, receivers {', '.join(sorted(receivers))}",
         flush=True,
     )
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KafkaError as exc:
+        raise StreamwatchError(f"Kafka unreachable at {settings.bootstrap_servers}: {exc}") from exc
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from alerts import actions, kafka_io
 from alerts.receivers import WebhookReceiver
@@ -54,7 +55,7 @@ def _incident(dimension: str, value: str, status: str, revision: int) -> Inciden
     )
 
 
-async def _notify_until_settled(settings: Settings, receiver: RecordingReceiver) -> None:
+async def _notify_until_settled(settings: Settings, receiver: RecordingReceiver) -> Notifier:
     receivers = {
         "webhook": WebhookReceiver(kind="webhook", url=f"{receiver.url}/webhook"),
         "strict": WebhookReceiver(kind="webhook", url=f"{receiver.url}/strict"),
@@ -71,6 +72,7 @@ async def _notify_until_settled(settings: Settings, receiver: RecordingReceiver)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+    return notifier
 
 
 def test_silences_acks_and_rejections_are_logged_and_audited(settings: Settings) -> None:
@@ -80,6 +82,7 @@ def test_silences_acks_and_rejections_are_logged_and_audited(settings: Settings)
         for status, revision in (("open", 0), ("resolved", 1)):
             inc = _incident(dimension, value, status, revision)
             records.append((inc.incident_id.encode(), inc.model_dump_json().encode()))
+    records.insert(1, (b"garbage", b'{"not": "an incident"}'))  # skipped and counted
     asyncio.run(kafka_io.write(own, topics.INCIDENTS, records))
     actions.record_action(
         own,
@@ -92,9 +95,10 @@ def test_silences_acks_and_rejections_are_logged_and_audited(settings: Settings)
     receiver = RecordingReceiver(free_port(), status_by_path={"/strict": 400})
     receiver.up()
     try:
-        asyncio.run(_notify_until_settled(own, receiver))
+        notifier = asyncio.run(_notify_until_settled(own, receiver))
     finally:
         receiver.close()
+    assert notifier.counts[f"invalid.{topics.INCIDENTS}"] == 1
 
     hooks = [(r.body["alert"]["value"], r.body["status"]) for r in receiver.got("/webhook")]
     assert sorted(hooks) == [("9.9", "resolved"), ("oca-1", "firing"), ("oca-1", "resolved")]
@@ -133,6 +137,29 @@ def test_silences_acks_and_rejections_are_logged_and_audited(settings: Settings)
         env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert "value=oca-2" in listed.stdout and "by ana" in listed.stdout
+
+
+def test_the_notifier_without_kafka_is_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "STREAMWATCH_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "STREAMWATCH_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamwatch.cli", "alerts", "run"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Kafka unreachable" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_missing_receivers_file_is_a_clear_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamwatch.cli", "alerts", "run", "--receivers",
+         str(tmp_path / "nope.toml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "cannot read receivers file" in proc.stderr
 
 
 def test_a_silence_without_a_name_or_matcher_is_refused() -> None:
