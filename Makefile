@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 SW := $(BIN)/streamwatch
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser media-tools sdk prometheus test lint typecheck demo down status clean bench
+.PHONY: setup browser media-tools sdk prometheus alertmanager test lint typecheck demo down status clean bench
 
-setup: $(STAMP) browser media-tools sdk prometheus ## virtualenv, project install, server jars, browser, ffmpeg, web SDK, Prometheus (idempotent)
+setup: $(STAMP) browser media-tools sdk prometheus alertmanager ## virtualenv, project install, server jars, browser, ffmpeg, web SDK, Prometheus, Alertmanager (idempotent)
 	$(SW) infra fetch
 
 # Headless Chromium from Debian for the real-browser tests of the Streamlit apps.
@@ -39,6 +39,14 @@ prometheus:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends prometheus >/dev/null; }
 
+# Prometheus Alertmanager from Debian, for the alerts tests and `streamwatch infra up`.
+# The package's own service is not started (policy-rc.d / no init): infra/ runs it.
+alertmanager:
+	@test -x /usr/bin/prometheus-alertmanager || { \
+	  echo "installing Debian prometheus-alertmanager"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus-alertmanager >/dev/null; }
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -54,7 +62,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy --strict streamwatch infra ingest streams indexers platform_stub support_console dashboards benchmarks players tests
+	$(BIN)/mypy --strict streamwatch infra alerts ingest streams indexers platform_stub support_console dashboards benchmarks players tests
 
 demo: setup ## the whole platform, locally
 	$(SW) infra up

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.alertmanager_server import AlertmanagerServer
 from infra.component import Component, ComponentStatus
 from infra.elasticsearch_server import ElasticsearchServer
 from infra.kafka_server import KafkaServer
@@ -18,7 +19,12 @@ def components(settings: Settings) -> list[Component]:
         if settings.search_backend == "elasticsearch"
         else OpenSearchServer(settings)
     )
-    return [KafkaServer(settings), search, PrometheusServer(settings)]
+    return [
+        KafkaServer(settings),
+        search,
+        PrometheusServer(settings),
+        AlertmanagerServer(settings),
+    ]
 
 
 def fetch_all(settings: Settings) -> None:

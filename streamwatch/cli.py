@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "support_console.cli",
     "dashboards.cli",
     "players.cli",
+    "alerts.cli",
 )
 
 

@@ -337,6 +337,42 @@ class Settings(BaseSettings):
             raise ValueError("custom dimension names must be distinct")
         return names
 
+    # --- alerts --------------------------------------------------------------------------
+    # Added by alerts/ (rules, notifier, silences, backtest) and infra's Alertmanager.
+    alertmanager_port: int = Field(
+        default=9095, description="Local Alertmanager's port (9093 is Kafka's controller)."
+    )
+    alertmanager_binary: Path = Field(
+        default=Path("/usr/bin/prometheus-alertmanager"),
+        description="Alertmanager executable (Debian's prometheus-alertmanager package).",
+    )
+    alerts_rules_file: Path | None = Field(
+        default=None, description="Alert rules (TOML); defaults to the shipped alerts/rules.toml."
+    )
+    alerts_minute_grace_min: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "A minute's rollups are judged once rollups this many minutes later have arrived "
+            "(partials of other partitions may lag a little)."
+        ),
+    )
+    alerts_catch_up_max_age_min: int = Field(
+        default=60,
+        ge=0,
+        description=(
+            "At start-up, alerts found while re-reading history are sent only if still "
+            "firing or this recent (a new rule does not page about last week)."
+        ),
+    )
+    alerts_retry_initial_s: float = Field(default=1.0, gt=0, description="First retry backoff.")
+    alerts_retry_max_s: float = Field(default=30.0, gt=0, description="Retry backoff ceiling.")
+    alerts_request_timeout_s: float = Field(default=10.0, gt=0, description="Per HTTP request.")
+    alerts_public_url: str | None = Field(
+        default=None,
+        description="Link put in notifications; defaults to the SRE dashboards' incidents page.",
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         """Kafka bootstrap servers as clients want them."""

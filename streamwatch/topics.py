@@ -10,6 +10,9 @@ DEADLETTER = "telemetry.deadletter.v1"
 SESSIONS = "qoe.sessions.v1"
 MINUTE = "qoe.minute.v1"
 INCIDENTS = "ops.incidents.v1"
+NOTIFICATIONS = "ops.notifications.v1"
+DELIVERIES = "ops.deliveries.v1"
+ALERT_ACTIONS = "ops.alert_actions.v1"
 
 
 @dataclass(frozen=True)
@@ -29,4 +32,16 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SESSIONS, "session_id", "one summary per playback session"),
     TopicSpec(MINUTE, "dimension key", "1-minute QoE rollups"),
     TopicSpec(INCIDENTS, "incident_id", "detected incidents", 90 * 24 * 3600 * 1000),
-)
+    TopicSpec(
+        NOTIFICATIONS, "notification_id", "alert notifications to deliver (the outbox)",
+        90 * 24 * 3600 * 1000,
+    ),
+    TopicSpec(
+        DELIVERIES, "notification_id", "delivery log: every attempt and its answer",
+        90 * 24 * 3600 * 1000,
+    ),
+    TopicSpec(
+        ALERT_ACTIONS, "alert key / silence id", "silences and acknowledgements (audited)",
+        365 * 24 * 3600 * 1000,
+    ),
+)  # fmt: skip

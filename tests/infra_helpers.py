@@ -30,6 +30,7 @@ def private_stack_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         STREAMWATCH_ELASTICSEARCH_PORT=str(free_port()),
         STREAMWATCH_ELASTICSEARCH_TRANSPORT_PORT=str(free_port()),
         STREAMWATCH_PROMETHEUS_PORT=str(free_port()),
+        STREAMWATCH_ALERTMANAGER_PORT=str(free_port()),
         STREAMWATCH_KAFKA_HEAP="512m",
         STREAMWATCH_OPENSEARCH_HEAP="512m",
     )

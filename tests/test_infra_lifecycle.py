@@ -84,7 +84,7 @@ def test_kill_9_then_up_keeps_topics_messages_and_indices(private_stack: dict[st
     killed = ("kafka", "opensearch")
     while time.monotonic() < deadline and any(status(env)[n]["running"] for n in killed):
         time.sleep(0.2)
-    assert not any(status(env)[n]["running"] for n in killed), "kill -9 did not stop them"
+    assert not any(status(env)[n]["running"] for n in killed), "kill -9 did not stop the servers"
 
     again = streamwatch(env, "infra", "up")
     assert again.returncode == 0, again.stderr + again.stdout
@@ -97,14 +97,16 @@ def test_kill_9_then_up_keeps_topics_messages_and_indices(private_stack: dict[st
     # Starting what already runs is a no-op.
     noop = streamwatch(env, "infra", "up")
     assert noop.returncode == 0
-    assert noop.stdout.count("already running") == 3  # kafka, opensearch, prometheus
+    assert noop.stdout.count("already running") == len(st)
 
     # `infra down` stops everything it started and leaves no pid file or port behind.
     down = streamwatch(env, "infra", "down", timeout=120)
     assert down.returncode == 0
-    assert down.stdout.count("stopped") == 3
+    assert down.stdout.count("stopped") == len(st)
     st_after = status(env)
-    assert not any(st_after[n]["running"] for n in ("kafka", "opensearch", "prometheus"))
+    assert not any(
+        st_after[n]["running"] for n in ("kafka", "opensearch", "prometheus", "alertmanager")
+    )
     data_dir = Path(env["STREAMWATCH_DATA_DIR"])
     assert not list(data_dir.rglob("*.pid"))
     for key in (
@@ -113,6 +115,7 @@ def test_kill_9_then_up_keeps_topics_messages_and_indices(private_stack: dict[st
         "STREAMWATCH_OPENSEARCH_PORT",
         "STREAMWATCH_OPENSEARCH_TRANSPORT_PORT",
         "STREAMWATCH_PROMETHEUS_PORT",
+        "STREAMWATCH_ALERTMANAGER_PORT",
     ):
         assert port_is_free("127.0.0.1", int(env[key])), f"{key} still bound after down"
 

@@ -21,7 +21,7 @@ def test_status_json_reports_every_server_with_versions(stack_settings: Settings
     )
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
-    assert set(status) == {"kafka", "opensearch", "prometheus"}
+    assert set(status) == {"kafka", "opensearch", "prometheus", "alertmanager"}
     assert status["kafka"]["running"] and status["kafka"]["healthy"]
     assert status["kafka"]["version"] == KAFKA.version
     assert status["kafka"]["address"] == stack_settings.bootstrap_servers
@@ -36,3 +36,9 @@ def test_status_json_reports_every_server_with_versions(stack_settings: Settings
     # The running server's own build info (Debian's package), not a guess.
     assert prometheus["version"] == PrometheusServer(stack_settings).version
     assert isinstance(prometheus["pid"], int)
+    # Alertmanager reports its own version (GET /api/v2/status): Debian bookworm's 0.25.
+    assert status["alertmanager"]["running"] and status["alertmanager"]["healthy"]
+    assert status["alertmanager"]["version"].startswith("0.25")
+    assert status["alertmanager"]["address"] == (
+        f"http://127.0.0.1:{stack_settings.alertmanager_port}"
+    )

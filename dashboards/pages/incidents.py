@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from alerts.ui import alert_controls
 from dashboards import charts, ui
 from dashboards.queries import incidents as q
 from dashboards.support_link import affected_members_url
@@ -74,6 +75,7 @@ def body() -> None:
         "Open affected members in the support console",
         affected_members_url(cfg, str(chosen), members),
     )
+    alert_controls(cfg, str(row["dimension"]), str(row["value"]))
 
 
 ui.auto_refresh(cfg, body)
