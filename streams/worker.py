@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,9 +20,32 @@ import faust
 from streams.app import StreamsApp
 from streamwatch.settings import Settings, get_settings
 
+# faust's consumer thread logs this as an ERROR for partitions whose events the agents take
+# in batches (faust's monitor never records their inbound time), i.e. while they are being
+# processed; lag is watched from the offsets instead (the dashboards' pipeline page).
+_FALSE_ALARMS = ("Stream has not started processing",)
+FAUST_CONSUMER_LOGGER = "faust.transport.drivers.aiokafka"
+
+
+class FalseAlarmFilter(logging.Filter):
+    """Drops faust's misleading "Stream has not started processing" error line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a false alarm (dropped), True for anything else."""
+        message = record.getMessage()
+        return not any(alarm in message for alarm in _FALSE_ALARMS)
+
+
+def silence_false_alarms() -> None:
+    """Install `FalseAlarmFilter` on faust's consumer logger (idempotent)."""
+    logger = logging.getLogger(FAUST_CONSUMER_LOGGER)
+    if not any(isinstance(f, FalseAlarmFilter) for f in logger.filters):
+        logger.addFilter(FalseAlarmFilter())
+
 
 def run(settings: Settings, index: int = 0, loglevel: str = "INFO") -> int:
     """Run one worker until it is told to stop; returns its exit code."""
+    silence_false_alarms()
     streams_app = StreamsApp(settings, worker_index=index)
     worker = faust.Worker(streams_app.app, loglevel=loglevel, quiet=True)
     worker.loop.add_signal_handler(signal.SIGUSR2, _dump_tasks, worker.loop)
