@@ -113,3 +113,21 @@ def test_banner_wording(behind_ms: int | None, lag: int, expected: str | None) -
         assert message is None
     else:
         assert message is not None and message.startswith(expected)
+
+
+def test_worker_log_drops_fausts_false_alarm_and_keeps_real_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from streams.worker import silence_false_alarms
+
+    silence_false_alarms()
+    faust_log = logging.getLogger("faust.transport.drivers.aiokafka")
+    cluster_log = logging.getLogger("aiokafka.cluster")
+    with caplog.at_level(logging.INFO):
+        faust_log.error("Stream has not started processing %r (started %s).", "TP(x, 0)", "1m")
+        faust_log.error("Has not committed %r at all since worker start", "TP(x, 0)")
+        cluster_log.error("Topic %s not found in cluster metadata", "streams.x")
+    levels = [(r.levelname, r.getMessage()[:20]) for r in caplog.records]
+    assert levels == [("ERROR", "Has not committed 'T"), ("WARNING", "Topic streams.x not ")]
