@@ -22,7 +22,7 @@ from indexers.warehouse_reader import connect_readonly
 from streams.records import IncidentMetric
 from streamwatch.settings import Settings
 
-PAGES = Path(__file__).resolve().parent.parent / "dashboards" / "pages"
+PAGES = Path(__file__).resolve().parent.parent / "dashboards" / "views"
 PAGE_NAMES = ("overview", "incidents", "pipeline", "capacity")
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
