@@ -141,7 +141,8 @@ async def run_async(
                 if delay > 0:
                     await asyncio.sleep(delay)
             await sink.send(batch.lines, batch.keys)
-            if faults is not None:
+            if faults is not None and batch.last_ms > options.start:
+                # Only once live: a fault starts at the simulated now, never in the warm-up.
                 applied = faults.poll(run, batch.last_ms)
                 if applied is not None and progress is not None:
                     progress.write(
