@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).parent / "pages"
+# Not `pages/`: Streamlit would also discover that folder as a v1 multipage app and, for a
+# first visit straight to a page URL, run the page without this navigation (no wide layout).
+PAGES = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="streamwatch · SRE", layout="wide")
 nav = st.navigation(

@@ -1,4 +1,9 @@
-"""Altair charts with units in their titles and readable axes.
+"""Altair charts with readable axes: 24-hour UTC time, units on the value axis, no dips
+below zero, and the minutes still in progress shaded instead of drawn as a drop.
+
+Vega-Lite formats time axes with a 12-hour clock and no AM/PM by default, in the browser's
+time zone: every time axis and tooltip here uses an explicit `%H:%M` format on a UTC scale.
+Titles are not drawn by Vega (Streamlit clips them); pages put a heading above each chart.
 
 Altair's `mark_*` methods are wrapped by `use_signature`, which mypy cannot see through, so
 they return Any; `_marked` casts back to the `Chart` they return (a shallow copy of self) so
@@ -7,10 +12,15 @@ that `.encode(...)` and `.properties(...)` stay type-checked.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, Final, cast
 
 import altair as alt
 import pandas as pd
+
+TIME_FORMAT = "%H:%M"
+TOOLTIP_TIME_FORMAT = "%Y-%m-%d %H:%M UTC"  # with a UTC time unit, formatted as UTC
+HEIGHT = 220
 
 
 def _marked(chart: Any) -> alt.Chart:
@@ -18,45 +28,134 @@ def _marked(chart: Any) -> alt.Chart:
     return cast(alt.Chart, chart)
 
 
-def line(df: pd.DataFrame, y: str, title: str, unit: str, color: str | None = None) -> alt.Chart:
-    """A time series over `minute` (UTC) of column `y`, in `unit`."""
-    # Any: encode() takes a distinct channel type per keyword, which one dict cannot express.
-    enc: dict[str, Any] = {
-        "x": alt.X("minute:T", title="time (UTC)"),
-        "y": alt.Y(f"{y}:Q", title=f"{title} ({unit})"),
-        "tooltip": [alt.Tooltip("minute:T", format="%H:%M"), alt.Tooltip(f"{y}:Q", format=",.2f")],
-    }
-    if color:
-        enc["color"] = alt.Color(f"{color}:N", title=color.replace("_", " "))
-    return (
-        _marked(alt.Chart(df, title=f"{title} ({unit})").mark_line(point=False))
-        .encode(**enc)
-        .properties(height=220)
+# A UTC time unit (not `formatType="utc"`, which Streamlit's Vega-Lite ignores, falling back
+# to the 12-hour default) keeps labels in UTC whatever the browser's zone, and puts ticks on
+# whole minutes.
+UTC_MINUTE: Final = "utcyearmonthdatehoursminutes"
+
+
+def time_x(field: str = "minute", title: str = "time (UTC)", fmt: str = TIME_FORMAT) -> alt.X:
+    """A UTC time axis labelled with a 24-hour clock."""
+    return alt.X(
+        f"{field}:T",
+        timeUnit=UTC_MINUTE,
+        title=title,
+        axis=alt.Axis(format=fmt, labelOverlap=True, labelAngle=0),
     )
 
 
-def bars(df: pd.DataFrame, x: str, y: str, title: str, unit: str) -> alt.Chart:
+def time_tooltip(field: str = "minute", title: str = "minute") -> alt.Tooltip:
+    """A tooltip of a UTC time with its date."""
+    return alt.Tooltip(f"{field}:T", timeUnit=UTC_MINUTE, title=title, format=TOOLTIP_TIME_FORMAT)
+
+
+def axis_format(times: pd.Series) -> str:
+    """`%H:%M`, with the weekday when the data spans more than most of a day."""
+    if len(times) and pd.Timestamp(times.max()) - pd.Timestamp(times.min()) > pd.Timedelta(
+        hours=20
+    ):
+        return "%a %H:%M"
+    return TIME_FORMAT
+
+
+def _value_y(y: str, unit: str, nonnegative: bool) -> alt.Y:
+    scale = alt.Scale(zero=True, domainMin=0) if nonnegative else alt.Scale(zero=False)
+    return alt.Y(f"{y}:Q", title=unit, scale=scale, axis=alt.Axis(format=",~f"))
+
+
+def in_progress_band(
+    start: datetime, end: datetime, field: str = "minute", fmt: str = TIME_FORMAT
+) -> alt.Chart:
+    """A grey band over [start, end): minutes whose data is not complete yet."""
+    frame = pd.DataFrame({field: [pd.Timestamp(start)], "band_end": [pd.Timestamp(end)]})
+    frame["label"] = "in progress (not complete yet)"
+    # The band is the layer's first, so its axis is the one drawn: same field, same format.
+    return _marked(alt.Chart(frame).mark_rect(color="#9e9e9e", opacity=0.18)).encode(
+        x=time_x(field, fmt=fmt),
+        x2=alt.X2("band_end:T", timeUnit=UTC_MINUTE),
+        tooltip=[alt.Tooltip("label:N", title="")],
+    )
+
+
+def line(
+    df: pd.DataFrame,
+    y: str,
+    unit: str,
+    color: str | None = None,
+    *,
+    in_progress: tuple[datetime, datetime] | None = None,
+    nonnegative: bool = True,
+) -> alt.Chart | alt.LayerChart:
+    """A time series over `minute` (UTC) of column `y`, in `unit`.
+
+    `in_progress` = (start, end) shades the minutes not complete yet; `df` should hold only
+    complete minutes, so the line stops where the data stops instead of falling to zero.
+    """
+    # Any: encode() takes a distinct channel type per keyword, which one dict cannot express.
+    fmt = axis_format(df["minute"]) if "minute" in df else TIME_FORMAT
+    enc: dict[str, Any] = {
+        "x": time_x(fmt=fmt),
+        "y": _value_y(y, unit, nonnegative),
+        "tooltip": [time_tooltip(), alt.Tooltip(f"{y}:Q", title=unit, format=",.2f")],
+    }
+    if color:
+        enc["color"] = alt.Color(
+            f"{color}:N",
+            title=color.replace("_", " "),
+            legend=alt.Legend(orient="bottom", labelLimit=280),
+        )
+        enc["tooltip"].append(alt.Tooltip(f"{color}:N"))
+    chart = (
+        _marked(alt.Chart(df).mark_line(point=len(df) < 40, clip=True))
+        .encode(**enc)
+        .properties(height=HEIGHT)
+    )
+    if in_progress is None:
+        return chart
+    band = in_progress_band(*in_progress, fmt=fmt)
+    return cast(alt.LayerChart, alt.layer(band, chart))
+
+
+def bars(df: pd.DataFrame, x: str, y: str, unit: str, x_title: str | None = None) -> alt.Chart:
     """Horizontal bars of `y` per category `x`."""
     return (
-        _marked(alt.Chart(df, title=f"{title} ({unit})").mark_bar())
+        _marked(alt.Chart(df).mark_bar())
         .encode(
-            y=alt.Y(f"{x}:N", title=x.replace("_", " ")),
-            x=alt.X(f"{y}:Q", title=f"{title} ({unit})"),
-            tooltip=[x, alt.Tooltip(f"{y}:Q", format=",.2f")],
+            y=alt.Y(f"{x}:N", title=x_title or x.replace("_", " "), axis=alt.Axis(labelLimit=320)),
+            x=alt.X(f"{y}:Q", title=unit, scale=alt.Scale(zero=True)),
+            tooltip=[alt.Tooltip(f"{x}:N"), alt.Tooltip(f"{y}:Q", title=unit, format=",.2f")],
         )
         .properties(height=max(120, 28 * df[x].nunique()))
     )
 
 
-def stacked_area(df: pd.DataFrame, y: str, color: str, title: str, unit: str) -> alt.Chart:
+def stacked_area(
+    df: pd.DataFrame,
+    y: str,
+    color: str,
+    unit: str,
+    *,
+    in_progress: tuple[datetime, datetime] | None = None,
+) -> alt.Chart | alt.LayerChart:
     """A stacked area over `minute` split by `color`."""
-    return (
-        _marked(alt.Chart(df, title=f"{title} ({unit})").mark_area())
+    fmt = axis_format(df["minute"]) if "minute" in df else TIME_FORMAT
+    chart = (
+        _marked(alt.Chart(df).mark_area(clip=True))
         .encode(
-            x=alt.X("minute:T", title="time (UTC)"),
-            y=alt.Y(f"{y}:Q", stack=True, title=f"{title} ({unit})"),
-            color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
-            tooltip=["minute:T", color, alt.Tooltip(f"{y}:Q", format=",.2f")],
+            x=time_x(fmt=fmt),
+            y=alt.Y(f"{y}:Q", stack=True, title=unit, scale=alt.Scale(zero=True, domainMin=0)),
+            color=alt.Color(
+                f"{color}:N", title=color.replace("_", " "), legend=alt.Legend(orient="bottom")
+            ),
+            tooltip=[
+                time_tooltip(),
+                alt.Tooltip(f"{color}:N"),
+                alt.Tooltip(f"{y}:Q", format=",.3f"),
+            ],
         )
-        .properties(height=220)
+        .properties(height=HEIGHT)
     )
+    if in_progress is None:
+        return chart
+    band = in_progress_band(*in_progress, fmt=fmt)
+    return cast(alt.LayerChart, alt.layer(band, chart))

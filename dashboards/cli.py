@@ -20,6 +20,8 @@ def _run_app(args: argparse.Namespace) -> int:
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.port", str(port), "--server.address", args.address,
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        # SREs get no "Deploy" button or developer menu.
+        "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     # exec, not a child process: the app becomes this process, so `demo down` and tests that
     # signal this pid stop Streamlit itself instead of orphaning it on its port.

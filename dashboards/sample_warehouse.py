@@ -171,10 +171,22 @@ def write_table(
     return int(arrow.num_rows)  # pyarrow ships no type hints: num_rows is Any to mypy
 
 
+def _received(event: dict[str, Any], delay_s: float = 0.5) -> dict[str, Any]:
+    # The collector stamps `received_at`; the stub's own bytes have none.
+    if event.get("received_at"):
+        return event
+    at = _ts(event["event_time"]) + timedelta(seconds=delay_s)
+    return {**event, "received_at": at.isoformat()}
+
+
 def write_warehouse(root: Path, sample: SampleRun) -> dict[str, int]:
-    """Write a run's events, sessions, minute rollups and incidents; returns row counts."""
+    """Write a run's events, sessions, minute rollups and incidents; returns row counts.
+
+    Events are received 0.5 s after their event time and stored 2 s after it, so the
+    freshness from receipt to warehouse is a known 1.5 s.
+    """
     return {
-        "events": write_table(root, "events", sample.events, "event_time"),
+        "events": write_table(root, "events", [_received(e) for e in sample.events], "event_time"),
         "sessions": write_table(
             root, "sessions", [s.model_dump(mode="json") for s in sample.sessions], "first_event_at"
         ),

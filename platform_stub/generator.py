@@ -132,6 +132,12 @@ class StubRun:
         self._premiere_share = (weights[2] - weights[1]) / weights[-1]
         self._rank = {t.title_id: i for i, t in enumerate(self.population.titles)}
 
+    def set_fault(self, fault: Fault | None) -> None:
+        """Replace the active fault (a live fault injected into a running stub); sessions
+        that start from now on play under it."""
+        self.fault = fault
+        self.world.fault = fault
+
     # ---- arrivals -----------------------------------------------------------------------
 
     @staticmethod

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from platform_stub.generator import RunOptions, StubRun
+from platform_stub.live_faults import FaultControl
 from platform_stub.population import member_record
 from platform_stub.sinks import Delivered, Sink
 from platform_stub.truth import SessionTruth, write_truth
@@ -126,6 +127,8 @@ async def run_async(
     wall0 = time.perf_counter()
     last_report = wall0
     pace_origin: float | None = None  # wall time at which simulated time reached the start
+    # A paced (live) run takes faults injected while it runs (`streamwatch demo fault`).
+    faults = FaultControl(run_dir) if pacing.speed > 0 else None
     await sink.start()
     try:
         for batch in run.batches(batch_events, span_ms):
@@ -138,6 +141,14 @@ async def run_async(
                 if delay > 0:
                     await asyncio.sleep(delay)
             await sink.send(batch.lines, batch.keys)
+            if faults is not None and batch.last_ms > options.start:
+                # Only once live: a fault starts at the simulated now, never in the warm-up.
+                applied = faults.poll(run, batch.last_ms)
+                if applied is not None and progress is not None:
+                    progress.write(
+                        f"stub: fault {applied.kind} on {applied.dimension} = {applied.value} "
+                        f"from {applied.start} to {applied.end}\n"
+                    )
             now = time.perf_counter()
             if progress is not None and now - last_report >= pacing.progress_every_s:
                 last_report = now

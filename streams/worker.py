@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,9 +21,40 @@ from streams.app import StreamsApp
 from streams.instrument import instrument
 from streamwatch.settings import Settings, get_settings
 
+# faust's consumer thread logs this as an ERROR for partitions whose events the agents take
+# in batches (faust's monitor never records their inbound time), i.e. while they are being
+# processed; lag is watched from the offsets instead (the dashboards' pipeline page).
+_FALSE_ALARMS = ("Stream has not started processing",)
+# aiokafka logs a metadata miss as an ERROR; on a worker's first start it is the internal
+# topics the worker is about to create, so it is kept as a WARNING.
+_NOT_YET_CREATED = "not found in cluster metadata"
+FAUST_CONSUMER_LOGGER = "faust.transport.drivers.aiokafka"
+AIOKAFKA_CLUSTER_LOGGER = "aiokafka.cluster"
+
+
+class FalseAlarmFilter(logging.Filter):
+    """Drops faust's misleading "Stream has not started processing" error line and keeps a
+    not-yet-created topic as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a false alarm (dropped), True for anything else."""
+        message = record.getMessage()
+        if _NOT_YET_CREATED in message and record.levelno == logging.ERROR:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return not any(alarm in message for alarm in _FALSE_ALARMS)
+
+
+def silence_false_alarms() -> None:
+    """Install `FalseAlarmFilter` on faust's and aiokafka's loggers (idempotent)."""
+    for name in (FAUST_CONSUMER_LOGGER, AIOKAFKA_CLUSTER_LOGGER):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, FalseAlarmFilter) for f in logger.filters):
+            logger.addFilter(FalseAlarmFilter())
+
 
 def run(settings: Settings, index: int = 0, loglevel: str = "INFO") -> int:
     """Run one worker until it is told to stop; returns its exit code."""
+    silence_false_alarms()
     streams_app = StreamsApp(settings, worker_index=index)
     instrument(streams_app, settings, index)
     worker = faust.Worker(streams_app.app, loglevel=loglevel, quiet=True)

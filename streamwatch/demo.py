@@ -11,10 +11,12 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from infra.process import ManagedProcess, port_accepts
+from streamwatch.errors import StreamwatchError
 from streamwatch.settings import Settings, get_settings
 
 DEMO_RUN = "demo-live"
@@ -61,31 +63,7 @@ def services(settings: Settings) -> list[Service]:
         Service("sink-search", ("sink", "search")),
         Service("sink-warehouse", ("sink", "warehouse")),
         Service("notifier", ("alerts", "run")),  # to the local Alertmanager by default
-        Service(
-            "stub",
-            (
-                "stub",
-                "run",
-                "--target",
-                "http",
-                "--collector-url",
-                f"{collector_url}/v1/events",
-                "--members",
-                "2000",
-                "--rate",
-                "500",
-                "--duration",
-                "86400",
-                "--scenario",
-                "normal",
-                "--seed",
-                "1",
-                "--warmup",
-                "1800",
-                "--run-name",
-                DEMO_RUN,
-            ),
-        ),
+        Service("stub", stub_command(settings, f"{collector_url}/v1/events")),
         Service(
             "support-console",
             ("support", "console", "--port", str(settings.support_console_port)),
@@ -115,6 +93,24 @@ def services(settings: Settings) -> list[Service]:
     ]
 
 
+def stub_command(settings: Settings, events_url: str) -> tuple[str, ...]:
+    """The live stub's command: paced by `Settings.demo_*` so one worker keeps up.
+
+    Its warm-up (sent at once, so the detector has a history) is kept short: a long one is a
+    backlog the worker spends the demo's first minutes on.
+    """
+    command: tuple[str, ...] = (
+        "stub", "run", "--target", "http", "--collector-url", events_url,
+        "--members", str(settings.demo_members), "--rate", f"{settings.demo_rate:g}",
+        "--speed", f"{settings.demo_speed:g}", "--duration", "86400",
+        "--scenario", "normal", "--seed", str(settings.demo_stub_seed),
+        "--warmup", f"{settings.demo_warmup_s:g}", "--run-name", DEMO_RUN,
+    )  # fmt: skip
+    if settings.demo_start:
+        command += ("--start", settings.demo_start)
+    return command
+
+
 def _available_commands() -> set[str]:
     from streamwatch.cli import build_parser
 
@@ -123,11 +119,21 @@ def _available_commands() -> set[str]:
     return set(sub.choices)
 
 
-def up(settings: Settings) -> list[tuple[Service, str]]:
-    """Start every service whose command exists; returns (service, state) pairs."""
+def _chosen(settings: Settings, names: Sequence[str] = ()) -> list[Service]:
+    """The services named (all when none), in start order; unknown names are an error."""
+    every = services(settings)
+    unknown = set(names) - {svc.name for svc in every}
+    if unknown:
+        known = ", ".join(svc.name for svc in every)
+        raise StreamwatchError(f"unknown demo service {', '.join(sorted(unknown))}; one of {known}")
+    return [svc for svc in every if not names or svc.name in names]
+
+
+def up(settings: Settings, names: Sequence[str] = ()) -> list[tuple[Service, str]]:
+    """Start every (named) service whose command exists; returns (service, state) pairs."""
     available = _available_commands()
     results: list[tuple[Service, str]] = []
-    for svc in services(settings):
+    for svc in _chosen(settings, names):
         proc = svc.process(settings)
         if svc.command[0] not in available:
             results.append((svc, "not built yet"))
@@ -175,24 +181,25 @@ def prepare_support(settings: Settings) -> list[str]:
     return notes
 
 
-def down(settings: Settings) -> list[tuple[str, bool]]:
-    """Stop every service (downstream first)."""
+def down(settings: Settings, names: Sequence[str] = ()) -> list[tuple[str, bool]]:
+    """Stop every (named) service, downstream first."""
     return [
-        (svc.name, svc.process(settings).stop(timeout_s=20)) for svc in reversed(services(settings))
+        (svc.name, svc.process(settings).stop(timeout_s=20))
+        for svc in reversed(_chosen(settings, names))
     ]
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     failed = False
-    for svc, state in up(settings):
+    for svc, state in up(settings, args.services):
         proc = svc.process(settings)
         if state == "started" and proc.exited():
             state = f"FAILED (see {proc.log_file})"
             failed = True
         where = f"  {svc.url}" if svc.url and state in ("started", "already running") else ""
         print(f"{svc.name:16s} {state}{where}")
-    if "support" in _available_commands():
+    if "support" in _available_commands() and not args.services:
         for note in prepare_support(settings):
             print(note)
     print(f"\nlogs: {settings.logs_dir}/")
@@ -200,8 +207,32 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    for name, stopped in down(get_settings()):
+    for name, stopped in down(get_settings(), args.services):
         print(f"{name:16s} {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def _cmd_fault(args: argparse.Namespace) -> int:
+    from platform_stub.live_faults import request_fault, wait_applied
+
+    settings = get_settings()
+    stub = next(svc for svc in services(settings) if svc.name == "stub")
+    if stub.process(settings).pid() is None:
+        raise StreamwatchError("the demo's stub is not running: start it with `make demo`")
+    run_dir = settings.data_dir / "stub" / DEMO_RUN
+    try:
+        request = request_fault(run_dir, args.scenario, args.minutes)
+        applied = wait_applied(run_dir, request, polls=60, every_s=0.5)
+    except (ValueError, TimeoutError) as exc:
+        raise StreamwatchError(str(exc)) from exc
+    print(
+        f"{applied.kind}: {applied.dimension} = {applied.value} moves {applied.metric} "
+        f"from {applied.start} to {applied.end} (simulated time)"
+    )
+    print(
+        "the incident shows on the SRE app's Incidents page within a few minutes; the "
+        "affected members carry the incident badge in the support console"
+    )
     return 0
 
 
@@ -217,6 +248,15 @@ def register(sub: Any) -> None:
     """Add `demo` subcommands."""
     demo = sub.add_parser("demo", help="run every platform service in the background")
     dsub = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
-    dsub.add_parser("up", help="start the services").set_defaults(handler=_cmd_up)
-    dsub.add_parser("down", help="stop the services").set_defaults(handler=_cmd_down)
+    for action, handler, text in (
+        ("up", _cmd_up, "start the services"),
+        ("down", _cmd_down, "stop the services"),
+    ):
+        p = dsub.add_parser(action, help=text)
+        p.add_argument("services", nargs="*", help="only these (e.g. worker); default: all")
+        p.set_defaults(handler=handler)
     dsub.add_parser("status", help="which services run").set_defaults(handler=_cmd_status)
+    fault = dsub.add_parser("fault", help="inject a fault scenario into the running stub")
+    fault.add_argument("scenario", help="oca_outage, isp_congestion, drm_license_outage, ...")
+    fault.add_argument("--minutes", type=float, default=10.0, help="how long (simulated)")
+    fault.set_defaults(handler=_cmd_fault)

@@ -312,6 +312,15 @@ class Settings(BaseSettings):
         default=None,
         description="URL the SRE app links to for affected members; defaults to the local one.",
     )
+    dashboards_behind_banner_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Both apps show a 'data is N minutes behind' banner when the oldest record a "
+            "consumer group of this deployment has not processed is older than this."
+        ),
+    )
+
     metrics_host: str = Field(
         default="127.0.0.1", description="Interface of the Prometheus exporter (metrics_port)."
     )
@@ -372,6 +381,30 @@ class Settings(BaseSettings):
         default=None,
         description="Link put in notifications; defaults to the SRE dashboards' incidents page.",
     )
+
+    # --- demo ----------------------------------------------------------------------------
+    # Added by the demo (`streamwatch demo up`): how hard the live stub drives the pipeline.
+    demo_rate: float = Field(
+        default=150.0,
+        gt=0,
+        description=(
+            "Events per simulated second of the demo's stub; a single worker must sustain "
+            "rate x demo_speed with margin (see README)."
+        ),
+    )
+    demo_members: int = Field(default=2000, ge=10, description="Members the demo simulates.")
+    demo_speed: float = Field(
+        default=1.0, gt=0, description="Simulated seconds per wall second of the demo's stub."
+    )
+    demo_warmup_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Simulated seconds sent at once before the live part (detector history).",
+    )
+    demo_start: str | None = Field(
+        default=None, description="The stub's --start (default: now); tests pin an hour."
+    )
+    demo_stub_seed: int = 1
 
     @property
     def bootstrap_servers(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import streamlit as st
 
+from streamwatch.pipeline_lag import behind_message, read_lag_sync
 from streamwatch.settings import Settings
 from support_console import charts
 from support_console.identity import AgentIdentity, agent_from_headers, login
@@ -161,7 +162,10 @@ def _render_session(service: SupportService, agent: AgentIdentity | None, s: Ses
         if not points:
             st.info("No heartbeat events are indexed for this session.")
         else:
-            st.altair_chart(charts.drilldown(points), width="stretch")
+            panels = charts.drilldown(points)
+            for title, panel in zip(("Bitrate (kbps)", "Buffer (s)"), panels, strict=True):
+                st.markdown(f"**{title}**")
+                st.altair_chart(panel, width="stretch")
 
 
 def _render_result(
@@ -214,11 +218,39 @@ def _render_result(
     st.code(result.case_note, language=None, wrap_lines=True)
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def _behind(bootstrap: str, prefix: str, _settings: Settings) -> str | None:
+    """The "data is N minutes behind" message, read from Kafka at most every 10 s."""
+    try:
+        lag = read_lag_sync(_settings, timeout_s=3.0)
+    except Exception as exc:  # an agent needs to know, not a traceback
+        return f"Cannot tell whether the data is up to date ({type(exc).__name__})."
+    message = behind_message(lag, _settings.dashboards_behind_banner_s)
+    if message is None:
+        return None
+    return message + " Recent sessions and errors may be missing from this lookup."
+
+
+def _behind_banner(settings: Settings) -> None:
+    message = _behind(settings.bootstrap_servers, settings.topic_prefix, settings)
+    if message:
+        st.warning(message, icon=":material/schedule:")
+
+
 def main() -> None:
     """The page."""
     st.set_page_config(page_title="streamwatch · support", page_icon="🎬", layout="wide")
     st.title("Member playback lookup")
     settings = Settings()
+    banner = st.empty()  # filled last: the form paints first, the Kafka read after
+    try:
+        _page(settings)
+    finally:
+        with banner.container():
+            _behind_banner(settings)
+
+
+def _page(settings: Settings) -> None:
     agent = _agent(settings)
     _sidebar_identity(settings, agent)
     service = _service(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import Final, cast
 
 import altair as alt
 import pandas as pd
@@ -22,6 +22,35 @@ OUTCOME_COLOURS: dict[str, str] = {
     "start_failure": "#c62828",
     "failed": "#8e0000",
 }
+
+
+# Vega-Lite's default time axis is a 12-hour clock in the browser's zone; a UTC time unit
+# with an explicit 24-hour format is what an agent reading "UTC" expects.
+UTC_SECOND: Final = "utcyearmonthdatehoursminutesseconds"
+ROW_STEP: Final = 44  # pixels per device row of the timeline
+
+
+SECONDS_FORMAT: Final = "%H:%M:%S"
+
+
+def _utc_x(
+    field: str, times: pd.Series, title: str | None = "time (UTC)", fmt: str | None = None
+) -> alt.X:
+    """A UTC time axis, `%H:%M`, with the day when the times span more than most of a day."""
+    span = pd.Timestamp(times.max()) - pd.Timestamp(times.min()) if len(times) else None
+    if fmt is None:
+        long = span is not None and span > pd.Timedelta(hours=20)
+        fmt = "%a %d %b %H:%M" if long else "%H:%M"
+    return alt.X(
+        f"{field}:T",
+        timeUnit=UTC_SECOND,
+        title=title,
+        axis=alt.Axis(format=fmt, labelOverlap=True, labelAngle=0),
+    )
+
+
+def _device_y() -> alt.Y:
+    return alt.Y("device:N", title=None, axis=alt.Axis(labelLimit=320))
 
 
 def sessions_frame(sessions: Sequence[SessionView]) -> pd.DataFrame:
@@ -82,36 +111,37 @@ def timeline(
         alt.Tooltip("session:N"),
         alt.Tooltip("outcome:N"),
         alt.Tooltip("device:N"),
-        alt.Tooltip("start:T", format="%Y-%m-%d %H:%M:%S"),
+        alt.Tooltip("start:T", timeUnit=UTC_SECOND, format="%Y-%m-%d %H:%M:%S UTC"),
         alt.Tooltip("errors:N"),
         alt.Tooltip("incident:N"),
         alt.Tooltip("startup_ms:Q"),
         alt.Tooltip("rebuffer_pct:Q"),
     ]
+    axis_x = _utc_x("start", frame["start"])
     base = alt.Chart(frame).encode(
-        x=alt.X("start:T", title="time (UTC)"),
-        y=alt.Y("device:N", title=None),
+        x=axis_x,
+        y=_device_y(),
         color=colour,
         tooltip=tooltip,
     )
-    bars = base.mark_bar(height=10, opacity=0.45).encode(x2="end:T")
+    bars = base.mark_bar(height=12, opacity=0.45).encode(x2=alt.X2("end:T", timeUnit=UTC_SECOND))
     dots = base.mark_point(filled=True, size=140, opacity=1.0)
     devices = sorted(frame["device"].unique())
-    height = max(90, 50 * len(devices))
     layers: list[alt.Chart] = [bars, dots]
     if incidents:
         spans = (
             alt.Chart(incidents_frame(incidents, devices, now or datetime.now(UTC)))
             .mark_bar(color="#fb8c00", opacity=0.25, height=34)
             .encode(
-                x="start:T",
-                x2="end:T",
-                y=alt.Y("device:N", title=None),
+                x=_utc_x("start", frame["start"]),
+                x2=alt.X2("end:T", timeUnit=UTC_SECOND),
+                y=_device_y(),
                 tooltip=[alt.Tooltip("incident:N")],
             )
         )
         layers.insert(0, spans)
-    chart = alt.layer(*layers).properties(height=height, width="container")
+    # One row per device: a fixed step per row, not one height shared by every device.
+    chart = alt.layer(*layers).properties(height=alt.Step(ROW_STEP), width="container")
     return cast(alt.LayerChart, chart)
 
 
@@ -136,24 +166,44 @@ def markers_frame(points: Sequence[HeartbeatPoint]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["at", "what"])
 
 
-def drilldown(points: Sequence[HeartbeatPoint]) -> alt.Chart | alt.LayerChart:
-    """Bitrate and buffer lines over the session with rebuffers and errors as rules."""
-    lines = (
-        alt.Chart(drilldown_frame(points))
-        .mark_line(point=True, interpolate="step-after")
+def _panel(frame: pd.DataFrame, series: str, unit: str, colour: str, height: int) -> alt.Chart:
+    data = frame[frame["series"] == series]
+    chart = (
+        alt.Chart(data)
+        .mark_line(point=True, interpolate="step-after", color=colour, clip=True)
         .encode(
-            x=alt.X("at:T", title="time (UTC)"),
-            y=alt.Y("value:Q", title=None),
-            color=alt.Color("series:N", legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=[alt.Tooltip("at:T", format="%H:%M:%S"), "series:N", "value:Q"],
+            x=_utc_x("at", data["at"], title="time (UTC)", fmt=SECONDS_FORMAT),
+            y=alt.Y("value:Q", title=unit, scale=alt.Scale(zero=True, domainMin=0)),
+            tooltip=[
+                alt.Tooltip("at:T", timeUnit=UTC_SECOND, format="%H:%M:%S UTC"),
+                alt.Tooltip("value:Q", title=unit, format=",.1f"),
+            ],
         )
+        .properties(height=height, width="container")
     )
+    return cast(alt.Chart, chart)
+
+
+def drilldown(points: Sequence[HeartbeatPoint]) -> list[alt.Chart | alt.LayerChart]:
+    """Bitrate (kbps) and buffer (s) over the session as two charts, each with its own
+    labelled value axis over the same time span, rebuffers and errors as rules on both."""
+    frame = drilldown_frame(points)
     marks = markers_frame(points)
-    if marks.empty:
-        return cast(alt.Chart, lines.properties(height=220, width="container"))
-    rules = (
-        alt.Chart(marks)
-        .mark_rule(color="#c62828", strokeDash=[4, 3])
-        .encode(x="at:T", tooltip=[alt.Tooltip("at:T", format="%H:%M:%S"), "what:N"])
-    )
-    return cast(alt.LayerChart, alt.layer(lines, rules).properties(height=220, width="container"))
+    panels: list[alt.Chart | alt.LayerChart] = []
+    for series, unit, colour in (
+        ("bitrate (kbps)", "kbps", "#1565c0"),
+        ("buffer (s)", "seconds", "#6a1b9a"),
+    ):
+        panel: alt.Chart | alt.LayerChart = _panel(frame, series, unit, colour, 150)
+        if not marks.empty:
+            rules = (
+                alt.Chart(marks)
+                .mark_rule(color="#c62828", strokeDash=[4, 3])
+                .encode(
+                    x=_utc_x("at", frame["at"], title=None, fmt=SECONDS_FORMAT),
+                    tooltip=[alt.Tooltip("at:T", timeUnit=UTC_SECOND, format="%H:%M:%S"), "what:N"],
+                )
+            )
+            panel = cast(alt.LayerChart, alt.layer(panel, rules))
+        panels.append(panel)
+    return panels

@@ -102,6 +102,9 @@ def _console(args: argparse.Namespace) -> int:
         "false",
         "--server.address",
         args.address,
+        # Agents get no "Deploy" button or developer menu.
+        "--client.toolbarMode",
+        "minimal",
     ]
     # exec: the console becomes this process (pid files and signals of `demo` stay right).
     os.execv(sys.executable, cmd)

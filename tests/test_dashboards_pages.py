@@ -23,7 +23,7 @@ from indexers.warehouse_reader import connect_readonly
 from streams.records import IncidentMetric
 from streamwatch.settings import Settings
 
-PAGES = Path(__file__).resolve().parent.parent / "dashboards" / "pages"
+PAGES = Path(__file__).resolve().parent.parent / "dashboards" / "views"
 PAGE_NAMES = ("overview", "incidents", "pipeline", "capacity")
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -88,12 +88,13 @@ def test_overview_headline_equals_direct_sql(congestion, use_warehouse) -> None:
            FROM sessions"""
     ).fetchone()
     assert row is not None
-    assert shown["Startup p50"] == fmt(row[0], "ms", 0)
-    assert shown["Startup p95"] == fmt(row[1], "ms", 0)
-    assert shown["Rebuffer %"] == fmt(row[2], "%", 2)
-    assert shown["Playback failure %"] == fmt(row[3], "%", 2)
-    assert shown["EBVS %"] == fmt(row[4], "%", 2)
-    assert shown["Avg bitrate"] == fmt(row[5], "kbps", 0)
+    # Units sit in the labels so that no value is cut off in a narrow column.
+    assert shown["Startup p50 (ms)"] == fmt(row[0], "", 0)
+    assert shown["Startup p95 (ms)"] == fmt(row[1], "", 0)
+    assert shown["Rebuffer %"] == fmt(row[2], "", 2)
+    assert shown["Playback failure %"] == fmt(row[3], "", 2)
+    assert shown["EBVS %"] == fmt(row[4], "", 2)
+    assert shown["Avg bitrate (kbps)"] == fmt(row[5], "", 0)
 
 
 def test_overview_breakdown_ranks_congested_isp_first(congestion, use_warehouse) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +110,8 @@ def test_overview_breakdown_ranks_congested_isp_first(congestion, use_warehouse)
     assert (worst.iloc[0]["dimension"], worst.iloc[0]["value"]) == ("isp", truth["value"])
     at = run_page("overview")
     table = at.dataframe[0].value
-    assert (table.iloc[0]["dimension"], table.iloc[0]["value"]) == ("isp", truth["value"])
+    assert (table.iloc[0]["Dimension"], table.iloc[0]["Value"]) == ("ISP", truth["value"])
+    assert "metric_value" not in table.columns and "rest_value" not in table.columns
 
 
 def test_incidents_page_shows_the_isp_incident(congestion, use_warehouse) -> None:  # type: ignore[no-untyped-def]
@@ -118,15 +120,15 @@ def test_incidents_page_shows_the_isp_incident(congestion, use_warehouse) -> Non
     truth = run.ground_truth["fault"]
     at = run_page("incidents")
     table = at.dataframe[0].value
-    hit = table[table["root_cause"] == f"isp = {truth['value']}"]
-    assert len(hit) == 1 and hit.iloc[0]["metric"] == truth["metric"]
+    hit = table[table["Root cause"] == f"isp = {truth['value']}"]
+    assert len(hit) == 1 and hit.iloc[0]["Metric"] == truth["metric"]
     shown = metrics_of(at)
-    assert shown["Resolved incidents"] == str(int((table["status"] == "resolved").sum()))
+    assert shown["Resolved incidents"] == str(int((table["Status"] == "resolved").sum()))
     # Pick the ISP incident and check its console link names the affected members.
-    at.selectbox(key="incident_pick").select(hit.iloc[0]["incident_id"]).run()
+    at.selectbox(key="incident_pick").select(hit.iloc[0]["Incident id"]).run()
     assert not at.exception
     link = at.get("link_button")[0]
-    assert f"incident={hit.iloc[0]['incident_id']}" in link.proto.url
+    assert f"incident={hit.iloc[0]['Incident id']}" in link.proto.url
     assert "member=" in link.proto.url
 
 
@@ -137,11 +139,13 @@ def test_pipeline_page_freshness_equals_sql(congestion, use_warehouse) -> None: 
     con = connect_readonly(settings)
     p50, p99 = con.execute(
         """SELECT quantile_cont(s, 0.5), quantile_cont(s, 0.99) FROM (
-             SELECT (epoch_ms(ingested_at) - epoch_ms(event_time)) / 1000.0 AS s FROM events)"""
+             SELECT (epoch_ms(ingested_at) - epoch_ms(received_at)) / 1000.0 AS s FROM events)"""
     ).fetchone()  # type: ignore[misc]
-    assert shown["Freshness p50"] == fmt(p50, "s", 2)
-    assert shown["Freshness p99"] == fmt(p99, "s", 2)
-    assert shown["Dead-letter rate"] == fmt(0.0, "%", 2)
+    # From the collector's receipt, not the client's event time (the sample: 1.5 s).
+    assert p50 == pytest.approx(1.5, abs=0.01)
+    assert shown["Freshness p50 (s)"] == fmt(p50, "", 2)
+    assert shown["Freshness p99 (s)"] == fmt(p99, "", 2)
+    assert shown["Dead-letter rate (%)"] == fmt(0.0, "", 2)
 
 
 @pytest.mark.parametrize("page", PAGE_NAMES)
@@ -159,9 +163,9 @@ def test_every_page_on_a_deadletter_only_warehouse(  # type: ignore[no-untyped-d
     use_warehouse(deadletter_root)
     at = run_page(page)
     if page == "pipeline":
-        assert metrics_of(at)["Dead-letter rate"] == fmt(100.0, "%", 2)
+        assert metrics_of(at)["Dead-letter rate (%)"] == fmt(100.0, "", 2)
         reasons = at.dataframe[-1].value
-        assert int(reasons["dead_letters"].sum()) == 40
+        assert int(reasons["Dead letters"].sum()) == 40
 
 
 @pytest.mark.parametrize("metric", typing.get_args(IncidentMetric))

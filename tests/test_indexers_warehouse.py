@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -352,3 +353,56 @@ def test_compaction_merges_closed_hours_and_readers_see_the_same_rows() -> None:
     assert len(list(old_hour.glob("*.parquet"))) == 1
     current = root / "events" / f"date={now.date()}" / f"hour={now.hour - 1:02d}"
     assert len(list(current.glob("*.parquet"))) >= 2 or not current.exists()
+
+
+# --- `streamwatch sql` is read-only (issue 11) ------------------------------------------------
+
+
+@pytest.mark.parametrize("title,sql", _examples(), ids=[t for t, _ in _examples()])
+def test_documented_example_runs_through_read_only_sql(
+    small: Settings, title: str, sql: str
+) -> None:
+    from indexers.sql_cli import run_query
+
+    names, rows = run_query(small, sql)
+    assert names and rows, f"{title}: no rows"
+
+
+@pytest.mark.parametrize(
+    "query,why",
+    [
+        ("COPY (SELECT 1) TO '{out}'", "COPY reads or writes files"),
+        ("SELECT * FROM read_csv('/etc/passwd')", 'Cannot access file "/etc/passwd"'),
+        ("ATTACH '{out}.db' AS other", "ATTACH opens another database"),
+        ("INSTALL httpfs", "INSTALL and LOAD add extensions"),
+        ("SET threads = 1", "change the configuration, which is locked"),
+        ("DROP VIEW events", "DROP changes the warehouse views or tables"),
+        ("SELECT 1; DROP VIEW events", "DROP changes"),
+        ("SELECT * FROM read_text('{readme}')", "Cannot access file"),
+    ],
+)
+def test_sql_refuses_writes_files_and_settings(
+    small: Settings, tmp_path: Path, query: str, why: str
+) -> None:
+    from indexers.sql_cli import QueryRefused, run_query
+
+    out = tmp_path / "out.csv"
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    with pytest.raises(QueryRefused) as refused:
+        run_query(small, query.format(out=out, readme=readme))
+    message = str(refused.value)
+    assert message.startswith("refused: ") and why in message
+    assert "\n" not in message
+    assert not list(tmp_path.iterdir()), "nothing may be written"
+
+
+def test_sql_command_refusal_is_one_line_and_fails(small: Settings, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streamwatch.cli", "sql", "COPY (SELECT 1) TO 'out.csv'"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "STREAMWATCH_WAREHOUSE_DIR": str(small.warehouse_dir)},
+    )  # fmt: skip
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamwatch: error: refused: COPY")
+    assert not (tmp_path / "out.csv").exists()

@@ -7,6 +7,7 @@ search body recorded.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,12 @@ def test_drilldown_chart(world: World, monkeypatch: pytest.MonkeyPatch, agents_f
     toggle = next(t for t in at.toggle if t.key == f"drill-{truth.session_id}")
     toggle.set_value(True).run()
     assert not at.exception
-    assert len(at.get("vega_lite_chart")) == charts_before + 1
+    # Bitrate and buffer: two charts, each on its own labelled axis (kbps, seconds).
+    added = at.get("vega_lite_chart")[charts_before:]
+    assert len(added) == 2
+    specs = [json.loads(c.proto.spec) for c in added]
+    y_titles = [json.dumps(s) for s in specs]
+    assert '"title": "kbps"' in y_titles[0] and '"title": "seconds"' in y_titles[1]
 
 
 def test_unknown_id(world: World, monkeypatch: pytest.MonkeyPatch, agents_file: Path) -> None:

@@ -50,6 +50,36 @@ def concurrency_and_egress(con: duckdb.DuckDBPyConnection, filters: Filters) -> 
     return query_df(con, sql, params)
 
 
+# Origin servers are named `origin-<region>` by the platform; every other OCA is an edge.
+ORIGIN_OCA_LIKE = "origin-%"
+
+
+def concurrency_and_egress_rollups(
+    con: duckdb.DuckDBPyConnection, filters: Filters
+) -> pd.DataFrame | None:
+    """The same per-minute figures from the streams' minute rollups (per OCA), so each
+    minute is complete when shown; None with dimension filters (rollups are per dimension).
+
+    Egress = bitrate x time played in the minute (`bitrate_kbps_ms`), over 60 s.
+    """
+    if filters.dims:
+        return None
+    where, params = Filters(filters.start, filters.end).where("window_start")
+    gbps = "/ 60000.0 / 1e6"
+    frame = query_df(
+        con,
+        f"""SELECT window_start AS minute,
+          sum(concurrent_viewers) AS concurrent_viewers,
+          coalesce(sum(bitrate_kbps_ms), 0) {gbps} AS egress_gbps,
+          coalesce(sum(bitrate_kbps_ms) FILTER (WHERE value NOT LIKE ?), 0) {gbps} AS edge_gbps,
+          coalesce(sum(bitrate_kbps_ms) FILTER (WHERE value LIKE ?), 0) {gbps} AS origin_gbps
+        FROM qoe_minute WHERE dimension = 'oca_id' AND {where}
+        GROUP BY 1 ORDER BY 1""",
+        [ORIGIN_OCA_LIKE, ORIGIN_OCA_LIKE, *params],
+    )
+    return frame if len(frame) else None
+
+
 def members_seen(con: duckdb.DuckDBPyConnection, filters: Filters) -> int:
     """Distinct members with a session in range (the base of per-member behaviour)."""
     where, params = filters.where("coalesce(play_requested_at, first_event_at)")

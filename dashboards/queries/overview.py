@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 import duckdb
@@ -11,7 +12,12 @@ import pandas as pd
 from dashboards.filters import Filters
 from dashboards.queries.common import PLAY_END, PLAY_START, SESSION_TIME, query_df, sessions_cte
 from dashboards.schema import DIMENSIONS
+from dashboards.warehouse import columns
 from streams.metrics import SQL_METRICS
+
+# Minutes at the end of a session-based series shaded as incomplete (sessions are summarised
+# when they end; most sessions of the stub and of real services end within this).
+SESSION_TAIL_MIN: Final = 30
 
 # Headline figure -> SQL over the filtered sessions `s` (from the one metrics module).
 HEADLINE_SQL: Final[dict[str, str]] = {
@@ -26,8 +32,11 @@ HEADLINE_SQL: Final[dict[str, str]] = {
 }
 
 
-def headline(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, float | None]:
-    """Headline QoE figures over the filtered sessions, plus plays/min and peak concurrency."""
+def headline(
+    con: duckdb.DuckDBPyConnection, filters: Filters, series: pd.DataFrame | None = None
+) -> dict[str, float | None]:
+    """Headline QoE figures over the filtered sessions, plus plays/min and peak concurrency
+    (from `series`, the page's minute series, when given)."""
     cte, params = sessions_cte(filters)
     select = ", ".join(f"{expr} AS {name}" for name, expr in HEADLINE_SQL.items())
     row = con.execute(f"{cte} SELECT {select} FROM s", params).fetchone()
@@ -35,7 +44,8 @@ def headline(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, floa
         name: (None if v is None else float(v))
         for name, v in zip(HEADLINE_SQL, row or (), strict=False)
     }
-    series = per_minute(con, filters)
+    if series is None:
+        series = minute_series(con, filters).frame
     out["plays_per_minute"] = float(series["plays"].mean()) if len(series) else None
     out["peak_concurrent_viewers"] = (
         float(series["concurrent_viewers"].max()) if len(series) else None
@@ -106,6 +116,111 @@ def per_minute(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame
     ORDER BY m.minute
     """
     return query_df(con, sql, params)
+
+
+# Minute series from the streams' 1-minute rollups (qoe_minute): a minute is published once
+# every partition has closed it, so each minute present is complete, whatever sessions are
+# still playing. Ratios are the one metrics module's expressions over summed partials.
+ROLLUP_SQL: Final[dict[str, str]] = {
+    "plays": SQL_METRICS["plays"],
+    "concurrent_viewers": SQL_METRICS["concurrent_viewers"],
+    "rebuffer_pct": SQL_METRICS["rebuffer_pct"],
+    "playback_failure_pct": SQL_METRICS["playback_failure_pct"],
+    "ebvs_pct": SQL_METRICS["ebvs_pct"],
+    "avg_bitrate_kbps": SQL_METRICS["avg_bitrate_kbps"],
+}
+
+
+@dataclass(frozen=True)
+class MinuteSeries:
+    """The overview's minute series and the span still in progress (shaded, not drawn)."""
+
+    frame: pd.DataFrame
+    in_progress: tuple[datetime, datetime] | None
+    source: str  # "rollups" | "sessions"
+
+    def note(self) -> str:
+        """What the page says under the charts about the newest minutes."""
+        if self.source == "sessions":
+            return (
+                "Several dimension filters: the series come from session summaries, which are "
+                "written when a session ends, so the newest minutes (shaded) are incomplete."
+            )
+        if self.in_progress is None:
+            return "Every minute shown is complete."
+        start, end = self.in_progress
+        return (
+            f"{start:%H:%M} to {end:%H:%M} UTC is in progress (shaded) and left out: a minute is "
+            "shown once every partition of the stream has closed it."
+        )
+
+
+def _sketch_quantiles(sketches: list[str], qs: tuple[float, ...]) -> list[float | None]:
+    from streams.sketch import LatencySketch
+
+    merged = LatencySketch()
+    for text in sketches:
+        if text:
+            merged.merge_in(LatencySketch.model_validate_json(text))
+    return [merged.quantile(q) for q in qs]
+
+
+def rollup_series(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame | None:
+    """Minute series from `qoe_minute` (None when the filters span several dimensions, which
+    single-dimension rollups cannot answer)."""
+    if len(filters.dims) > 1:
+        return None
+    dimension, values = filters.dims[0] if filters.dims else ("all", ("all",))
+    where, params = Filters(filters.start, filters.end).where("window_start")
+    have = columns(con, "qoe_minute")
+    sketch = "list(startup_sketch)" if "startup_sketch" in have else "list(NULL::VARCHAR)"
+    select = ", ".join(f"{expr} AS {name}" for name, expr in ROLLUP_SQL.items())
+    frame = query_df(
+        con,
+        f"""SELECT window_start AS minute, {select}, {sketch} AS sketches
+        FROM qoe_minute
+        WHERE {where} AND dimension = ? AND value IN ({", ".join("?" for _ in values)})
+        GROUP BY 1 ORDER BY 1""",
+        [*params, dimension, *values],
+    )
+    p50, p95 = [], []
+    for sketches in frame["sketches"]:
+        a, b = _sketch_quantiles(list(sketches), (0.5, 0.95))
+        p50.append(a)
+        p95.append(b)
+    frame = frame.drop(columns=["sketches"])
+    frame["startup_p50_ms"] = pd.array(p50, dtype="Float64")
+    frame["startup_p95_ms"] = pd.array(p95, dtype="Float64")
+    return frame
+
+
+def newest_event_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """Event time of the newest stored event (where the data ends)."""
+    row = con.execute("SELECT max(event_time) FROM dash_events").fetchone()
+    return None if row is None or row[0] is None else pd.Timestamp(row[0]).to_pydatetime()
+
+
+def minute_series(con: duckdb.DuckDBPyConnection, filters: Filters) -> MinuteSeries:
+    """The overview's series: complete minutes from rollups, the rest marked in progress."""
+    frame = rollup_series(con, filters)
+    newest = newest_event_time(con)
+    if frame is not None and len(frame):
+        last_complete = pd.Timestamp(frame["minute"].max()).to_pydatetime()
+        open_from = last_complete + timedelta(minutes=1)
+        if newest is not None and newest >= open_from:
+            end = newest.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            return MinuteSeries(frame, (open_from, end), "rollups")
+        return MinuteSeries(frame, None, "rollups")
+    sessions = per_minute(con, filters)
+    if sessions.empty or len(filters.dims) <= 1:
+        return MinuteSeries(sessions, None, "sessions" if len(filters.dims) > 1 else "rollups")
+    # Session summaries arrive when sessions end: the last minutes hold only the short ones.
+    cut = pd.Timestamp(sessions["minute"].max()).to_pydatetime() - timedelta(
+        minutes=SESSION_TAIL_MIN
+    )
+    complete = sessions[sessions["minute"] < cut]
+    end = pd.Timestamp(sessions["minute"].max()).to_pydatetime() + timedelta(minutes=1)
+    return MinuteSeries(complete, (cut, end), "sessions")
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,17 @@ import pandas as pd
 from dashboards.filters import Filters
 from dashboards.queries.common import query_df
 
+# Freshness is measured from the collector's receipt, not the client's event time: a
+# player's clock, a backfill or a replay says nothing about how fast the pipeline is.
+_FRESHNESS = "(epoch_ms(stored_at) - epoch_ms(received_at)) / 1000.0"
+
 
 def freshness(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, float | None]:
-    """End-to-end freshness (event time -> stored in the warehouse), p50/p99 in seconds."""
-    where, params = Filters(filters.start, filters.end).where("event_time")
+    """End-to-end freshness (collector receipt -> stored in the warehouse), p50/p99 in s."""
+    where, params = Filters(filters.start, filters.end).where("received_at")
     row = con.execute(
         f"""SELECT quantile_cont(lag_s, 0.5), quantile_cont(lag_s, 0.99), count(lag_s)
-        FROM (SELECT (epoch_ms(stored_at) - epoch_ms(event_time)) / 1000.0 AS lag_s
-              FROM dash_events WHERE {where})""",
+        FROM (SELECT {_FRESHNESS} AS lag_s FROM dash_events WHERE {where})""",
         params,
     ).fetchone()
     p50, p99, n = row if row else (None, None, 0)
@@ -30,13 +33,13 @@ def freshness(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, flo
 
 
 def freshness_per_minute(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame:
-    """Freshness p50/p99 per minute of event time."""
-    where, params = Filters(filters.start, filters.end).where("event_time")
+    """Freshness p50/p99 per minute of collector receipt."""
+    where, params = Filters(filters.start, filters.end).where("received_at")
     return query_df(
         con,
-        f"""SELECT date_trunc('minute', event_time) AS minute,
+        f"""SELECT date_trunc('minute', received_at) AS minute,
           quantile_cont(lag_s, 0.5) AS p50_s, quantile_cont(lag_s, 0.99) AS p99_s
-        FROM (SELECT event_time, (epoch_ms(stored_at) - epoch_ms(event_time)) / 1000.0 AS lag_s
+        FROM (SELECT received_at, {_FRESHNESS} AS lag_s
               FROM dash_events WHERE {where} AND stored_at IS NOT NULL)
         GROUP BY 1 ORDER BY 1""",
         params,
@@ -79,7 +82,7 @@ def deadletters_by_reason(con: duckdb.DuckDBPyConnection, filters: Filters) -> p
 
 def deadletter_ratio(con: duckdb.DuckDBPyConnection, filters: Filters) -> float | None:
     """Dead letters / (stored events + dead letters) in %, None with no input at all."""
-    ew, ep = Filters(filters.start, filters.end).where("event_time")
+    ew, ep = Filters(filters.start, filters.end).where("received_at")
     dw, dp = Filters(filters.start, filters.end).where("rejected_at")
     row = con.execute(
         f"""SELECT (SELECT count(*) FROM dash_events WHERE {ew}),

@@ -6,13 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from alerts.ui import alert_controls
-from dashboards import charts, ui
+from dashboards import charts, tables, ui
 from dashboards.queries import incidents as q
 from dashboards.support_link import affected_members_url
 
+st.title("Incidents")
 cfg = ui.settings()
 con = ui.connect(cfg)
-st.title("Incidents")
 filters = ui.sidebar_filters(con, cfg, dimensions=False)
 
 
@@ -30,24 +30,7 @@ def body() -> None:
         ui.empty_note("incidents")
         return
     listed = listed.assign(root_cause=listed["dimension"] + " = " + listed["value"].astype(str))
-    st.dataframe(
-        listed[
-            [
-                "status",
-                "severity",
-                "metric",
-                "root_cause",
-                "started_at",
-                "resolved_at",
-                "observed",
-                "expected",
-                "affected_sessions",
-                "incident_id",
-            ]
-        ],
-        hide_index=True,
-        key="incident_table",
-    )
+    tables.show(tables.incidents_table(listed), key="incident_table")
     labels = {
         r.incident_id: f"[{r.status}] {r.metric} · {r.root_cause} · {r.started_at:%Y-%m-%d %H:%M}"
         for r in listed.itertuples()
@@ -65,7 +48,12 @@ def body() -> None:
     if around.empty:
         ui.empty_note("sessions around this incident")
     else:
-        st.altair_chart(charts.line(around, "metric_value", str(row["metric"]), unit, "cohort"))
+        ui.chart(
+            st,
+            str(row["metric"]).replace("_", " "),
+            f"{unit} per minute, root cause against the rest",
+            charts.line(around, "metric_value", unit, "cohort", in_progress=ui.in_progress(con)),
+        )
     members = q.affected_members(con, row)
     sessions = q.affected_sessions(con, row)
     c = st.columns(2)

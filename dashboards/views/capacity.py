@@ -5,19 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import capacity, charts, ui, warehouse
+from dashboards import capacity, charts, tables, ui, warehouse
 from dashboards.queries import capacity as q
 from dashboards.storage import storage_by_day
 from indexers.search_backend import make_backend
 
+st.title("Capacity")
 cfg = ui.settings()
 con = ui.connect(cfg)
-st.title("Capacity")
 filters = ui.sidebar_filters(con, cfg)
 
 
 def body() -> None:
-    ce = q.concurrency_and_egress(con, filters)
+    rolled = q.concurrency_and_egress_rollups(con, filters)
+    ce = rolled if rolled is not None else q.concurrency_and_egress(con, filters)
     ingest = q.ingest_per_minute(con, filters)
     backend = make_backend(cfg)
     try:  # warehouse, search indices and Kafka topics (dashboards.storage)
@@ -30,43 +31,69 @@ def body() -> None:
     peak_e = float(ce["egress_gbps"].max()) if len(ce) else None
     edge = capacity.edge_share(float(ce["edge_gbps"].sum()), float(ce["origin_gbps"].sum()))
     cols = st.columns(4)
-    cols[0].metric("Peak concurrency", ui.fmt(peak_c, "viewers", 0))
-    cols[1].metric("Peak egress", ui.fmt(peak_e, "Gbps", 3))
-    cols[2].metric("Edge share", ui.fmt(None if edge is None else 100 * edge, "%", 1))
+    cols[0].metric("Peak concurrency (viewers)", ui.fmt(peak_c, "", 0))
+    cols[1].metric("Peak egress (Gbps)", ui.fmt(peak_e, "", 3))
+    cols[2].metric("Edge share (%)", ui.fmt(None if edge is None else 100 * edge, "", 1))
     cols[3].metric(
-        "Peak control-plane",
-        ui.fmt(float(ingest["control_plane_rps"].max()) if len(ingest) else None, "req/s", 2),
+        "Peak control plane (req/s)",
+        ui.fmt(float(ingest["control_plane_rps"].max()) if len(ingest) else None, "", 2),
     )
-    cols3 = st.columns(3)
+    cols3 = st.columns(4)
     cols3[0].metric(
-        "Telemetry ingest (peak)",
-        ui.fmt(float(ingest["mb_per_s"].max()) if len(ingest) else None, "MB/s", 3),
+        "Telemetry ingest, peak (MB/s)",
+        ui.fmt(float(ingest["mb_per_s"].max()) if len(ingest) else None, "", 3),
     )
     cols3[1].metric(
-        "Telemetry events (peak)",
-        ui.fmt(float(ingest["events_per_s"].max()) if len(ingest) else None, "events/s", 1),
+        "Telemetry events, peak (per s)",
+        ui.fmt(float(ingest["events_per_s"].max()) if len(ingest) else None, "", 1),
     )
     per_day = storage.groupby("day")["bytes"].sum() if len(storage) else pd.Series(dtype=float)
     cols3[2].metric(
-        "Storage growth (max day)",
-        ui.fmt(float(per_day.max()) / 1e6 if len(per_day) else None, "MB/day", 2),
+        "Storage growth, max day",
+        ui.fmt_bytes(float(per_day.max()) if len(per_day) else None),
     )
     if ce.empty:
         ui.empty_note("sessions")
     else:
+        band = ui.in_progress(con)
+        complete = ce if band is None else ce[ce["minute"] < pd.Timestamp(band[0])]
         left, right = st.columns(2)
-        left.altair_chart(charts.line(ce, "concurrent_viewers", "Concurrent viewers", "sessions"))
-        tiers = ce.melt("minute", ["edge_gbps", "origin_gbps"], "tier", "gbps")
-        right.altair_chart(charts.stacked_area(tiers, "gbps", "tier", "Egress", "Gbps"))
+        ui.chart(
+            left,
+            "Concurrent viewers",
+            "sessions playing",
+            charts.line(complete, "concurrent_viewers", "sessions", in_progress=band),
+        )
+        tiers = complete.melt("minute", ["edge_gbps", "origin_gbps"], "tier", "gbps")
+        tiers["tier"] = tiers["tier"].map({"edge_gbps": "edge (OCA)", "origin_gbps": "origin"})
+        ui.chart(
+            right,
+            "Egress by tier",
+            "Gbps",
+            charts.stacked_area(tiers, "gbps", "tier", "Gbps", in_progress=band),
+        )
     if not ingest.empty:
+        band = ui.in_progress(con)
+        complete_in = ingest if band is None else ingest[ingest["minute"] < pd.Timestamp(band[0])]
         left, right = st.columns(2)
-        left.altair_chart(charts.line(ingest, "events_per_s", "Telemetry", "events/s"))
-        right.altair_chart(charts.line(ingest, "control_plane_rps", "Control plane", "req/s"))
+        ui.chart(
+            left,
+            "Telemetry",
+            "events/s",
+            charts.line(complete_in, "events_per_s", "events/s", in_progress=band),
+        )
+        ui.chart(
+            right,
+            "Control plane",
+            "requests/s",
+            charts.line(complete_in, "control_plane_rps", "req/s", in_progress=band),
+        )
+        st.caption("The shaded minutes are still in progress and left out of the lines.")
     if not storage.empty:
         by_store = storage.pivot_table("bytes", "day", "store", aggfunc="sum", fill_value=0)
         st.markdown("**Storage by day and store (MB)**: warehouse, search indices, Kafka topics")
         st.bar_chart(by_store / 1e6, x_label="day (UTC)", y_label="MB", stack=True)
-        st.dataframe((by_store / 1e6).round(3), key="storage")
+        tables.show(tables.storage_table(storage), key="storage")
     for note in storage_notes:
         st.caption(note)
 
