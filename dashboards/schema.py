@@ -141,6 +141,7 @@ DIMENSION_LABELS: Final[dict[str, str]] = {
     "isp": "ISP",
     "oca_id": "OCA",
     "device_type": "Device type",
+    "os": "OS",
     "app_version": "App version",
     "title_id": "Title",
 }

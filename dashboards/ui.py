@@ -153,11 +153,9 @@ def auto_refresh(cfg: Settings, body: Callable[[], None]) -> None:
     "data is behind" banner (refreshed with it)."""
 
     def with_banner() -> None:
-        # The banner's slot is at the top, filled after the body: the figures paint first.
-        slot = st.empty()
+        # First: an SRE must read "behind" before any figure (the lag read is cached 10 s).
+        behind_banner(cfg)
         body()
-        with slot.container():
-            behind_banner(cfg)
 
     if cfg.dashboards_refresh_s > 0:
         st.fragment(run_every=timedelta(seconds=cfg.dashboards_refresh_s))(with_banner)()

@@ -242,12 +242,8 @@ def main() -> None:
     st.set_page_config(page_title="streamwatch · support", page_icon="🎬", layout="wide")
     st.title("Member playback lookup")
     settings = Settings()
-    banner = st.empty()  # filled last: the form paints first, the Kafka read after
-    try:
-        _page(settings)
-    finally:
-        with banner.container():
-            _behind_banner(settings)
+    _behind_banner(settings)  # before the lookup: an agent must know the data is behind
+    _page(settings)
 
 
 def _page(settings: Settings) -> None:

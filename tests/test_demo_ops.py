@@ -1,0 +1,100 @@
+"""The demo's operations (issue 11): pacing from Settings, live faults in the stub, quiet
+collector request logs. Pure logic and one CLI call; the live demo itself is driven in
+tests/test_demo_live.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest.collector import _request_log_level
+from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
+from platform_stub.live_faults import (
+    APPLIED_FILE,
+    REQUEST_FILE,
+    FaultControl,
+    applied_faults,
+    request_fault,
+)
+from streamwatch.demo import stub_command
+from streamwatch.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_demo_stub_is_paced_by_settings() -> None:
+    cmd = stub_command(
+        Settings(demo_rate=150, demo_speed=1, demo_warmup_s=300, demo_members=2000),
+        "http://127.0.0.1:8088/v1/events",
+    )
+    pairs = dict(zip(cmd[2::2], cmd[3::2], strict=False))
+    assert pairs["--rate"] == "150" and pairs["--speed"] == "1"
+    assert pairs["--warmup"] == "300" and pairs["--members"] == "2000"
+    assert "--start" not in cmd  # live: now
+    pinned = stub_command(Settings(demo_start="2026-01-01T21:00:00+00:00"), "http://x")
+    assert pinned[-2:] == ("--start", "2026-01-01T21:00:00+00:00")
+
+
+def test_a_live_fault_starts_at_the_stubs_simulated_now(tmp_path: Path) -> None:
+    start = seed_epoch_ms(3) + 6 * 3600_000
+    run = StubRun(
+        RunOptions(seed=3, members=800, rate=60.0, duration_s=900, scenario="normal",
+                   start_ms=start, warmup_s=120, drain=False)
+    )  # fmt: skip
+    batches = run.batches(2_000, 10_000)
+    sim_now = next(b for b in batches if b.last_ms > start).last_ms
+    control = FaultControl(tmp_path, every_s=0)
+    assert control.poll(run, sim_now) is None  # nothing asked
+
+    request = request_fault(tmp_path, "oca_outage", minutes=5)
+    applied = control.poll(run, sim_now)
+
+    assert applied is not None and applied.request_id == request.request_id
+    assert (applied.start_ms, applied.end_ms) == (sim_now, sim_now + 5 * 60_000)
+    assert run.fault is not None and run.world.fault is run.fault
+    assert run.fault.value == applied.value and applied.dimension == "network.oca_id"
+    assert not (tmp_path / REQUEST_FILE).exists()
+    assert applied_faults(tmp_path) == [applied]
+    assert json.loads((tmp_path / APPLIED_FILE).read_text())["kind"] == "oca_outage"
+    # Sessions starting from now on that use the OCA fail: the fault is real traffic.
+    for batch in batches:
+        if batch.last_ms > sim_now + 5 * 60_000:
+            break
+    truth = run.scenario_truth()
+    assert truth.kind == "oca_outage" and truth.value == applied.value
+    assert truth.affected_session_ids, "no session hit the injected outage"
+
+
+@pytest.mark.parametrize("scenario", ["normal", "no_such_fault"])
+def test_only_fault_scenarios_are_injected(tmp_path: Path, scenario: str) -> None:
+    with pytest.raises(ValueError, match="unknown fault scenario"):
+        request_fault(tmp_path, scenario, 5)
+    assert not (tmp_path / REQUEST_FILE).exists()
+
+
+def test_demo_fault_without_a_running_stub_says_so(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streamwatch.cli", "demo", "fault", "oca_outage"],
+        env={**os.environ, "STREAMWATCH_DATA_DIR": str(tmp_path)},
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "streamwatch: error: the demo's stub is not running: start it with `make demo`"
+    )
+
+
+@pytest.mark.parametrize(
+    "status,level",
+    [(200, logging.DEBUG), (207, logging.DEBUG), (400, logging.INFO), (413, logging.INFO),
+     (503, logging.WARNING)],
+)  # fmt: skip
+def test_collector_logs_accepted_requests_at_debug_only(status: int, level: int) -> None:
+    # One INFO line per accepted batch was 5.7 MB in 13 minutes of demo.
+    assert _request_log_level(status) == level
