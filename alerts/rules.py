@@ -67,6 +67,8 @@ class ThresholdRule(_RuleBase):
     def _known(self) -> ThresholdRule:
         _check_metric(self.name, self.metric)
         _check_dimension(self.name, self.dimension)
+        if self.above_rest is not None and self.dimension == ALL:
+            raise ValueError(f"rule {self.name!r}: above_rest needs a dimension other than 'all'")
         return self
 
 

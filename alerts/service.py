@@ -92,6 +92,8 @@ class Notifier:
     # -- the loop ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set."""
+        # The topics are assigned once at start: make sure they exist (idempotent).
+        await create_topics(self.settings)
         producer = kafka_io.producer(self.settings)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers,
@@ -99,10 +101,12 @@ class Notifier:
             auto_offset_reset="earliest",
         )
         timeout = aiohttp.ClientTimeout(total=self.settings.alerts_request_timeout_s)
-        # The topics are assigned once at start: make sure they exist (idempotent).
-        await create_topics(self.settings)
         await producer.start()
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await producer.stop()
+            raise
         try:
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 self._producer = producer
@@ -125,7 +129,7 @@ class Notifier:
                     len(inputs),
                 )
                 while not stop.is_set():
-                    wake = self.queue.next_wake(1.0) if not self.catching_up else 0.2
+                    wake = min(self.queue.next_wake(1.0), 0.2 if self.catching_up else 1.0)
                     batch = await consumer.getmany(
                         timeout_ms=max(10, int(wake * 1000)), max_records=5000
                     )
@@ -136,8 +140,8 @@ class Notifier:
                     if self.catching_up and await self._caught_up(consumer, input_end):
                         await self._end_catch_up()
                     await self._judge_minutes()
-                    if not self.catching_up:
-                        await self._deliver_due()
+                    # What the outbox owes goes out even while history is re-read.
+                    await self._deliver_due()
         finally:
             await consumer.stop()
             await producer.stop()

@@ -41,6 +41,7 @@ from alerts.rules import SHIPPED_RULES, load_rules
 from infra.alertmanager_server import AlertmanagerServer
 from streamwatch import topics
 from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
 from tests.alerts_helpers import (
     RecordingReceiver,
     ReplayedRun,
@@ -183,6 +184,9 @@ def test_alerts_reach_every_receiver_once_through_a_crash_and_an_outage(
     alertmanager: AlertmanagerServer,
     tmp_path: Path,
 ) -> None:
+    # Topics of its own (under the session's prefix, so they are cleaned up with it).
+    settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}accept."})
+    asyncio.run(create_topics(settings))
     receiver = RecordingReceiver(free_port())
     receivers = tmp_path / "receivers.toml"
     receivers.write_text(receivers_toml(receiver.url, alertmanager.address))

@@ -17,6 +17,7 @@ from alerts.service import Notifier
 from streams.records import Incident
 from streamwatch import topics
 from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
 from tests.alerts_helpers import RecordingReceiver, free_port
 
 T0 = datetime(2026, 3, 4, 1, 0, tzinfo=UTC)
@@ -64,11 +65,13 @@ async def _notify_until_settled(settings: Settings, receiver: RecordingReceiver)
     stop = asyncio.Event()
     task = asyncio.create_task(notifier.run(stop))
     try:
-        for _ in range(120):
+        for _ in range(240):
             await asyncio.sleep(0.5)
             assert not task.done(), task.exception()
             if notifier.counts.get("notifications", 0) == 12 and not notifier.queue.pending():
                 break
+        else:
+            raise AssertionError(f"not settled: {notifier.counts}, {notifier.queue.pending()}")
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -76,7 +79,15 @@ async def _notify_until_settled(settings: Settings, receiver: RecordingReceiver)
 
 
 def test_silences_acks_and_rejections_are_logged_and_audited(settings: Settings) -> None:
-    own = settings.model_copy(update={"alerts_retry_initial_s": 0.2, "alerts_retry_max_s": 1.0})
+    # Topics of its own (under the session's prefix, so they are cleaned up with it).
+    own = settings.model_copy(
+        update={
+            "topic_prefix": f"{settings.topic_prefix}notifier.",
+            "alerts_retry_initial_s": 0.2,
+            "alerts_retry_max_s": 1.0,
+        }
+    )
+    asyncio.run(create_topics(own))
     records = []
     for dimension, value in (("oca_id", "oca-1"), ("oca_id", "oca-2"), ("app_version", "9.9")):
         for status, revision in (("open", 0), ("resolved", 1)):

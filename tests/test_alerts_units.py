@@ -90,6 +90,7 @@ def test_every_minute_metric_of_the_shared_definitions_can_be_watched() -> None:
         (THRESHOLD + THRESHOLD, "unique: av"),
         (THRESHOLD.replace('severity = "critical"', 'severity = "meh"'), "severity"),
         ("[[rules]\n", "not valid TOML"),
+        (THRESHOLD.replace('"app_version"', '"all"'), "above_rest needs a dimension"),
     ],
 )
 def test_bad_rules_files_are_refused_with_a_clear_error(body: str, message: str) -> None:
