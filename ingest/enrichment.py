@@ -289,8 +289,12 @@ class Enricher:
         if obj.get("schema_version") == 1:
             obj["derived_facts"], obj["unknown_facts"] = [], []
             return
-        network = obj.setdefault("network", {})
-        device = obj.setdefault("device", {})
+        # Absent and null both mean "not sent" (a v2 player may write `"network": null`).
+        if obj.get("network") is None:
+            obj["network"] = {}
+        if obj.get("device") is None:
+            obj["device"] = {}
+        network, device = obj["network"], obj["device"]
         if not isinstance(network, dict) or not isinstance(device, dict):
             return
         derived: list[str] = []

@@ -182,6 +182,9 @@ def test_sent_facts_win_and_v1_events_derive_nothing(geo_dbs: tuple[Path, Path])
     assert "network.region" in sent["derived_facts"]
     from ingest.samples import sample_event
 
+    nulls = player_event(network=None, device=None)
+    enricher.enrich(nulls, client)
+    assert EVENT_ADAPTER.validate_python(nulls).network.country == "US"
     v1 = sample_event()
     before = json.loads(json.dumps(v1))
     enricher.enrich(v1, client)
