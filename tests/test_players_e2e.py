@@ -53,6 +53,13 @@ REPO = Path(__file__).resolve().parents[1]
 PLAYER_LIB = {"hls": "hls.js", "dash": "dash.js"}
 THROTTLE = {"kind": "throttle", "after_segments": 3, "for_s": 5, "kbps": 120}
 FAIL = {"hls": 404, "dash": 500}
+# The measurements a session summary is made of, by event type.
+MEASURES: dict[str, tuple[str, ...]] = {
+    "first_frame": ("startup_ms", "bitrate_kbps"),
+    "rebuffer_end": ("duration_ms",),
+    "playback_end": ("watched_ms",),
+    "heartbeat": ("bitrate_kbps",),
+}
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,10 @@ def test_sdk_session_summary_matches_the_page(world: World, player: str, case: s
     assert _close(s.rebuffer_ms, m["rebufferMs"]), (s.rebuffer_ms, m["rebufferMs"])
     assert _close(s.avg_bitrate_kbps, m["avgBitrateKbps"]), (s.avg_bitrate_kbps, m)
     assert s.downshifts == m["downshifts"]
+    # The SDK measures what streamwatch needs: no payload fact of its events is unknown.
+    for e in world.raw:
+        if e.session_id == p.spec.session_id:
+            assert not [f for f in e.unknown_facts if f.startswith("payload.")], e
     if case == "fatal":
         assert s.fatal_error_code == catalog_code(PLAYER_LIB[player], m["fatalErrorCode"])
         assert s.playback_failed
@@ -271,6 +282,15 @@ def test_cmcd_only_session(world: World, player: str, case: str) -> None:
     m = p.measure
     lines = _cmcd_lines(world, p.spec.session_id)
     assert lines, "the player sent no CMCD reports"
+    # A measurement the player did not send is null in the events and named in
+    # `unknown_facts`, never made up.
+    events = [e for e in world.raw if e.session_id == p.spec.session_id]
+    assert events
+    for e in events:
+        payload = e.payload.model_dump()
+        for name in MEASURES.get(e.event_type, ()):
+            if payload[name] is None:
+                assert f"payload.{name}" in e.unknown_facts, (e.event_type, name, e.unknown_facts)
     s = world.summaries.get(p.spec.session_id)
     assert s is not None, f"no session summary for {p.spec.session_id}"
     states = [kv.split("=")[1] for ln in lines for kv in ln.split(",") if kv.startswith("sta=")]
