@@ -86,6 +86,7 @@ METRICS_KEY = web.AppKey("metrics", CollectorMetrics)
 LIMITER_KEY = web.AppKey("limiter", TokenBucketLimiter)
 ENRICHER_KEY = web.AppKey("enricher", Enricher)
 CMCD_SESSIONS_KEY = web.AppKey("cmcd_sessions", CmcdSessions)
+CMCD_ORDER_KEY = web.AppKey("cmcd_order", asyncio.Lock)
 LOG_FIELDS_KEY = web.RequestKey("log_fields", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -102,6 +103,7 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> web
     )
     app[ENRICHER_KEY] = Enricher(settings)
     app[CMCD_SESSIONS_KEY] = CmcdSessions(settings.cmcd_session_cache)
+    app[CMCD_ORDER_KEY] = asyncio.Lock()
     app.router.add_post(EVENTS_PATH, post_events)
     app.router.add_post(CMCD_PATH, post_cmcd)
     app.router.add_get("/healthz", get_healthz)
@@ -414,42 +416,46 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return await _refuse_cmcd(request, limits, raw, *refusal)
 
-    translator = CmcdTranslator(request.app[CMCD_SESSIONS_KEY], _cmcd_identity(settings))
-    enricher, client = request.app[ENRICHER_KEY], client_context(request, settings)
+    # One body at a time from translation to commit: a report's events depend on the
+    # session's previous state, and players POST reports without waiting for the last
+    # answer, so two bodies of one session in flight would both read the same state.
+    async with request.app[CMCD_ORDER_KEY]:
+        translator = CmcdTranslator(request.app[CMCD_SESSIONS_KEY], _cmcd_identity(settings))
+        enricher, client = request.app[ENRICHER_KEY], client_context(request, settings)
 
-    def prepare(obj: dict[str, Any]) -> None:
-        enricher.enrich(obj, client)
+        def prepare(obj: dict[str, Any]) -> None:
+            enricher.enrich(obj, client)
 
-    args = (raw, limits, settings.cmcd_max_reports, datetime.now(UTC), translator, prepare)
-    if len(raw) <= _INLINE_VALIDATION_BYTES:
-        outcome = read_cmcd_body(*args)
-    else:
-        outcome = await asyncio.to_thread(read_cmcd_body, *args)
-    if isinstance(outcome, BatchError):
-        status = 413 if outcome.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
-        return await _refuse_cmcd(request, limits, raw, status, outcome.reason, outcome.detail)
+        args = (raw, limits, settings.cmcd_max_reports, datetime.now(UTC), translator, prepare)
+        if len(raw) <= _INLINE_VALIDATION_BYTES:
+            outcome = read_cmcd_body(*args)
+        else:
+            outcome = await asyncio.to_thread(read_cmcd_body, *args)
+        if isinstance(outcome, BatchError):
+            status = 413 if outcome.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
+            return await _refuse_cmcd(request, limits, raw, status, outcome.reason, outcome.detail)
 
-    request[LOG_FIELDS_KEY] = {
-        "format": "cmcd",
-        "reports": outcome.reports,
-        "accepted": len(outcome.accepted),
-        "rejected": len(outcome.rejected),
-        "bytes": len(raw),
-    }
-    try:
-        async with asyncio.timeout_at(deadline):
-            await _write(request.app[PRODUCER_KEY], metrics, outcome, limits)
-    except KafkaUnavailable as exc:
-        metrics.kafka_unavailable.inc()
-        return _unavailable(str(exc), exc.retry_after_s)
-    except TimeoutError:
-        metrics.kafka_unavailable.inc()
-        return _unavailable(
-            f"request not completed within {settings.collector_request_timeout_s:g}s",
-            settings.collector_retry_after_s,
-        )
-    # Only now, with the events in Kafka, does the collector remember what the body taught.
-    request.app[CMCD_SESSIONS_KEY].commit(translator.updates)
+        request[LOG_FIELDS_KEY] = {
+            "format": "cmcd",
+            "reports": outcome.reports,
+            "accepted": len(outcome.accepted),
+            "rejected": len(outcome.rejected),
+            "bytes": len(raw),
+        }
+        try:
+            async with asyncio.timeout_at(deadline):
+                await _write(request.app[PRODUCER_KEY], metrics, outcome, limits)
+        except KafkaUnavailable as exc:
+            metrics.kafka_unavailable.inc()
+            return _unavailable(str(exc), exc.retry_after_s)
+        except TimeoutError:
+            metrics.kafka_unavailable.inc()
+            return _unavailable(
+                f"request not completed within {settings.collector_request_timeout_s:g}s",
+                settings.collector_retry_after_s,
+            )
+        # Only now, with the events in Kafka, does the collector remember what the body taught.
+        request.app[CMCD_SESSIONS_KEY].commit(translator.updates)
     metrics.events_accepted.inc(len(outcome.accepted))
     for rejection in outcome.rejected:
         metrics.events_rejected.labels(reason=rejection.reason).inc()

@@ -8,6 +8,7 @@ the valid lines of a partly bad body still reach Kafka.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import Counter
@@ -212,3 +213,68 @@ async def test_good_lines_of_a_partly_bad_body_reach_kafka(
         lambda v: bad if bad.encode() in DeadLetter.model_validate_json(v).original else "",
     )
     assert bad in letters
+
+
+async def _raw_events_of(
+    settings: Settings, bootstrap: str, sids: set[str], want: int
+) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        settings.topic(topics.RAW),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    found: list[Any] = []
+    await consumer.start()
+    try:
+        for _ in range(60):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batch.values():
+                for rec in records:
+                    event = json.loads(rec.value or b"{}")
+                    if event.get("session_id") in sids:
+                        found.append(event)
+            if len(found) >= want:
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_reports_of_one_session_in_flight_together_keep_their_order(
+    settings: Settings, kafka_bootstrap: str
+) -> None:
+    # Players POST each report as it happens without waiting for the previous answer, so a
+    # state change often arrives while the one before it is still being written to Kafka.
+    # Each report's events depend on the session's previous state: in flight together they
+    # must give what the same reports give one after another.
+    lines = DATA.joinpath("hlsjs-1.7.4-throttled.txt").read_bytes().splitlines()
+    run = uuid.uuid4().hex[:8]
+
+    def as_session(sid: str) -> list[bytes]:
+        return [line.replace(b'"capture-hls-throttled"', f'"{sid}"'.encode()) for line in lines]
+
+    sequential, overlapped = f"seq-{run}", f"ovl-{run}"
+    async with serve(_cmcd_settings(settings)) as url, aiohttp.ClientSession(base_url=url) as http:
+        sent = 0
+        for line in as_session(sequential):
+            status, answer = await _post(http, line + b"\n")
+            assert status == 200
+            sent += answer["events"]
+        in_flight = []
+        for line in as_session(overlapped):
+            in_flight.append(asyncio.ensure_future(_post(http, line + b"\n")))
+            await asyncio.sleep(0.002)  # a few ms apart, as a player's state changes come
+        answers = await asyncio.gather(*in_flight)
+    assert all(status == 200 for status, _ in answers)
+    want = sent + sum(answer["events"] for _, answer in answers)
+    events = await _raw_events_of(settings, kafka_bootstrap, {sequential, overlapped}, want)
+
+    def shape(sid: str) -> Counter[str]:
+        return Counter(e["event_type"] for e in events if e["session_id"] == sid)
+
+    assert shape(sequential)["rebuffer_start"] == 2
+    assert shape(overlapped) == shape(sequential)
