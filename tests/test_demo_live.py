@@ -225,6 +225,12 @@ def _settled(tab: Page) -> None:
     tab.wait_for_function(
         "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
     )
+    # Every chart drawn (Vega renders after the script has finished).
+    tab.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+                 .every(c => c.querySelector('svg'))""",
+        timeout=120_000,
+    )
     tab.wait_for_timeout(1500)
 
 
