@@ -385,7 +385,7 @@ class Settings(BaseSettings):
     # --- demo ----------------------------------------------------------------------------
     # Added by the demo (`streamwatch demo up`): how hard the live stub drives the pipeline.
     demo_rate: float = Field(
-        default=150.0,
+        default=100.0,
         gt=0,
         description=(
             "Events per simulated second of the demo's stub; a single worker must sustain "

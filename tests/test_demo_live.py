@@ -225,6 +225,13 @@ def _settled(tab: Page) -> None:
     tab.wait_for_function(
         "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
     )
+    # Every element delivered (no loading skeleton) and every chart drawn.
+    tab.wait_for_function(
+        """() => !document.querySelector('[data-testid="stSkeleton"]')
+                 && [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+                    .every(c => c.querySelector('svg'))""",
+        timeout=120_000,
+    )
     tab.wait_for_timeout(1500)
 
 
@@ -279,6 +286,7 @@ def test_live_demo_with_an_oca_outage_in_chromium(demo: Demo) -> None:
                     assert incident[0] in _cells(tab) and f"oca_id = {demo.oca}" in _cells(tab)
                 if name == "pipeline":
                     assert "unreachable" not in body.lower()
+                    assert tab.locator('[data-testid="stVegaLiteChart"] svg').count() >= 2
                     cells = _cells(tab)
                     assert f"{demo.settings.topic_prefix}telemetry.raw.v1" in cells
                     assert "Lag (records)" in body or "Lag per partition" in body

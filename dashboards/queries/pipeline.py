@@ -1,6 +1,6 @@
 """Pipeline health from the warehouse: freshness, stage throughput, dead letters.
 
-Consumer lag and sink state come from Kafka itself (`dashboards.kafka_health`).
+Consumer lag and sink state come from Kafka itself (`streamwatch.pipeline_lag`).
 """
 
 from __future__ import annotations
