@@ -77,10 +77,11 @@ def _wrap_batch(app: StreamsApp, method: str, metrics: StageMetrics) -> None:
             metrics.records(size, outcome="error")
             raise
         metrics.records(size)
-        if size:
-            # The newest event's age: how far behind its input this stage is now.
-            appended_ms = batch[-1].message.timestamp
-            metrics.freshness(time.time() - appended_ms / 1000)
+        appended_s = batch[-1].message.timestamp if size else None
+        if appended_s is not None:
+            # The newest event's age (Faust gives Kafka's timestamp in seconds): how far
+            # behind its input this stage is now.
+            metrics.freshness(time.time() - appended_s)
 
     setattr(app, method, measured)
 

@@ -196,6 +196,15 @@ def test_every_pipeline_panel_query_returns_data(run: Run) -> None:
     assert not missing, f"panels without data: {missing}\n{run.logs()}"
     # The throughput panel shows every stage of the pipeline, not just one service's.
     assert stages >= PIPELINE_STAGES, f"{stages}\n{run.logs()}"
+    # Freshness is an age in seconds of a minute-long run, not a unit slip (ms, epoch).
+    ages = query(
+        run.settings.prometheus_url,
+        "max by (stage) (histogram_quantile(0.5, rate(streamwatch_freshness_seconds_bucket[5m])))",
+    )
+    assert ages, "no freshness series"
+    for r in ages:
+        age = float(r["value"][1])
+        assert math.isnan(age) or 0 <= age < 600, (r["metric"], age)
     lag_topics = {
         r["metric"]["topic"] for r in query(run.settings.prometheus_url, "streamwatch_consumer_lag")
     }
