@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ingest.deadletter import DeadLetter
 from ingest.events import EVENT_ADAPTER
 from ingest.validation import UNPROCESSABLE
-from streams import detector, minute_gate, rollup, sessionizer
+from streams import dedupe, detector, minute_gate, rollup, sessionizer
 from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog, catalog_path
@@ -93,7 +93,8 @@ class ValidateStats(BaseModel):
     raw: int = 0
     valid: int = 0
     dead_lettered: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # includes `late_closed`
+    late_closed: int = 0  # events of sessions closed and forgotten: kept, never re-counted
     last_offset: int = -1
 
 
@@ -241,6 +242,7 @@ class StreamsApp:
         self._parts: dict[int, _Partition] = {}
         self._expected_partials = {f"p{p}" for p in range(events_parts)}
         self._last_seen_purge = 0.0
+        self._seen_index = dedupe.SeenIndex()
         self.counters: Counter[str] = Counter()
         # The state's last offsets, not faust's commits, decide what is processed next.
         self._validate_guard = OffsetGuard(self.app.consumer, self.counters, "validate")
@@ -259,14 +261,17 @@ class StreamsApp:
 
     # ------------------------------------------------------------------ rebalance ------
 
-    def _forget_partitions(self, partitions: set[int]) -> None:
-        for p in partitions:
-            self._parts.pop(p, None)
+    def _forget_partitions(self, tps: set[TP]) -> None:
+        raw, events = self.settings.topic(topics.RAW), self.settings.topic(topics.EVENTS)
+        for tp in tps:
+            if tp.topic == events:
+                self._parts.pop(tp.partition, None)
+            elif tp.topic == raw:
+                self._seen_index.forget([tp.partition])
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", set())
-        events = self.settings.topic(topics.EVENTS)
-        self._forget_partitions({tp.partition for tp in revoked if tp.topic == events})
+        self._forget_partitions(set(revoked))
 
     async def _commit_state_offsets(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """Commit, for every assigned input partition, the offset after the state's last.
@@ -307,8 +312,7 @@ class StreamsApp:
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", set())
         # A partition may come back with state another worker changed meanwhile.
-        events = self.settings.topic(topics.EVENTS)
-        self._forget_partitions({tp.partition for tp in assigned if tp.topic == events})
+        self._forget_partitions(set(assigned))
 
     # ------------------------------------------------------------------ validate -------
 
@@ -325,7 +329,6 @@ class StreamsApp:
     async def _validate_batch(self, batch: Sequence[Ev]) -> None:
         stats: dict[int, ValidateStats] = {}
         last: dict[int, Ev] = {}
-        ttl = self.config.dedupe_ttl_ms
         for ev in batch:
             msg = ev.message
             p = msg.partition
@@ -356,16 +359,32 @@ class StreamsApp:
                 if seen is not None and json.loads(seen)[:2] != [p, msg.offset]:
                     st.duplicates += 1
                     continue
-                # (Seen at this very offset: our own forward before a crash, whose
-                # stats never landed. Forward again; sessions drop the second copy.)
-                await self._put(self.seen, p, key, json.dumps([p, msg.offset, t + ttl]).encode())
+                headers: list[tuple[str, bytes]] | None = None
+                if seen is None and self.seen.get(dedupe.closed_key(parsed.session_id)):
+                    # Its session was closed and forgotten (streams.dedupe): a replay, or an
+                    # event too late to count. Kept (the stores dedupe by id) but tagged so
+                    # that no summary, rollup or incident counts it again.
+                    st.duplicates += 1
+                    st.late_closed += 1
+                    headers = [(dedupe.LATE_HEADER, b"1")]
+                else:
+                    # (Seen at this very offset: our own forward before a crash, whose
+                    # stats never landed. Forward again; sessions drop the second copy.)
+                    await self._put(
+                        self.seen, p, key, dedupe.id_value(p, msg.offset, t, parsed.session_id)
+                    )
+                    if seen is None:
+                        self._seen_index.add_id(p, key, t, parsed.session_id)
+                    st.valid += 1
                 enriched = self.catalog.enrich(parsed)
-                await self._produce(
+                await self.app.producer.send(
                     self.events_topic.get_topic_name(),
                     parsed.session_id.encode(),
                     enriched.model_dump_json().encode(),
+                    None,
+                    None,
+                    headers,
                 )
-                st.valid += 1
             except Exception as exc:  # one bad event never stops the stream
                 log.exception("validate: event at %s[%d]@%d failed", msg.topic, p, msg.offset)
                 await self._dead_letter(
@@ -385,27 +404,22 @@ class StreamsApp:
             await self._purge_seen(set(last))
 
     async def _purge_seen(self, owned: set[int]) -> None:
-        """Forget event ids past their TTL (event time), and the oldest beyond the cap."""
-        by_partition: dict[int, list[tuple[int, bytes]]] = {}
-        for key, value in list(self.seen.items()):
-            p, _, expire_at = json.loads(value)
-            by_partition.setdefault(p, []).append((expire_at, key))
-        for p, entries in by_partition.items():
-            if p not in owned:
-                continue  # a partition this worker is not processing right now
-            wm = self._raw_watermark.get(p, 0)
-            entries.sort()
-            excess = len(entries) - self.config.dedupe_max_keys_per_partition
-            for i, (expire_at, key) in enumerate(entries):
-                if expire_at > wm and i >= excess:
-                    break
-                await self._put(self.seen, p, key, None)
-                self.counters["validate.seen_purged"] += 1
-
-    async def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
-        # Straight to the producer: faust's Topic.send adds per-message bookkeeping we do
-        # not need, since the consumer flushes the producer before every commit anyway.
-        await self.app.producer.send(topic, key, value, None, None, None)
+        """Forget the ids of sessions over, keeping a small marker of each (streams.dedupe)."""
+        policy = dedupe.DedupePolicy.of(self.config)
+        entries: list[tuple[bytes, bytes]] | None = None
+        for p in sorted(owned):
+            if not self._seen_index.loaded(p):
+                entries = entries if entries is not None else list(self.seen.items())
+                self._seen_index.load(p, entries)
+            plan = self._seen_index.plan(p, self._raw_watermark.get(p, 0), policy)
+            # Markers first: a crash between the two leaves ids that the next purge
+            # removes, never a forgotten session without its marker.
+            for part, key, value in plan.markers:
+                await self._put(self.seen, part, key, value)
+            for part, key in plan.forget:
+                await self._put(self.seen, part, key, None)
+            self.counters["validate.seen_purged"] += len(plan.forget)
+            self.counters["validate.sessions_closed"] += len(plan.markers)
 
     async def _dead_letter(
         self, value: bytes, reason: str, detail: str, ev: Ev, event_id: str | None
@@ -455,7 +469,12 @@ class StreamsApp:
             if not await self._qoe_guard.admit(msg.topic, msg.partition, msg.offset, part.cp.upto):
                 continue
             try:
-                await self._qoe_event(part, ev)
+                if dedupe.is_late(msg.headers):
+                    # Counted by the validator already (streams.dedupe): kept in the stores,
+                    # never counted again by a summary, rollup or incident.
+                    self.counters["qoe.late_closed"] += 1
+                else:
+                    await self._qoe_event(part, ev)
             except Exception as exc:
                 log.exception("qoe: %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
                 await self._dead_letter(

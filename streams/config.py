@@ -20,7 +20,11 @@ class StreamsConfig:
 
     batch_size: int = 500
     batch_within_s: float = 0.5
-    dedupe_ttl_ms: int = 30 * 60_000  # event time a duplicate can still be recognised in
+    # Event ids are kept per session until its last event is this far (or the sessions'
+    # inactivity timeout + closed retention, if longer) behind its partition's newest event;
+    # then one marker per closed session is kept for `dedupe_horizon_ms` (streams.dedupe).
+    dedupe_ttl_ms: int = 30 * 60_000
+    dedupe_horizon_ms: int = 7 * 86_400_000
     dedupe_max_keys_per_partition: int = 1_000_000
     # Open sessions and windows of a partition are checked for closing every this much
     # event time (never wall time: a replay after a crash must close exactly the same).

@@ -52,7 +52,7 @@ from tests.streams_helpers import produce_raw, read_all, start_worker, stop, top
 
 pytestmark = pytest.mark.integration
 
-DEADLINE_S = 300.0
+DEADLINE_S = 600.0  # a deadline, not a speed assertion: the machine may be shared
 KILLS = (0.25, 0.5, 0.75)  # fractions of the input's committed offsets at which to SIGKILL
 SENTINEL_STEP_MS = 2 * 3600_000  # past session timeout, closed retention and lateness
 Records = list[tuple[bytes, bytes]]

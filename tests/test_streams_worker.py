@@ -29,7 +29,7 @@ from tests.streams_helpers import produce_raw, read_all, stop
 
 pytestmark = pytest.mark.integration
 
-DEADLINE_S = 240.0
+DEADLINE_S = 600.0  # a deadline, not a speed assertion: the machine may be shared
 BAD_MESSAGES = [b"{not json", b'{"event_id": "not-a-uuid", "event_type": "heartbeat"}', b""]
 
 
@@ -106,8 +106,8 @@ async def test_worker_reconciles_and_matches_stub_truth(
         lines += [(k.encode(), v.encode()) for k, v in zip(batch.keys, batch.lines, strict=True)]
     assert len(lines) >= 100_000
     truths = {t.session_id: t for t in run.truths()}
-    # Re-sent by a retrying client, right after the original: the seen-set forgets ids 30
-    # minutes of event time behind its partition's newest event, and this run spans hours.
+    # Re-sent by a retrying client, right after the original (replays long after are
+    # tests/test_streams_replay_dedupe.py).
     resent = set(range(5, 40, 7))
     duplicates = [lines[i] for i in sorted(resent)]
     records = [r for i, line in enumerate(lines) for r in ([line, line] if i in resent else [line])]
@@ -168,8 +168,7 @@ async def test_worker_reconciles_and_matches_stub_truth(
     plays = sum(r["counts"]["plays"] for r in rollups if r["dimension"] == "all")
     assert 0 < plays <= len(truths)
 
-    # Restart: the seen-set and sessions come back from their changelogs (the newest events:
-    # older ones may have left the seen-set by design).
+    # Restart: the seen-set and sessions come back from their changelogs.
     again = lines[-20:]
     await produce_raw(s, again)
     proc2 = start_worker("second")
