@@ -1,6 +1,7 @@
 """The demo's operations (issue 11): pacing from Settings, live faults in the stub, quiet
-collector request logs. Pure logic and one CLI call; the live demo itself is driven in
-tests/test_demo_live.py."""
+collector request logs. Pure logic and one CLI call. The live-demo browser test
+(tests/test_demo_live.py on branch i11-trust) is out of the suite until the merged demo
+raises its OCA incident again (see the README's "Known gaps")."""
 
 from __future__ import annotations
 
