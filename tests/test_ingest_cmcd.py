@@ -12,11 +12,13 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from ingest.collector import serve
 from ingest.deadletter import DeadLetter
@@ -68,29 +70,13 @@ async def test_real_player_bodies_become_events_in_kafka(
         assert counts["accepted"] == lines, name
     by_session: dict[str, list[Any]] = {}
     want_events = sum(t["events"] for t in answers.values())
-    seen: dict[str, Any] = {}
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        settings.topic(topics.RAW),
-        bootstrap_servers=kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
+    found = await _raw_events_of(
+        settings,
+        kafka_bootstrap,
+        lambda event: str(event.get("session_id", "")).startswith("capture-"),
+        want_events,
     )
-    await consumer.start()
-    try:
-        for _ in range(60):
-            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for records in batch.values():
-                for rec in records:
-                    event = json.loads(rec.value or b"{}")
-                    if str(event.get("session_id", "")).startswith("capture-"):
-                        seen[event["event_id"]] = event
-            if len(seen) >= want_events:
-                break
-    finally:
-        await consumer.stop()
+    seen = {event["event_id"]: event for event in found}
     assert len(seen) == want_events
     for event in seen.values():
         EVENT_ADAPTER.validate_python(event)
@@ -216,10 +202,9 @@ async def test_good_lines_of_a_partly_bad_body_reach_kafka(
 
 
 async def _raw_events_of(
-    settings: Settings, bootstrap: str, sids: set[str], want: int
+    settings: Settings, bootstrap: str, keep: Callable[[dict[str, Any]], bool], want: int
 ) -> list[Any]:
-    from aiokafka import AIOKafkaConsumer
-
+    """The raw topic's events that `keep` picks, read from the start until `want` are found."""
     consumer = AIOKafkaConsumer(
         settings.topic(topics.RAW),
         bootstrap_servers=bootstrap,
@@ -235,7 +220,7 @@ async def _raw_events_of(
             for records in batch.values():
                 for rec in records:
                     event = json.loads(rec.value or b"{}")
-                    if event.get("session_id") in sids:
+                    if keep(event):
                         found.append(event)
             if len(found) >= want:
                 break
@@ -271,7 +256,9 @@ async def test_reports_of_one_session_in_flight_together_keep_their_order(
         answers = await asyncio.gather(*in_flight)
     assert all(status == 200 for status, _ in answers)
     want = sent + sum(answer["events"] for _, answer in answers)
-    events = await _raw_events_of(settings, kafka_bootstrap, {sequential, overlapped}, want)
+    events = await _raw_events_of(
+        settings, kafka_bootstrap, lambda e: e.get("session_id") in {sequential, overlapped}, want
+    )
 
     def shape(sid: str) -> Counter[str]:
         return Counter(e["event_type"] for e in events if e["session_id"] == sid)
