@@ -284,21 +284,9 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         "rejected": len(outcome.rejected),
         "bytes": len(raw),
     }
-    try:
-        async with asyncio.timeout_at(deadline):
-            await _write(request.app[PRODUCER_KEY], metrics, outcome, limits)
-    except KafkaUnavailable as exc:
-        metrics.kafka_unavailable.inc()
-        metrics.stage.error("kafka_unavailable")
-        log.warning("kafka unavailable", extra={"error": str(exc)})
-        return _unavailable(str(exc), exc.retry_after_s)
-    except TimeoutError:
-        metrics.kafka_unavailable.inc()
-        metrics.stage.error("request_timeout")
-        return _unavailable(
-            f"request not completed within {settings.collector_request_timeout_s:g}s",
-            settings.collector_retry_after_s,
-        )
+    unavailable = await _write_before(request, outcome, limits, deadline)
+    if unavailable is not None:
+        return unavailable
 
     metrics.events_accepted.inc(len(outcome.accepted))
     metrics.stage.batch(len(outcome.accepted) + len(outcome.rejected))
@@ -344,6 +332,29 @@ def _check_headers(request: web.Request, limits: IngestLimits) -> tuple[int, str
 
 def _encoding(request: web.Request) -> str:
     return request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+
+
+async def _write_before(
+    request: web.Request, outcome: BatchResult | CmcdBatch, limits: IngestLimits, deadline: float
+) -> web.Response | None:
+    """Write a body's outcome to Kafka by `deadline`; the 503 to answer when it could not be."""
+    settings, metrics = request.app[SETTINGS_KEY], request.app[METRICS_KEY]
+    try:
+        async with asyncio.timeout_at(deadline):
+            await _write(request.app[PRODUCER_KEY], metrics, outcome, limits)
+    except KafkaUnavailable as exc:
+        metrics.kafka_unavailable.inc()
+        metrics.stage.error("kafka_unavailable")
+        log.warning("kafka unavailable", extra={"error": str(exc)})
+        return _unavailable(str(exc), exc.retry_after_s)
+    except TimeoutError:
+        metrics.kafka_unavailable.inc()
+        metrics.stage.error("request_timeout")
+        return _unavailable(
+            f"request not completed within {settings.collector_request_timeout_s:g}s",
+            settings.collector_retry_after_s,
+        )
+    return None
 
 
 async def _write(
@@ -442,18 +453,9 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
             "rejected": len(outcome.rejected),
             "bytes": len(raw),
         }
-        try:
-            async with asyncio.timeout_at(deadline):
-                await _write(request.app[PRODUCER_KEY], metrics, outcome, limits)
-        except KafkaUnavailable as exc:
-            metrics.kafka_unavailable.inc()
-            return _unavailable(str(exc), exc.retry_after_s)
-        except TimeoutError:
-            metrics.kafka_unavailable.inc()
-            return _unavailable(
-                f"request not completed within {settings.collector_request_timeout_s:g}s",
-                settings.collector_retry_after_s,
-            )
+        unavailable = await _write_before(request, outcome, limits, deadline)
+        if unavailable is not None:
+            return unavailable
         # Only now, with the events in Kafka, does the collector remember what the body taught.
         request.app[CMCD_SESSIONS_KEY].commit(translator.updates)
     metrics.events_accepted.inc(len(outcome.accepted))
