@@ -13,6 +13,8 @@ INCIDENTS = "ops.incidents.v1"
 NOTIFICATIONS = "ops.notifications.v1"
 DELIVERIES = "ops.deliveries.v1"
 ALERT_ACTIONS = "ops.alert_actions.v1"
+SPANS = "telemetry.spans.v1"
+SERVICE_MINUTE = "ops.service_minute.v1"
 
 
 @dataclass(frozen=True)
@@ -44,4 +46,6 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
         ALERT_ACTIONS, "alert key / silence id", "silences and acknowledgements (audited)",
         365 * 24 * 3600 * 1000,
     ),
+    TopicSpec(SPANS, "trace_id", "control-plane spans (OpenTelemetry-shaped, contract.spans)"),
+    TopicSpec(SERVICE_MINUTE, "service|endpoint|region", "1-minute control-plane rollups"),
 )  # fmt: skip
