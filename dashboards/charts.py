@@ -77,6 +77,29 @@ def in_progress_band(
     )
 
 
+def with_gaps(df: pd.DataFrame, y: str, color: str | None = None) -> pd.DataFrame:
+    """`df` with an empty point after every stretch of missing minutes, per line.
+
+    Vega-Lite joins the points on either side of a gap with a straight line: an hour with
+    no data (a demo stopped and started again) would read as a slow decline. An empty value
+    breaks the line there instead.
+    """
+    if "minute" not in df or len(df) < 2:
+        return df
+    breaks = []
+    for _, part in df.groupby(color, sort=False) if color else [(None, df)]:
+        minutes = pd.to_datetime(part["minute"]).sort_values()
+        gap = minutes.diff() > pd.Timedelta(minutes=1)
+        for before in minutes.shift(1)[gap]:
+            row = {"minute": before + pd.Timedelta(minutes=1), y: None}
+            if color:
+                row[color] = part[color].iloc[0]
+            breaks.append(row)
+    if not breaks:
+        return df
+    return pd.concat([df, pd.DataFrame(breaks)], ignore_index=True).sort_values("minute")
+
+
 def line(
     df: pd.DataFrame,
     y: str,
@@ -93,6 +116,7 @@ def line(
     """
     # Any: encode() takes a distinct channel type per keyword, which one dict cannot express.
     fmt = axis_format(df["minute"]) if "minute" in df else TIME_FORMAT
+    df = with_gaps(df, y, color)
     enc: dict[str, Any] = {
         "x": time_x(fmt=fmt),
         "y": _value_y(y, unit, nonnegative),

@@ -22,6 +22,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.app import MINUTE_PARTIALS, StreamsApp
 from streams.instrument import instrument
+from streamwatch.errors import ConfigurationError
 from streamwatch.settings import Settings, get_settings
 
 # faust's consumer thread logs this as an ERROR for partitions whose events the agents take
@@ -69,6 +70,16 @@ async def ensure_internal_topics(settings: Settings) -> None:
             # Another worker may make it meanwhile.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(name, 1, 1)])
+            return
+        # Made by the broker's auto-creation it has num.partitions partitions: the detector
+        # (one offset sequence) would skip most partials and never raise an incident.
+        described = await admin.describe_topics([name])
+        partitions = len(described[0]["partitions"]) if described else 1
+        if partitions > 1:
+            raise ConfigurationError(
+                f"{name} has {partitions} partitions; the detector needs exactly 1: "
+                "delete the topic and start the worker again"
+            )
     finally:
         await admin.close()
 

@@ -11,7 +11,9 @@ state and member count, and its failure leaves those unknown instead of hiding t
 
 Time behind = now - the broker timestamp of the oldest record a group has not processed
 (the record at its committed offset): the age of the work waiting, whatever the events'
-client clocks say.
+client clocks say. Only the pipeline's own groups (the stream worker and the sinks) count
+towards the banner: any other group that once read these topics (a test's probe, an
+analyst's console consumer) and stopped would otherwise say the data is hours behind.
 """
 
 from __future__ import annotations
@@ -66,24 +68,33 @@ class GroupState:
 
 @dataclass(frozen=True)
 class PipelineLag:
-    """Every partition of this deployment's consumer groups, read at `read_at_ms`."""
+    """Every partition of this deployment's consumer groups, read at `read_at_ms`.
+
+    `pipeline` names the groups whose lag makes the data late (`pipeline_groups`); None
+    counts every group.
+    """
 
     partitions: tuple[PartitionLag, ...]
     groups: dict[str, GroupState] = field(default_factory=dict)
     read_at_ms: int = 0
+    pipeline: frozenset[str] | None = None
+
+    def _counted(self) -> list[PartitionLag]:
+        return [p for p in self.partitions if self.pipeline is None or p.group in self.pipeline]
 
     def behind_s(self) -> float:
-        """Age in seconds of the oldest record any group has not processed (0 = caught up)."""
+        """Age in seconds of the oldest record a pipeline group has not processed (0 = caught
+        up)."""
         ages = [
             (self.read_at_ms - p.oldest_unprocessed_ms) / 1000.0
-            for p in self.partitions
+            for p in self._counted()
             if p.lag > 0 and p.oldest_unprocessed_ms is not None
         ]
         return max([0.0, *ages])
 
     def furthest_behind(self) -> PartitionLag | None:
-        """The lagging partition whose oldest waiting record is oldest."""
-        lagging = [p for p in self.partitions if p.lag > 0 and p.oldest_unprocessed_ms]
+        """The pipeline group's lagging partition whose oldest waiting record is oldest."""
+        lagging = [p for p in self._counted() if p.lag > 0 and p.oldest_unprocessed_ms]
         return min(lagging, key=lambda p: p.oldest_unprocessed_ms or 0, default=None)
 
     def total_lag(self, group: str | None = None) -> int:
@@ -104,6 +115,17 @@ def behind_message(lag: PipelineLag, threshold_s: float) -> str | None:
         waiting = lag.total_lag(worst.group)
         where = f": {worst.group} has {waiting:,} records waiting on {worst.topic}"
     return f"Data is {amount} behind{where}. Figures and charts stop at the last processed data."
+
+
+# The groups are named by their owners (`streams.app.app_id`, `indexers.naming.
+# consumer_group`); importing those here would load Faust into both Streamlit apps and turn
+# the shared package upside down, so the names are repeated and a test pins them together.
+_PIPELINE_GROUPS = ("streamwatch-streams", "streamwatch.sink.search", "streamwatch.sink.warehouse")
+
+
+def pipeline_groups(settings: Settings) -> frozenset[str]:
+    """The consumer groups of this deployment's pipeline: the stream worker and the sinks."""
+    return frozenset(f"{settings.topic_prefix}{group}" for group in _PIPELINE_GROUPS)
 
 
 def deployment_topics(settings: Settings) -> set[str]:
@@ -169,7 +191,7 @@ async def read_lag(settings: Settings, timeout_s: float = 5.0) -> PipelineLag:
             if ours:
                 committed[group] = ours
         if not committed:
-            return PipelineLag((), {}, int(time.time() * 1000))
+            return PipelineLag((), {}, int(time.time() * 1000), pipeline_groups(settings))
         ends = await consumer.end_offsets(sorted({tp for c in committed.values() for tp in c}))
         # Records of one topic are spread over its partitions by key, so the most lagging
         # partition of each (group, topic) holds about the oldest waiting record.
@@ -196,7 +218,9 @@ async def read_lag(settings: Settings, timeout_s: float = 5.0) -> PipelineLag:
             for group, offs in sorted(committed.items())
             for tp, off in sorted(offs.items())
         )
-        return PipelineLag(parts, await _group_states(admin, committed), read_at_ms)
+        return PipelineLag(
+            parts, await _group_states(admin, committed), read_at_ms, pipeline_groups(settings)
+        )
     finally:
         await consumer.stop()
         await admin.close()

@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from indexers.naming import consumer_group
 from streamwatch import topics
 from streamwatch.pipeline_lag import (
     GroupState,
@@ -20,9 +21,11 @@ from streamwatch.pipeline_lag import (
     PipelineLag,
     as_rows,
     behind_message,
+    pipeline_groups,
     read_lag_sync,
 )
 from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
 
 PER_PARTITION = 20
 COMMITTED = 5
@@ -56,7 +59,7 @@ async def _produce_and_commit(settings: Settings, group: str) -> tuple[str, int]
 
 
 def test_lag_per_partition_and_time_behind_from_the_real_broker(settings: Settings) -> None:
-    group = f"{settings.topic_prefix}lag-probe"
+    group = consumer_group(settings, "warehouse")  # a pipeline group, 4 minutes behind
     topic, n_parts = asyncio.run(_produce_and_commit(settings, group))
 
     lag = read_lag_sync(settings)
@@ -75,6 +78,32 @@ def test_lag_per_partition_and_time_behind_from_the_real_broker(settings: Settin
     assert f"{n_parts * (PER_PARTITION - COMMITTED):,} records waiting" in message
     rows = as_rows(lag)
     assert any(r["Lag (records)"] == PER_PARTITION - COMMITTED for r in rows)
+
+
+def test_a_stale_group_outside_the_pipeline_raises_no_banner(settings: Settings) -> None:
+    """A probe that read the topics once and stopped (the demo's banner said "Data is 67
+    minutes behind" because of one) is listed on the pipeline page but is not the pipeline."""
+    own = settings.model_copy(update={"topic_prefix": settings.topic_prefix + "probe."})
+    asyncio.run(create_topics(own))  # the session's other tests leave pipeline groups lagging
+    probe = f"{own.topic_prefix}lag-probe"
+    asyncio.run(_produce_and_commit(own, probe))
+
+    lag = read_lag_sync(own)
+
+    assert lag.total_lag(probe) > 0
+    assert any(r["Consumer group"] == probe for r in as_rows(lag))
+    assert lag.behind_s() == 0.0
+    assert behind_message(lag, threshold_s=60) is None
+
+
+def test_the_pipeline_groups_are_the_worker_and_the_sinks(settings: Settings) -> None:
+    from streams.app import app_id
+
+    assert pipeline_groups(settings) == {
+        app_id(settings),
+        consumer_group(settings, "search"),
+        consumer_group(settings, "warehouse"),
+    }
 
 
 def test_a_deployment_does_not_see_another_prefix(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -200,10 +201,43 @@ def newest_event_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return None if row is None or row[0] is None else pd.Timestamp(row[0]).to_pydatetime()
 
 
+def last_whole_minute(partials: Sequence[tuple[datetime, int]]) -> datetime | None:
+    """The newest minute whose rollups from every partition are stored.
+
+    `partials` = (minute, partitions whose own partial of the "all" value is stored). Each
+    partition publishes its partial when it closes the minute and the warehouse sink writes
+    them as they come, so the newest minutes can hold only some partitions' counts: drawn,
+    they read as a drop in plays and viewers. Only the newest minutes are held back; an
+    earlier minute without some partition (no traffic there) is as complete as it gets.
+    """
+    if not partials:
+        return None
+    expected = max(n for _, n in partials)
+    for minute, n in sorted(partials, reverse=True):
+        if n >= expected:
+            return minute
+    return None
+
+
+def _stored_partials(con: duckdb.DuckDBPyConnection, since: datetime) -> list[tuple[datetime, int]]:
+    rows = con.execute(
+        """SELECT window_start, count(DISTINCT partial) FROM qoe_minute
+        WHERE dimension = 'all' AND window_start >= ? AND partial NOT LIKE '%.late.%'
+        GROUP BY 1""",
+        [since],
+    ).fetchall()
+    return [(pd.Timestamp(m).to_pydatetime(), int(n)) for m, n in rows]
+
+
 def minute_series(con: duckdb.DuckDBPyConnection, filters: Filters) -> MinuteSeries:
     """The overview's series: complete minutes from rollups, the rest marked in progress."""
     frame = rollup_series(con, filters)
     newest = newest_event_time(con)
+    if frame is not None and len(frame):
+        since = pd.Timestamp(frame["minute"].max()).to_pydatetime() - timedelta(minutes=30)
+        whole = last_whole_minute(_stored_partials(con, since))
+        if whole is not None:
+            frame = frame[frame["minute"] <= pd.Timestamp(whole)]
     if frame is not None and len(frame):
         last_complete = pd.Timestamp(frame["minute"].max()).to_pydatetime()
         open_from = last_complete + timedelta(minutes=1)
