@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from indexers.documents import TABLE_BY_TOPIC, TableSpec, document_id, flatten
 from indexers.sink_loop import Record
 from streamwatch.settings import Settings
@@ -38,6 +40,18 @@ def logical_topic(settings: Settings, topic: str) -> str:
     return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
 
 
+def loads(data: bytes) -> Any:
+    """JSON → Python with orjson (a third of `json`'s time); `json` decides what orjson refuses.
+
+    orjson refuses integers beyond 64 bits and NaN/Infinity, which `json` accepts: the
+    fallback keeps what decodes (and what is rejected, with `json`'s message) as before.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def decode(
     settings: Settings, record: Record, now: datetime | None = None
 ) -> Decoded | Undecodable:
@@ -46,7 +60,7 @@ def decode(
     if table is None:
         return Undecodable(record, "unknown_topic", f"no table for topic {record.topic}")
     try:
-        obj = json.loads(record.value or b"")
+        obj = loads(record.value or b"")
     except ValueError as exc:
         return Undecodable(record, "undecodable_json", str(exc))
     if not isinstance(obj, dict):
