@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from indexers import naming
 from indexers.columns import parse_timestamp
 from indexers.deadletters import DeadLetterWriter, dead_letter_for
-from indexers.decode import Decoded, decode
+from indexers.decode import Decoded, Decoder
 from indexers.gc_pause import gc_paused
 from indexers.search_backend import BulkOp, SearchBackend, SearchUnavailable
 from indexers.sink_loop import Backpressure, Record
@@ -55,6 +55,7 @@ class SearchSink:
         self.settings = settings
         self.backend = backend
         self.deadletters = deadletters
+        self._decoder = Decoder(settings)
         self.chunk_size = chunk_size
         self.stats = SearchSinkStats()
         self._ops: list[tuple[BulkOp, Record]] = []
@@ -70,9 +71,10 @@ class SearchSink:
             self._add(records, datetime.now(UTC))
 
     def _add(self, records: Sequence[Record], now: datetime) -> None:
-        # One `now` per poll: a clock read and its ISO text per record showed in profiles.
+        # One stamp per poll: a clock read and its ISO text per record showed in profiles.
+        stamp = now.isoformat()
         for record in records:
-            decoded = decode(self.settings, record, now)
+            decoded = self._decoder.decode(record, stamp)
             if isinstance(decoded, Decoded):
                 op = self._operation(decoded)
                 if isinstance(op, BulkOp):

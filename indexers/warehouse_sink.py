@@ -17,7 +17,7 @@ from pathlib import Path
 from indexers import naming
 from indexers.arrow_rows import rows_to_table
 from indexers.deadletters import DeadLetterWriter, dead_letter_for
-from indexers.decode import Decoded, decode
+from indexers.decode import Decoded, Decoder
 from indexers.documents import TABLE_BY_NAME
 from indexers.gc_pause import gc_paused
 from indexers.sink_loop import Backpressure, Record
@@ -54,6 +54,7 @@ class WarehouseSink:
         self.settings = settings
         self.root: Path = naming.warehouse_root(settings)
         self.deadletters = deadletters
+        self._decoder = Decoder(settings)
         self.stats = WarehouseSinkStats()
         self._rows: dict[str, list[Decoded]] = defaultdict(list)
         self._letters: list[DeadLetter] = []
@@ -68,9 +69,10 @@ class WarehouseSink:
             self._add(records, datetime.now(UTC))
 
     def _add(self, records: Sequence[Record], now: datetime) -> None:
-        # One `now` per poll: a clock read and its ISO text per record showed in profiles.
+        # One stamp per poll: a clock read and its ISO text per record showed in profiles.
+        stamp = now.isoformat()
         for record in records:
-            decoded = decode(self.settings, record, now)
+            decoded = self._decoder.decode(record, stamp)
             if isinstance(decoded, Decoded):
                 self._rows[decoded.table.name].append(decoded)
             else:
