@@ -68,7 +68,8 @@ class Decoder:
         self.settings = settings
         self._tables: dict[str, TableSpec | None] = {}
 
-    def _table(self, topic: str) -> TableSpec | None:
+    def table_of(self, topic: str) -> TableSpec | None:
+        """The table a topic feeds (None for a topic without one)."""
         try:
             return self._tables[topic]
         except KeyError:
@@ -78,7 +79,7 @@ class Decoder:
 
     def decode(self, record: Record, ingested_at: str) -> Decoded | Undecodable:
         """One record; `ingested_at` is the poll's ISO stamp. Never raises for bad input."""
-        table = self._table(record.topic)
+        table = self.table_of(record.topic)
         if table is None:
             return Undecodable(record, "unknown_topic", f"no table for topic {record.topic}")
         try:

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from indexers import naming
 from indexers.arrow_rows import rows_to_table
 from indexers.deadletters import DeadLetterWriter, dead_letter_for
 from indexers.decode import Decoded, Decoder
 from indexers.documents import TABLE_BY_NAME
+from indexers.event_columns import events_table
 from indexers.gc_pause import gc_paused
 from indexers.sink_loop import Backpressure, Record
 from indexers.warehouse_writer import write_partitioned
@@ -27,6 +30,7 @@ from streamwatch import topics
 from streamwatch.settings import Settings
 
 SOURCE = "sink.warehouse"
+EVENTS = TABLE_BY_NAME["events"]
 WAREHOUSE_TOPICS = (
     topics.EVENTS,
     topics.SESSIONS,
@@ -57,11 +61,13 @@ class WarehouseSink:
         self._decoder = Decoder(settings)
         self.stats = WarehouseSinkStats()
         self._rows: dict[str, list[Decoded]] = defaultdict(list)
+        self._events: list[pa.Table] = []  # polls of events decoded straight into columns
         self._letters: list[DeadLetter] = []
 
     def pending(self) -> int:
         """Rows not yet in a file."""
-        return sum(len(v) for v in self._rows.values()) + len(self._letters)
+        rows = sum(len(v) for v in self._rows.values()) + sum(int(t.num_rows) for t in self._events)
+        return rows + len(self._letters)
 
     def add(self, records: Sequence[Record]) -> None:
         """Decode records into per-table row lists (bad ones become dead-letters)."""
@@ -71,6 +77,12 @@ class WarehouseSink:
     def _add(self, records: Sequence[Record], now: datetime) -> None:
         # One stamp per poll: a clock read and its ISO text per record showed in profiles.
         stamp = now.isoformat()
+        events = [r for r in records if self._decoder.table_of(r.topic) is EVENTS]
+        if events and len(events) == len(records):
+            table = events_table(events, stamp)
+            if table is not None:
+                self._events.append(table)
+                return
         for record in records:
             decoded = self._decoder.decode(record, stamp)
             if isinstance(decoded, Decoded):
@@ -87,7 +99,11 @@ class WarehouseSink:
         next flush; on `Backpressure` the unwritten tables go back ahead of them.
         """
         todo, self._rows = self._rows, defaultdict(list)
+        columns, self._events = self._events, []
         try:
+            if columns or todo.get("events"):
+                await self._write("events", todo.pop("events", []), columns)
+                columns = []
             for name in list(todo):
                 await self._write(name, todo[name])
                 del todo[name]
@@ -95,14 +111,19 @@ class WarehouseSink:
             for name, newer in self._rows.items():
                 todo[name].extend(newer)
             self._rows = todo
+            self._events = columns + self._events
         if self._letters:
             await self.deadletters.send(self._letters)
             self.stats.dead_lettered += len(self._letters)
             self._letters = []
 
-    async def _write(self, name: str, pending: list[Decoded]) -> None:
+    async def _write(
+        self, name: str, pending: list[Decoded], decoded: Sequence[pa.Table] = ()
+    ) -> None:
         spec = TABLE_BY_NAME[name]
         table, bad = rows_to_table([d.row for d in pending], spec.columns)
+        if decoded:
+            table = pa.concat_tables([*decoded, table])
         letters = [
             dead_letter_for(
                 pending[index].record,
