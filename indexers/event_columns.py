@@ -125,18 +125,16 @@ class Declined(Exception):
     """The poll holds something only the exact path decides; take that path."""
 
 
-def _getter(name: str) -> Callable[[_Event], Any]:
-    if name in _DEVICE:
-        return operator.attrgetter(f"device.{name}")
-    if name in _NETWORK:
-        return operator.attrgetter(f"network.{name}")
-    if name in _PAYLOAD:
-        return operator.attrgetter(f"payload.{name}")
-    return operator.attrgetter(name)
+def _part(name: str) -> str:
+    """Which struct holds column `name`: the event, its device, network or payload."""
+    for part, fields in (("device", _DEVICE), ("network", _NETWORK), ("payload", _PAYLOAD)):
+        if name in fields:
+            return part
+    return "event"
 
 
-_PLAIN = {
-    c.name: _getter(c.name)
+_PLAIN: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    c.name: (_part(c.name), operator.attrgetter(c.name))
     for c in EVENT_COLUMNS
     if c.name not in _RENAMED
     and c.name not in _ENRICHMENT
@@ -159,10 +157,17 @@ def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None
 def _columns(events: list[_Event], records: Sequence[Record], stamp: str) -> dict[str, list[Any]]:
     if any(not e.event_id for e in events):
         raise Declined("an event without event_id (the exact path dead-letters it)")
-    values: dict[str, list[Any]] = {name: [get(e) for e in events] for name, get in _PLAIN.items()}
+    # One attribute hop per value: the sub-structs are listed once, not reached per column.
+    parts: dict[str, list[Any]] = {
+        "event": events,
+        "device": [e.device for e in events],
+        "network": [e.network for e in events],
+        "payload": [e.payload for e in events],
+    }
+    values = {name: list(map(get, parts[part])) for name, (part, get) in _PLAIN.items()}
     event_types = values["event_type"]
     for column, (field, owner) in _RENAMED.items():
-        got = [getattr(e.payload, field) for e in events]
+        got = list(map(operator.attrgetter(field), parts["payload"]))
         if any(v is not _UNSET and t != owner for v, t in zip(got, event_types, strict=True)):
             raise Declined(f"payload.{field} on an event that is not {owner}")
         values[column] = [None if v is _UNSET else v for v in got]
