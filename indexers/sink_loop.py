@@ -6,6 +6,12 @@ acknowledged). A sink that cannot take more raises `Backpressure`: the loop paus
 assigned partition, keeps polling (so the group membership stays alive), waits per the retry
 policy and calls `flush` again with the same pending work. Nothing is dropped, nothing is
 committed early.
+
+The loop is pipelined: a flush runs as a task while the loop polls and adds the next batch
+(a sink's `flush` writes only what was pending when it was called). At most one flush is in
+flight; a batch's offsets are committed only after its own flush returned, in order. When a
+flush in flight fails with `Backpressure`, its unwritten records are back in the sink ahead
+of the newer ones, and both batches are retried and then committed together.
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ class Sink(Protocol):
         ...
 
     async def flush(self) -> None:
-        """Write the pending batch; on return it is durable. Raise `Backpressure` to retry."""
+        """Write what is pending when called; on return it is durable.
+
+        `add` may run while this awaits: what it adds waits for the next flush. Raise
+        `Backpressure` to retry, with the unwritten work put back ahead of anything newer.
+        """
         ...
 
     def pending(self) -> int:
