@@ -144,6 +144,29 @@ def _chunks(n: int, size: int, seed: int, span: timedelta) -> Iterator[list[dict
         yield part
 
 
+def _throughput(
+    base: Settings, backend: OpenSearchBackend, n: int, chunk: int, made: list[Settings]
+) -> None:
+    """Part 1 and 2: raw `_bulk` vs the search sink, same documents; prints the ratio."""
+    objs = list(events(n, seed=2, members=5000))
+    docs = [flatten_event(o) for o in objs]
+    raw = _scoped(base, "raw")
+    made.append(raw)
+    ensure_search_ready(backend, raw)
+    raw_s = _raw_bulk(backend, raw, docs, chunk)
+
+    ours = _scoped(base, "sink", kafka_partitions=6, sink_batch_max_records=chunk)
+    made.append(ours)
+    asyncio.run(create_topics(ours))
+    asyncio.run(_produce(ours, objs))
+    sink_rate = asyncio.run(_sink_until(ours, backend, n))
+    print(f"documents: {n:,}  chunk: {chunk:,}  engine: {base.search_endpoint}")
+    print(f"raw _bulk (same client, orjson, sequential): {n / raw_s:10,.0f} docs/s")
+    print(f"search sink from Kafka (steady state):        {sink_rate:10,.0f} docs/s")
+    print(f"ratio sink / raw bulk: {sink_rate / (n / raw_s):.2f}")
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="documents for the lookup")
@@ -160,24 +183,7 @@ def main() -> None:
     backend = OpenSearchBackend.from_settings(base)
     try:
         if not args.lookup_only:
-            n = args.throughput_events
-            objs = list(events(n, seed=2, members=5000))
-            docs = [flatten_event(o) for o in objs]
-            raw = _scoped(base, "raw")
-            made.append(raw)
-            ensure_search_ready(backend, raw)
-            raw_s = _raw_bulk(backend, raw, docs, args.chunk)
-
-            ours = _scoped(base, "sink", kafka_partitions=6, sink_batch_max_records=args.chunk)
-            made.append(ours)
-            asyncio.run(create_topics(ours))
-            asyncio.run(_produce(ours, objs))
-            sink_rate = asyncio.run(_sink_until(ours, backend, n))
-            print(f"documents: {n:,}  chunk: {args.chunk:,}  engine: {base.search_endpoint}")
-            print(f"raw _bulk (same client, orjson, sequential): {n / raw_s:10,.0f} docs/s")
-            print(f"search sink from Kafka (steady state):        {sink_rate:10,.0f} docs/s")
-            print(f"ratio sink / raw bulk: {sink_rate / (n / raw_s):.2f}")
-            print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared)")
+            _throughput(base, backend, args.throughput_events, args.chunk, made)
         if args.throughput_only:
             return
 

@@ -123,14 +123,8 @@ async def run_sink_loop(
             if batch.ready(sink, config):
                 inflight = run.start(batch)
                 batch = _Batch()
-        if inflight is not None:
-            if not await run.settle(inflight, batch):
-                return stats
-            inflight = None
-        if batch.offsets:
-            batch.size = sink.pending()
-            if await run.flush_until_done(final=True):
-                await run.done(batch)
+        pending, inflight = inflight, None
+        await run.finish(pending, batch)
         return stats
     finally:
         if inflight is not None and not inflight.task.done():
@@ -217,6 +211,15 @@ class _Run:
             self.resumed()
         await self.done(inflight.batch)
         return True
+
+    async def finish(self, inflight: _InFlight | None, batch: _Batch) -> None:
+        """On stop: settle the flush in flight, then flush and commit the rest once."""
+        if inflight is not None and not await self.settle(inflight, batch):
+            return  # stopped during an outage: nothing more committed
+        if batch.offsets:
+            batch.size = self.sink.pending()
+            if await self.flush_until_done(final=True):
+                await self.done(batch)
 
     async def done(self, batch: _Batch) -> None:
         """Count a flushed batch and commit its offsets."""
