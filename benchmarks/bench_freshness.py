@@ -1,9 +1,12 @@
 """End-to-end freshness: a paced stub through the collector, the worker and both sinks.
 
 For each `--rate` (events per wall second), with a topic prefix, warehouse and indices of its
-own, it starts a real collector, one `streams.worker`, the search sink and the warehouse
-sink, then runs the stub paced (`--speed 1`, warmed up so it starts at full rate) against the
-collector for `--seconds`. Every `--sample`-th event read back from the raw topic is followed:
+own, it starts a real collector, `--workers` stream worker processes, the search sink and the
+warehouse sink, then runs the stub paced (`--speed 1`) against the collector. The stub's
+event rate grows while its sessions build up (a session lasts minutes): events received in
+the first `--ramp` seconds are not followed, the next `--seconds` are the measured window,
+and its received rate is printed so that "sustained" can be checked. Every `--sample`-th
+event of the window read back from the raw topic is followed:
 
 - searchable: the first time an `ids` query on the events alias finds it, minus its
   `received_at` (stamped by the collector);
@@ -13,6 +16,11 @@ collector for `--seconds`. Every `--sample`-th event read back from the raw topi
   second.
 
     .venv/bin/python -m benchmarks.bench_freshness --rate 5000 --rate 1500 --seconds 60
+    .venv/bin/python -m benchmarks.bench_freshness --rate 5000 --workers 3 --partitions 6
+
+Every run has its own topic prefix, collector port, data and warehouse directories and index
+prefix (all deleted at the end), and the services' Prometheus exporters are off, so it never
+touches the live demo or others' tests.
 
 Needs the local stack (`streamwatch infra up`). Pollers add load of their own (one search a
 half second, one DuckDB query a second): the figures are upper bounds.
@@ -22,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -36,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from indexers import naming
@@ -65,6 +74,10 @@ def _env(s: Settings) -> dict[str, str]:
             "STREAMWATCH_KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers,
             "STREAMWATCH_SEARCH_URL": s.search_endpoint,
             "STREAMWATCH_COLLECTOR_PORT": str(s.collector_port),
+            "STREAMWATCH_KAFKA_PARTITIONS": str(s.kafka_partitions),
+            "STREAMWATCH_WAREHOUSE_FLUSH_INTERVAL_S": str(s.warehouse_flush_interval_s),
+            # The exporters' ports (9464-9470) belong to the live demo: exporters off.
+            "STREAMWATCH_METRICS_PORT": "0",
         }
     )
     return env
@@ -85,6 +98,11 @@ class Samples:
     searchable: dict[str, float] = field(default_factory=dict)
     warehoused: dict[str, float] = field(default_factory=dict)
     lag: list[int] = field(default_factory=list)
+    measure_from: float = 0.0  # receipt time (epoch s) from which events are followed
+    raw_count: int = 0  # events received in the measured window
+    raw_first: float = 0.0
+    raw_last: float = 0.0
+    lag_at: list[float] = field(default_factory=list)
 
     def pending(self, seen: dict[str, float]) -> list[str]:
         return [e for e in self.received if e not in seen]
@@ -106,13 +124,16 @@ async def _follow_raw(s: Settings, every: int, out: Samples, stop: asyncio.Event
         while not stop.is_set():
             for msgs in (await consumer.getmany(timeout_ms=200, max_records=5_000)).values():
                 for m in msgs:
+                    d = orjson.loads(m.value)
+                    received = datetime.fromisoformat(d["received_at"]).timestamp()
+                    if received < out.measure_from:
+                        continue  # the stub's ramp-up: not the sustained rate
                     n += 1
-                    if n % every:
-                        continue
-                    d = json.loads(m.value)
-                    out.received[d["event_id"]] = datetime.fromisoformat(
-                        d["received_at"]
-                    ).timestamp()
+                    out.raw_count = n
+                    out.raw_first = out.raw_first or received
+                    out.raw_last = max(out.raw_last, received)
+                    if n % every == 0:
+                        out.received[d["event_id"]] = received
     finally:
         await consumer.stop()
 
@@ -166,7 +187,8 @@ async def _poll_lag(s: Settings, out: Samples, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             p = await progress(s)
-            out.lag.append(max(0, p.raw_end - p.raw_counted))
+            if time.time() >= out.measure_from:
+                out.lag.append(max(0, p.raw_end - p.raw_counted))
         except Exception:
             pass
         await asyncio.sleep(1.0)
@@ -185,8 +207,10 @@ def _wait_http(url: str, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not answer 200 within {timeout_s:.0f} s")
 
 
-async def _measure(s: Settings, stub: subprocess.Popen[bytes], every: int) -> Samples:
-    out = Samples()
+async def _measure(
+    s: Settings, stub: subprocess.Popen[bytes], every: int, measure_from: float
+) -> Samples:
+    out = Samples(measure_from=measure_from)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(f(s, *a))
@@ -209,14 +233,32 @@ async def _measure(s: Settings, stub: subprocess.Popen[bytes], every: int) -> Sa
     return out
 
 
-def run_at(base: Settings, rate: int, seconds: float, every: int) -> None:
-    """One paced run at `rate` events/s; prints its freshness figures."""
+@dataclass(frozen=True)
+class RunShape:
+    """How one run is set up."""
+
+    rate: int
+    seconds: float
+    every: int
+    workers: int
+    partitions: int
+    warehouse_flush_s: float
+    warmup_s: float
+    ramp_s: float
+    stub_rate: int
+
+
+def run_at(base: Settings, shape: RunShape) -> None:
+    """One paced run at `shape.rate` events/s; prints its freshness figures."""
+    rate, seconds, every = shape.rate, shape.seconds, shape.every
     s = base.model_copy(
         update={
             "topic_prefix": f"bench-fresh-{uuid.uuid4().hex[:8]}.",
             "data_dir": Path(tempfile.mkdtemp(prefix="streamwatch-fresh-")),
             "warehouse_dir": Path(tempfile.mkdtemp(prefix="streamwatch-fresh-wh-")),
             "collector_port": _free_port(),
+            "kafka_partitions": shape.partitions,
+            "warehouse_flush_interval_s": shape.warehouse_flush_s,
         }
     )
     asyncio.run(create_topics(s))
@@ -233,22 +275,27 @@ def run_at(base: Settings, rate: int, seconds: float, every: int) -> None:
 
     procs = [
         spawn("collector", "streamwatch.cli", "collector", "--port", str(s.collector_port)),
-        spawn("worker", "streams.worker", "--loglevel", "WARNING"),
+        *(
+            spawn(f"worker{i}", "streams.worker", "--index", str(i), "--loglevel", "WARNING")
+            for i in range(shape.workers)
+        ),
         spawn("search", "streamwatch.cli", "sink", "search"),
         spawn("warehouse", "streamwatch.cli", "sink", "warehouse"),
     ]
     try:
         _wait_http(f"http://127.0.0.1:{s.collector_port}/healthz")
-        time.sleep(10.0)  # the worker joins its group; the sinks make their indices
+        time.sleep(10.0 + 5.0 * shape.workers)  # workers join their group; sinks make indices
         t0 = time.time()
         stub = spawn(
             "stub",
             "streamwatch.cli", "stub", "run", "--target", "http",
             "--collector-url", f"http://127.0.0.1:{s.collector_port}",
-            "--rate", str(rate), "--speed", "1", "--duration", str(seconds),
-            "--warmup", "120", "--no-drain", "--start", "now", "--members", "50000",
+            "--rate", str(shape.stub_rate), "--speed", "1",
+            "--duration", str(shape.ramp_s + seconds),
+            "--warmup", str(shape.warmup_s), "--no-drain", "--start", "now", "--members", "50000",
         )  # fmt: skip
-        samples = asyncio.run(_measure(s, stub, every))
+        procs.append(stub)
+        samples = asyncio.run(_measure(s, stub, every, t0 + shape.ramp_s))
         wall = time.time() - t0
     finally:
         for p in procs:
@@ -258,6 +305,7 @@ def run_at(base: Settings, rate: int, seconds: float, every: int) -> None:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
+        _cleanup(s)
     search = [
         samples.searchable[e] - t for e, t in samples.received.items() if e in samples.searchable
     ]
@@ -265,9 +313,16 @@ def run_at(base: Settings, rate: int, seconds: float, every: int) -> None:
         samples.warehoused[e] - t for e, t in samples.received.items() if e in samples.warehoused
     ]
     n = len(samples.received)
+    sent = samples.raw_count / max(1e-9, samples.raw_last - samples.raw_first)
     print(
         f"freshness rate={rate} ev/s wall={wall:.0f} s followed={n} (1 in {every})"
-        f" load1={os.getloadavg()[0]:.2f}"
+        f" load1={os.getloadavg()[0]:.2f} (machine shared with other work)"
+    )
+    print(
+        f"  measured window: {samples.raw_count:,} events received at {sent:,.0f} ev/s"
+        f" after a {shape.ramp_s:g} s ramp;"
+        f" {shape.workers} worker process(es), {shape.partitions} partitions,"
+        f" warehouse flush every {shape.warehouse_flush_s:g} s"
     )
     print(
         f"  searchable - receipt   p50 {_pct(search, 0.5):7.2f} s  p99 {_pct(search, 0.99):7.2f} s"
@@ -284,14 +339,59 @@ def run_at(base: Settings, rate: int, seconds: float, every: int) -> None:
         )
 
 
+def _cleanup(s: Settings) -> None:
+    """Delete the run's indices, topics and directories."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from indexers.search_setup import drop_all
+
+    backend = make_backend(s)
+    try:
+        drop_all(backend, s)
+    finally:
+        backend.close()
+
+    async def delete_topics() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+        await admin.start()
+        try:
+            mine = [t for t in await admin.list_topics() if t.startswith(s.topic_prefix)]
+            if mine:
+                await admin.delete_topics(mine)
+        finally:
+            await admin.close()
+
+    asyncio.run(delete_topics())
+    for path in (s.data_dir, s.warehouse_dir):
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, action="append", help="events/s (repeatable)")
     parser.add_argument("--seconds", type=float, default=60.0, help="paced seconds per run")
     parser.add_argument("--sample", type=int, default=50, help="follow every N-th event")
+    parser.add_argument("--workers", type=int, default=1, help="stream worker processes")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of every topic")
+    parser.add_argument("--warehouse-flush-s", type=float, default=1.0,
+                        help="longest the warehouse sink holds rows (its setting)")  # fmt: skip
+    parser.add_argument("--warmup", type=float, default=0.0,
+                        help="stub sessions started early (sent unpaced at the start)")  # fmt: skip
+    parser.add_argument("--stub-rate-factor", type=float, default=10.0,
+                        help="the stub's --rate is its steady-state rate, reached only after "
+                             "its sessions (tens of minutes each) build up; at 4-5 min it sends "
+                             "about a tenth of it, so the stub is asked for rate x this factor; "
+                             "the rate actually received is printed")  # fmt: skip
+    parser.add_argument("--ramp", type=float, default=240.0,
+                        help="seconds until the stub's sessions reach their steady count: "
+                             "events received before are not followed")  # fmt: skip
     args = parser.parse_args()
     for rate in args.rate or [5_000]:
-        run_at(Settings(), rate, args.seconds, args.sample)
+        shape = RunShape(rate, args.seconds, args.sample, args.workers, args.partitions,
+                         args.warehouse_flush_s, args.warmup, args.ramp,
+                         int(rate * args.stub_rate_factor))  # fmt: skip
+        run_at(Settings(), shape)
     return 0
 
 

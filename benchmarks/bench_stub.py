@@ -8,6 +8,8 @@ Measures, in one run on one machine:
 
 - generation alone (events/s, wall and CPU): the ceiling of one stub process;
 - stub -> Kafka (acks=all, idempotent, key = session id), counting only acknowledged events;
+- the same with `--processes` stub processes started together (generation is what limits one
+  process, so more processes is how the stub scales);
 - Kafka's `ProducerPerformance` (acks=all, idempotent) with records of the stub's mean size;
 
 and prints the stub's Kafka rate as a ratio of the reference. Each function returns its
@@ -19,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -112,6 +117,81 @@ async def bench_kafka(
     return StubRate(acked, seconds, cpu_seconds, size)
 
 
+def _one_process(
+    bootstrap_servers: str,
+    topic: str,
+    events: int,
+    rate: float,
+    members: int,
+    seed: int,
+    start: Any,
+) -> tuple[int, int, float, float, float]:
+    """One stub process of `bench_kafka_processes`: (events, bytes, t0, t1, cpu seconds)."""
+
+    async def run() -> tuple[int, int, float, float, float]:
+        stub = StubRun(_options(events, rate, members, seed))
+        acked = size = 0
+
+        def delivered(lines: list[str]) -> None:
+            nonlocal acked, size
+            acked += len(lines)
+            size += sum(map(len, lines))
+
+        sink = KafkaSink(bootstrap_servers, topic, delivered, linger_ms=5)
+        await sink.start()
+        try:
+            await asyncio.to_thread(start.wait)  # every process set up: start together
+            t0, cpu = time.time(), time.process_time()
+            for batch in stub.batches(5_000):
+                await sink.send(batch.lines, batch.keys)
+            await sink.flush()
+            t1 = time.time()
+        finally:
+            await sink.stop()
+        if acked != stub.events:
+            raise RuntimeError(f"only {acked} of {stub.events} events acknowledged")
+        return acked, size, t0, t1, time.process_time() - cpu
+
+    return asyncio.run(run())
+
+
+def bench_kafka_processes(
+    bootstrap_servers: str,
+    topic: str,
+    events: int = 300_000,
+    processes: int = 2,
+    rate: float = 2_000.0,
+    members: int = 50_000,
+    seed: int = 1,
+) -> StubRate:
+    """`processes` stub processes (seeds `seed`, `seed`+1, ...: independent simulated
+    populations), each producing `events / processes` events; the rate is all acknowledged
+    events over the wall time from the common start to the last acknowledgement.
+
+    Generation is the limit of one stub process (it costs more than producing), so this is
+    how a stub scales on a machine with cores to spare.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Manager().Event()
+    share = events // processes
+    with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(_one_process, bootstrap_servers, topic, share, rate, members, seed + i,
+                        start)
+            for i in range(processes)
+        ]  # fmt: skip
+        time.sleep(1.0)
+        while not all(f.running() or f.done() for f in futures):
+            time.sleep(0.2)
+        time.sleep(5.0)  # each child builds its population and connects before the start
+        start.set()
+        results = [f.result() for f in futures]
+    acked = sum(r[0] for r in results)
+    size = sum(r[1] for r in results)
+    wall = max(r[3] for r in results) - min(r[2] for r in results)
+    return StubRate(acked, wall, sum(r[4] for r in results), size)
+
+
 async def _delete_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
@@ -124,16 +204,17 @@ async def _delete_topics(settings: Settings) -> None:
 
 
 def main() -> None:
-    """Print generation and Kafka rates and the ratio against ProducerPerformance."""
+    """Print generation and Kafka rates and the ratios against ProducerPerformance."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--rate", type=float, default=2_000.0, help="stub events per sim second")
     parser.add_argument("--members", type=int, default=50_000)
+    parser.add_argument("--processes", type=int, default=2, help="stub processes of part 3")
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args()
 
     settings = Settings(topic_prefix=f"bench-stub-{uuid.uuid4().hex[:6]}.")
-    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine)")
     gen = bench_generation(args.events, args.rate, args.members)
     print(
         f"generation      {gen.per_s:>10,.0f} events/s wall  {gen.cpu_per_s:>10,.0f} events/s CPU"
@@ -145,22 +226,34 @@ def main() -> None:
         kafka = asyncio.run(
             bench_kafka(settings.bootstrap_servers, topic, args.events, args.rate, args.members)
         )
-        mb_s = kafka.bytes / kafka.seconds / 1e6
-        print(
-            f"stub -> Kafka   {kafka.per_s:>10,.0f} events/s wall  "
-            f"{kafka.cpu_per_s:>10,.0f} events/s CPU  ({mb_s:.1f} MB/s)"
+        _print_rate("stub -> Kafka, 1 process", kafka)
+        many = bench_kafka_processes(
+            settings.bootstrap_servers, topic, args.events, args.processes, args.rate, args.members
         )
+        _print_rate(f"stub -> Kafka, {args.processes} processes", many)
         if not args.skip_reference:
             from benchmarks.kafka_reference import producer_performance
 
             ref = producer_performance(settings, topic, args.events, kafka.mean_bytes)
-            ratio = kafka.per_s / ref.records_per_s
             print(
-                f"ProducerPerformance {ref.records_per_s:>6,.0f} records/s "
-                f"({ref.mb_per_s:.1f} MB/s)  -> stub/reference = {ratio:.2f}"
+                f"ProducerPerformance {ref.records_per_s:>10,.0f} records/s "
+                f"({ref.mb_per_s:.1f} MB/s, {kafka.mean_bytes} B records)"
             )
+            print(f"ratio 1 process / reference:  {kafka.per_s / ref.records_per_s:.2f}")
+            print(
+                f"ratio {args.processes} processes / reference: "
+                f"{many.per_s / ref.records_per_s:.2f}"
+            )
+        print(f"load average: {os.getloadavg()[0]:.1f} at the end")
     finally:
         asyncio.run(_delete_topics(settings))
+
+
+def _print_rate(label: str, rate: StubRate) -> None:
+    print(
+        f"{label:<28} {rate.per_s:>10,.0f} events/s wall  {rate.cpu_per_s:>10,.0f} events/s CPU"
+        f"  ({rate.bytes / rate.seconds / 1e6:.1f} MB/s, {rate.events:,} events)"
+    )
 
 
 if __name__ == "__main__":

@@ -36,20 +36,25 @@ def rows_to_table(
 
 
 def _all_rows_fit(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> pa.Table:
-    """Fast path (Arrow's C conversion of the whole batch); raises if any value does not fit."""
-    for row in rows:
-        extra = row.get("extra")
-        if extra is not None and not isinstance(extra, str):
-            row["extra"] = COERCE["json"](extra)
-    # Timestamps arrive as ISO text: read as strings, then cast (parses offsets and 'Z').
-    loose = pa.schema(
-        [pa.field(c.name, pa.string() if c.kind == "timestamp" else c.arrow_type) for c in columns]
-    )
-    table = pa.Table.from_pylist(list(rows), schema=loose)
-    for i, column in enumerate(columns):
+    """Fast path (Arrow's C conversion, column by column); raises if any value does not fit.
+
+    Column lists are gathered with one `dict.get` per value: `Table.from_pylist` does two
+    lookups per value (`in`, then `[]`) and was a third of the warehouse step.
+    """
+    arrays: list[pa.Array] = []
+    for column in columns:
+        name = column.name
+        values = [row.get(name) for row in rows]
         if column.kind == "timestamp":
-            table = table.set_column(i, column.name, table.column(i).cast(column.arrow_type))
-    return table
+            # Timestamps arrive as ISO text: read as strings, then cast (parses offsets, 'Z').
+            arrays.append(pa.array(values, pa.string()).cast(column.arrow_type))
+            continue
+        if name == "extra":
+            to_json = COERCE["json"]
+            values = [v if v is None or isinstance(v, str) else to_json(v) for v in values]
+        arrays.append(pa.array(values, column.arrow_type))
+    schema = pa.schema([pa.field(c.name, c.arrow_type) for c in columns])
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _row_by_row_check(

@@ -12,7 +12,7 @@ from indexers.search_backend import (
     BulkItemResult,
     BulkOp,
     SearchUnavailable,
-    bulk_lines,
+    bulk_body,
     parse_bulk_response,
     retry_read,
 )
@@ -68,7 +68,8 @@ class ElasticsearchBackend:
         if not ops:
             return []
         try:
-            response = self.client.bulk(operations=bulk_lines(ops))
+            # Pre-encoded NDJSON: the client's serializer forwards bytes as they are.
+            response = self.client.bulk(operations=bulk_body(ops))  # type: ignore[arg-type]
         except TransportError as exc:  # connection refused / reset / timeout
             raise SearchUnavailable(f"elasticsearch unreachable: {exc}") from exc
         except ApiError as exc:

@@ -14,7 +14,7 @@ from indexers.search_backend import (
     BulkItemResult,
     BulkOp,
     SearchUnavailable,
-    bulk_lines,
+    bulk_body,
     parse_bulk_response,
     retry_read,
 )
@@ -72,7 +72,7 @@ class OpenSearchBackend:
         if not ops:
             return []
         try:
-            response = self.client.bulk(body=bulk_lines(ops))
+            response = self.client.bulk(body=bulk_body(ops))
         except OSConnectionError as exc:  # refused, reset, timeout
             raise SearchUnavailable(f"opensearch unreachable: {exc}") from exc
         except TransportError as exc:

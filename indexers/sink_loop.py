@@ -6,6 +6,12 @@ acknowledged). A sink that cannot take more raises `Backpressure`: the loop paus
 assigned partition, keeps polling (so the group membership stays alive), waits per the retry
 policy and calls `flush` again with the same pending work. Nothing is dropped, nothing is
 committed early.
+
+The loop is pipelined: a flush runs as a task while the loop polls and adds the next batch
+(a sink's `flush` writes only what was pending when it was called). At most one flush is in
+flight; a batch's offsets are committed only after its own flush returned, in order. When a
+flush in flight fails with `Backpressure`, its unwritten records are back in the sink ahead
+of the newer ones, and both batches are retried and then committed together.
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ class Sink(Protocol):
         ...
 
     async def flush(self) -> None:
-        """Write the pending batch; on return it is durable. Raise `Backpressure` to retry."""
+        """Write what is pending when called; on return it is durable.
+
+        `add` may run while this awaits: what it adds waits for the next flush. Raise
+        `Backpressure` to retry, with the unwritten work put back ahead of anything newer.
+        """
         ...
 
     def pending(self) -> int:
@@ -79,7 +89,12 @@ async def run_sink_loop(
     retry: RetryPolicy,
     stats: LoopStats | None = None,
 ) -> LoopStats:
-    """Run until `stop` is set; returns the counters. The consumer must be started."""
+    """Run until `stop` is set; returns the counters. The consumer must be started.
+
+    Pipelined: while one batch's `flush` is in flight (the store is working), the loop polls
+    and adds the next batch. Batches settle in order and a batch's offsets are committed only
+    after its own flush returned, so a commit never covers an unacknowledged record.
+    """
     stats = stats or LoopStats()
     metrics = stage_metrics(sink.name)
     metrics.up(True)
@@ -87,41 +102,171 @@ async def run_sink_loop(
     # rather than "no data".
     for reason in ("backpressure", "commit_failed"):
         metrics.error(reason, 0)
-    offsets: dict[TopicPartition, int] = {}
-    appended_ms: dict[TopicPartition, int] = {}  # newest record's Kafka timestamp per partition
-    batch_started: float | None = None
-    while not stop.is_set():
-        polled = await consumer.getmany(
-            timeout_ms=config.poll_timeout_ms, max_records=config.max_records
-        )
-        for tp, records in polled.items():
-            if records:
-                sink.add(records)
-                offsets[tp] = records[-1].offset + 1
-                appended_ms[tp] = records[-1].timestamp
-                stats.records += len(records)
-                if batch_started is None:
-                    batch_started = time.monotonic()
-        if not offsets or batch_started is None:
-            continue
+    run = _Run(consumer, sink, stop, retry, stats, metrics)
+    batch = _Batch()
+    inflight: _InFlight | None = None
+    try:
+        while not stop.is_set():
+            polled = await consumer.getmany(
+                timeout_ms=config.poll_timeout_ms, max_records=config.max_records
+            )
+            for tp, records in polled.items():
+                if records:
+                    sink.add(records)
+                    batch.took(tp, records)
+                    stats.records += len(records)
+            if inflight is not None and (inflight.task.done() or batch.ready(sink, config)):
+                # At most one flush in flight: a full next batch waits for the store.
+                if not await run.settle(inflight, batch):
+                    return stats  # stopped during an outage: nothing committed, nothing lost
+                inflight = None
+            if batch.ready(sink, config):
+                inflight = run.start(batch)
+                batch = _Batch()
+        pending, inflight = inflight, None
+        await run.finish(pending, batch)
+        return stats
+    finally:
+        if inflight is not None and not inflight.task.done():
+            # Cancelled from outside: the flush's outcome is unknown, so nothing is committed.
+            inflight.task.cancel()
+
+
+@dataclass
+class _Batch:
+    """Offsets and newest Kafka timestamps of the records added since the last flush."""
+
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    appended_ms: dict[TopicPartition, int] = field(default_factory=dict)
+    size: int = 0
+    started: float | None = None
+
+    def took(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        """Note records added to the sink."""
+        self.offsets[tp] = records[-1].offset + 1
+        self.appended_ms[tp] = records[-1].timestamp
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def ready(self, sink: Sink, config: LoopConfig) -> bool:
+        """Full, or the oldest record has waited `max_wait_s`."""
+        if not self.offsets or self.started is None:
+            return False
         full = sink.pending() >= config.max_records
-        due = time.monotonic() - batch_started >= config.max_wait_s
-        if not (full or due):
-            continue
-        batch = sink.pending()
-        if not await _flush_until_done(consumer, sink, stop, retry, stats, metrics=metrics):
-            return stats  # stopped during an outage: nothing committed, nothing lost
-        _flushed(metrics, batch, appended_ms)
-        await _commit(consumer, offsets, stats, metrics)
-        offsets, appended_ms = {}, {}
-        batch_started = None
-    batch = sink.pending()
-    if offsets and await _flush_until_done(
-        consumer, sink, stop, retry, stats, final=True, metrics=metrics
-    ):
-        _flushed(metrics, batch, appended_ms)
-        await _commit(consumer, offsets, stats, metrics)
-    return stats
+        return full or time.monotonic() - self.started >= config.max_wait_s
+
+    def absorb(self, newer: _Batch) -> None:
+        """Take `newer`'s records in (a later offset of a partition supersedes), emptying it."""
+        self.offsets.update(newer.offsets)
+        self.appended_ms.update(newer.appended_ms)
+        newer.offsets, newer.appended_ms, newer.started = {}, {}, None
+
+
+@dataclass
+class _InFlight:
+    """A batch whose flush is running."""
+
+    batch: _Batch
+    task: asyncio.Task[None]
+
+
+@dataclass
+class _Run:
+    """One loop's collaborators, so that its steps stay small."""
+
+    consumer: AIOKafkaConsumer
+    sink: Sink
+    stop: asyncio.Event
+    retry: RetryPolicy
+    stats: LoopStats
+    metrics: StageMetrics
+
+    def start(self, batch: _Batch) -> _InFlight:
+        """Start flushing everything pending now; `batch` holds its offsets."""
+        batch.size = self.sink.pending()
+        return _InFlight(batch, asyncio.create_task(self._timed_flush()))
+
+    async def _timed_flush(self) -> None:
+        with self.metrics.time("flush"):
+            await self.sink.flush()
+
+    async def settle(self, inflight: _InFlight, newer: _Batch) -> bool:
+        """Wait for the flush in flight; commit its offsets only if it succeeded.
+
+        After `Backpressure` the sink holds the failed batch's unwritten records ahead of
+        those added since (`newer`): everything pending is retried with backoff and both
+        batches' offsets are committed together once that is acknowledged. False: stopped
+        during an outage (nothing committed). Any other exception propagates uncommitted.
+        """
+        try:
+            await inflight.task
+        except Backpressure as exc:
+            self.paused(exc)
+            inflight.batch.absorb(newer)
+            inflight.batch.size = self.sink.pending()
+            if not await self.flush_until_done(attempt=1):
+                return False
+        else:
+            self.stats.flushes += 1
+            self.resumed()
+        await self.done(inflight.batch)
+        return True
+
+    async def finish(self, inflight: _InFlight | None, batch: _Batch) -> None:
+        """On stop: settle the flush in flight, then flush and commit the rest once."""
+        if inflight is not None and not await self.settle(inflight, batch):
+            return  # stopped during an outage: nothing more committed
+        if batch.offsets:
+            batch.size = self.sink.pending()
+            if await self.flush_until_done(final=True):
+                await self.done(batch)
+
+    async def done(self, batch: _Batch) -> None:
+        """Count a flushed batch and commit its offsets."""
+        _flushed(self.metrics, batch.size, batch.appended_ms)
+        await _commit(self.consumer, batch.offsets, self.stats, self.metrics)
+
+    def paused(self, exc: Backpressure) -> None:
+        """Record a refused flush (the first one of an outage is logged)."""
+        self.metrics.error("backpressure")
+        self.metrics.up(False)
+        self.stats.backpressure_waits += 1
+        self.stats.last_error = str(exc)
+        if self.stats.paused_since is None:
+            self.stats.paused_since = time.monotonic()
+            log.warning("%s: backpressure, pausing consumption: %s", self.sink.name, exc)
+
+    def resumed(self) -> None:
+        """The store took a flush: leave the paused state if we were in it."""
+        self.metrics.up(True)
+        if self.stats.paused_since is not None:
+            log.warning(
+                "%s: store is back after %.1fs, resuming",
+                self.sink.name,
+                time.monotonic() - self.stats.paused_since,
+            )
+            self.stats.paused_since = None
+            self.consumer.resume(*self.consumer.assignment())
+
+    async def flush_until_done(self, final: bool = False, attempt: int = 0) -> bool:
+        """Flush everything pending, waiting paused between refusals; False if stopped.
+
+        `attempt` > 0: a flush was refused just before (wait before the first try).
+        """
+        while True:
+            if attempt:
+                if self.stop.is_set() or final:
+                    return False
+                await _wait_paused(self.consumer, self.retry.delay(attempt - 1))
+            try:
+                await self._timed_flush()
+            except Backpressure as exc:
+                self.paused(exc)
+                attempt += 1
+                continue
+            self.stats.flushes += 1
+            self.resumed()
+            return True
 
 
 def _flushed(metrics: StageMetrics, batch: int, appended_ms: dict[TopicPartition, int]) -> None:
@@ -132,47 +277,6 @@ def _flushed(metrics: StageMetrics, batch: int, appended_ms: dict[TopicPartition
     now_ms = time.time() * 1000
     for ts in appended_ms.values():
         metrics.freshness((now_ms - ts) / 1000)
-
-
-async def _flush_until_done(
-    consumer: AIOKafkaConsumer,
-    sink: Sink,
-    stop: asyncio.Event,
-    retry: RetryPolicy,
-    stats: LoopStats,
-    final: bool = False,
-    metrics: StageMetrics | None = None,
-) -> bool:
-    metrics = metrics or stage_metrics(sink.name)
-    attempt = 0
-    while True:
-        try:
-            with metrics.time("flush"):
-                await sink.flush()
-        except Backpressure as exc:
-            metrics.error("backpressure")
-            metrics.up(False)
-            stats.backpressure_waits += 1
-            stats.last_error = str(exc)
-            if stats.paused_since is None:
-                stats.paused_since = time.monotonic()
-                log.warning("%s: backpressure, pausing consumption: %s", sink.name, exc)
-            if stop.is_set() or final:
-                return False
-            await _wait_paused(consumer, retry.delay(attempt))
-            attempt += 1
-            continue
-        stats.flushes += 1
-        metrics.up(True)
-        if stats.paused_since is not None:
-            log.warning(
-                "%s: store is back after %.1fs, resuming",
-                sink.name,
-                time.monotonic() - stats.paused_since,
-            )
-            stats.paused_since = None
-            consumer.resume(*consumer.assignment())
-        return True
 
 
 async def _wait_paused(consumer: AIOKafkaConsumer, delay_s: float) -> None:

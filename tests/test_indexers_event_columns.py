@@ -1,0 +1,118 @@
+"""The warehouse's column decode of events gives exactly the exact path's table, or declines."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from indexers.arrow_rows import rows_to_table
+from indexers.decode import Decoded, Decoder
+from indexers.documents import EVENT_COLUMNS
+from indexers.event_columns import events_table
+from indexers.sample_data import events
+from indexers.sink_loop import Record
+from streamwatch import topics
+from streamwatch.settings import Settings
+
+STAMP = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).isoformat()
+
+
+def _records(objs: list[Any]) -> list[Record]:
+    out: list[Record] = []
+    for i, obj in enumerate(objs):
+        value = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        out.append(ConsumerRecord(topics.EVENTS, i % 3, i, 0, 0, None, value, None, 0, 0, []))
+    return out
+
+
+def _exact(records: list[Record]) -> pa.Table:
+    decoder = Decoder(Settings())
+    rows = []
+    for record in records:
+        decoded = decoder.decode(record, STAMP)
+        assert isinstance(decoded, Decoded)
+        rows.append(decoded.row)
+    table, bad = rows_to_table(rows, EVENT_COLUMNS)
+    assert not bad
+    return table
+
+
+def _worker_shaped(n: int) -> list[dict[str, Any]]:
+    """Events as the stream worker forwards them: v2 facts, dimensions, enrichment in extra."""
+    out = []
+    for i, event in enumerate(events(n, seed=5)):
+        event = copy.deepcopy(event)
+        event["clock_skew_clamped"] = i % 7 == 0
+        event["derived_facts"] = ["network.isp", "network.asn"] if i % 2 else []
+        event["unknown_facts"] = []
+        event["dimensions"] = {"experiment": "b"} if i % 5 == 0 else {}
+        event["extra"] = {
+            "enrichment": {"genre": "drama", "oca_site": "oca-x", "device_family": "tv_os"}
+        }
+        if i % 4 == 0:
+            event["extra"]["genre"] = "comedy"  # lifted into the genre column
+        if i % 8 == 0:
+            event["genre"] = None  # present at the top: not lifted, stays in extra
+        out.append(event)
+    return out
+
+
+@pytest.mark.parametrize("shape", ["sample", "worker"])
+def test_column_decode_equals_the_exact_path(shape: str) -> None:
+    objs = list(events(600, seed=4)) if shape == "sample" else _worker_shaped(600)
+    records = _records(objs)
+    fast = events_table(records, STAMP)
+    assert fast is not None, "the usual shapes must take the column decode"
+    exact = _exact(records)
+    assert fast.schema.equals(exact.schema)
+    for column in EVENT_COLUMNS:
+        assert fast[column.name].equals(exact[column.name]), column.name
+    # Every event type and the renamed payload fields were exercised.
+    assert {"error", "heartbeat", "first_frame"} <= set(fast["event_type"].to_pylist())
+    assert fast["error_code"].null_count < fast.num_rows
+
+
+def _one_error() -> dict[str, Any]:
+    return next(e for e in events(200, seed=6) if e["event_type"] == "error")
+
+
+def _one_heartbeat() -> dict[str, Any]:
+    return next(e for e in events(200, seed=6) if e["event_type"] == "heartbeat")
+
+
+def _edit(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(base)
+    *parents, leaf = path.split(".")
+    target = obj
+    for key in parents:
+        target = target[key]
+    target[leaf] = value
+    return obj
+
+
+DECLINED = {
+    "unknown top-level field": _edit(_one_heartbeat(), "newer_field", 1),
+    "unknown payload field": _edit(_one_heartbeat(), "payload.codec", "av1"),
+    "null device": _edit(_one_heartbeat(), "device", None),
+    "error code on a heartbeat": _edit(_one_heartbeat(), "payload.code", "X-1"),
+    "seek field on a heartbeat": _edit(_one_heartbeat(), "payload.from_ms", 5),
+    "int32 overflow": _edit(_one_heartbeat(), "payload.buffer_ms", 2**40),
+    "float in an int column": _edit(_one_heartbeat(), "payload.buffer_ms", 1.5),
+    "number as text": _edit(_one_heartbeat(), "network.asn", "7922"),
+    "empty event_id": _edit(_one_error(), "event_id", ""),
+    "epoch-ms event_time": _edit(_one_error(), "event_time", 1_764_400_000_000),
+    "non-text genre in extra": _edit(_one_error(), "extra", {"genre": 7}),
+    "not JSON": b"{not json",
+}
+
+
+@pytest.mark.parametrize("case", sorted(DECLINED))
+def test_what_only_the_exact_path_decides_is_declined(case: str) -> None:
+    records = _records([_one_heartbeat(), DECLINED[case]])
+    assert events_table(records, STAMP) is None
