@@ -78,6 +78,7 @@ class Playback:
         self.next_hb = t + cfg.heartbeat_ms
         self.crash_at = t + s.crash_after_ms if s.crash_after_ms >= 0 else -1
         self.out: list[tuple[int, str]] = []
+        s.state.unsent = self.out
         self.done = False
 
     # ---- helpers ------------------------------------------------------------------------
@@ -307,9 +308,8 @@ class Playback:
                 self.abr(t_end)
                 if t_end >= self.next_hb:
                     self.heartbeat(t_end)
-            if out:
-                yield from out
-                out.clear()
+            while out:
+                yield out.pop(0)
             if self.done:
                 return
             t = t_end

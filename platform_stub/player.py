@@ -137,6 +137,7 @@ class SessionState:
         "rebuffer_count",
         "rebuffer_ms",
         "startup_ms",
+        "unsent",
         "upshifts",
         "watch_ms",
     )
@@ -162,6 +163,8 @@ class SessionState:
         self.final_oca_id = plan.oca.oca_id
         self.oca_id = plan.oca.oca_id
         self.affected = False
+        # Events built (and counted) but not yielded yet: a tick builds its events first.
+        self.unsent: list[tuple[int, str]] = []
 
     def truth(self, pending: str | None = None) -> SessionTruth:
         """The truth record of what has been emitted.
@@ -171,7 +174,11 @@ class SessionState:
         is marked incomplete.
         """
         if pending is not None:
-            return self._without(pending)
+            record = self.truth()
+            # Latest first: an error's code is the last of `error_codes` when taken back.
+            for line in (*(text for _, text in reversed(self.unsent)), pending):
+                record = _without(record, line)
+            return record
         p = self.plan
         fam = p.device.family
         watch = int(self.watch_ms)
@@ -214,29 +221,30 @@ class SessionState:
             fault_affected=self.affected,
         )
 
-    def _without(self, pending: str) -> SessionTruth:
-        event = json.loads(pending)
-        kind, payload = event["event_type"], event["payload"]
-        record = self.truth()
-        changes: dict[str, Any] = {"events": record.events - 1, "complete": False}
-        if kind == "playback_end":
-            changes.update(exit_reason=None, exit_before_start=False)
-        elif kind == "first_frame":
-            changes.update(first_frame=False, startup_ms=None)
-        elif kind == "error":
-            changes["error_codes"] = record.error_codes[:-1]
-            if payload["severity"] == "fatal":
-                changes.update(fatal_code=None, fatal_before_start=False, fatal_after_start=False)
-        elif kind == "rebuffer_start":
-            changes["rebuffer_count"] = record.rebuffer_count - 1
-        elif kind == "rebuffer_end":
-            changes["rebuffer_ms"] = record.rebuffer_ms - payload["duration_ms"]
-        elif kind == "bitrate_change":
-            up = payload["to_kbps"] > payload["from_kbps"]
-            changes["upshifts" if up else "downshifts"] = (
-                record.upshifts - 1 if up else record.downshifts - 1
-            )
-        return dataclasses.replace(record, **changes)
+
+def _without(record: SessionTruth, pending: str) -> SessionTruth:
+    """`record` with the effect of one built but unsent event taken back (incomplete)."""
+    event = json.loads(pending)
+    kind, payload = event["event_type"], event["payload"]
+    changes: dict[str, Any] = {"events": record.events - 1, "complete": False}
+    if kind == "playback_end":
+        changes.update(exit_reason=None, exit_before_start=False)
+    elif kind == "first_frame":
+        changes.update(first_frame=False, startup_ms=None)
+    elif kind == "error":
+        changes["error_codes"] = record.error_codes[:-1]
+        if payload["severity"] == "fatal":
+            changes.update(fatal_code=None, fatal_before_start=False, fatal_after_start=False)
+    elif kind == "rebuffer_start":
+        changes["rebuffer_count"] = record.rebuffer_count - 1
+    elif kind == "rebuffer_end":
+        changes["rebuffer_ms"] = record.rebuffer_ms - payload["duration_ms"]
+    elif kind == "bitrate_change":
+        up = payload["to_kbps"] > payload["from_kbps"]
+        changes["upshifts" if up else "downshifts"] = (
+            record.upshifts - 1 if up else record.downshifts - 1
+        )
+    return dataclasses.replace(record, **changes)
 
 
 def _compact(value: object) -> str:

@@ -31,8 +31,8 @@ class Endpoint:
     timeout_ms: int
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
-    has_fallback: bool = False  # a degraded answer exists (static list, default, origin)
     error_status: int = 500
+    has_fallback: bool = False  # a degraded answer exists (static list, default, origin)
 
     @property
     def name(self) -> str:
@@ -41,17 +41,19 @@ class Endpoint:
 
 
 _NO_RETRY = RetryPolicy(1)
+# Nobody sits in front of the gateway to break the circuit: its clients only retry.
+_NEVER_OPENS = BreakerPolicy(failure_share=2.0)
 _RETRY_3 = RetryPolicy(3, backoff_ms=100)
 
 # The gateway's policies are the client's: a failed request is sent again (to any instance).
 GATEWAY_PLAY = Endpoint(
-    "gateway", "/play", "POST", 4.0, 0.3, 0.0002, 15_000, _RETRY_3, error_status=502
+    "gateway", "/play", "POST", 4.0, 0.3, 0.0002, 15_000, _RETRY_3, _NEVER_OPENS, 502
 )
 GATEWAY_LICENSE = Endpoint(
-    "gateway", "/license", "POST", 4.0, 0.3, 0.0002, 15_000, _RETRY_3, error_status=502
+    "gateway", "/license", "POST", 4.0, 0.3, 0.0002, 15_000, _RETRY_3, _NEVER_OPENS, 502
 )
 GATEWAY_API = Endpoint(
-    "gateway", "/api", "GET", 3.0, 0.3, 0.0002, 10_000, _RETRY_3, error_status=502
+    "gateway", "/api", "GET", 3.0, 0.3, 0.0002, 10_000, _RETRY_3, _NEVER_OPENS, 502
 )
 PLAYBACK_START = Endpoint(
     "playback", "/playback/start", "POST", 45.0, 0.35, 0.0005, 4_000, _RETRY_3
