@@ -3,6 +3,7 @@
 Output directory (`<data_dir>/stub/<run name>/`):
 
 - `events.jsonl`  the events (file target only);
+- `spans.jsonl`    the control plane's spans (file target only; else `telemetry.spans.v1`);
 - `ledger.txt`     one event id per line for every event Kafka or the collector acknowledged
                    (not for file/null runs: `streamwatch reconcile` counts every ledger under
                    `<data_dir>/stub/` as produced into the pipeline);
@@ -99,8 +100,10 @@ async def run_async(
     pacing: Pacing = Pacing(),
     truth: bool = False,
     progress: IO[str] | None = sys.stderr,
+    span_sink_factory: SinkFactory | None = None,
 ) -> RunSummary:
-    """Generate `options` into the sink made by `sink_factory`; write the run directory."""
+    """Generate `options` into the sink made by `sink_factory` (and the control plane's
+    spans into the one `span_sink_factory` makes); write the run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
     # Truth records stream to disk as sessions end, so a long live run holds none in memory.
     truth_path = run_dir / "truth.jsonl" if truth else None
@@ -121,6 +124,12 @@ async def run_async(
     ledger_path = run_dir / "ledger.txt" if target in PIPELINE_TARGETS else None
     ledger = Ledger(ledger_path)
     sink = sink_factory(run_dir, ledger.add)
+    spans_acked = [0]
+
+    def spans_delivered(lines: list[str]) -> None:
+        spans_acked[0] += len(lines)
+
+    span_sink = span_sink_factory(run_dir, spans_delivered) if span_sink_factory else None
     batch_events = options.config.batch_events
     # A paced run sends what is due every ~100 ms of wall time instead of big bursts.
     span_ms = int(100 * pacing.speed) if pacing.speed > 0 else None
@@ -130,6 +139,8 @@ async def run_async(
     # A paced (live) run takes faults injected while it runs (`streamwatch demo fault`).
     faults = FaultControl(run_dir) if pacing.speed > 0 else None
     await sink.start()
+    if span_sink is not None:
+        await span_sink.start()
     try:
         for batch in run.batches(batch_events, span_ms):
             if pacing.speed > 0 and batch.last_ms > options.start:
@@ -141,6 +152,8 @@ async def run_async(
                 if delay > 0:
                     await asyncio.sleep(delay)
             await sink.send(batch.lines, batch.keys)
+            if span_sink is not None and batch.spans:
+                await span_sink.send(batch.spans, batch.span_keys)
             if faults is not None and batch.last_ms > options.start:
                 # Only once live: a fault starts at the simulated now, never in the warm-up.
                 applied = faults.poll(run, batch.last_ms)
@@ -159,8 +172,12 @@ async def run_async(
                 )
                 progress.flush()
         await sink.flush()
+        if span_sink is not None:
+            await span_sink.flush()
     finally:
         await sink.stop()
+        if span_sink is not None:
+            await span_sink.stop()
         ledger.close()
         if truth_file is not None:
             # Sessions cut by --max-events or the window end, marked incomplete.
@@ -188,6 +205,11 @@ async def run_async(
         ledger_path=str(ledger_path) if ledger_path else None,
         scenario_path=str(scenario_path),
         truth_path=str(truth_path) if truth_path else None,
+        extra={
+            "spans": run.spans,
+            "spans_acknowledged": spans_acked[0] if span_sink is not None else None,
+            "spans_per_play": round(run.spans / max(1, run.sessions_started), 2),
+        },
     )
     summary.write(run_dir / "summary.json")
     return summary
@@ -202,6 +224,7 @@ def run(
     pacing: Pacing = Pacing(),
     truth: bool = False,
     progress: IO[str] | None = sys.stderr,
+    span_sink_factory: SinkFactory | None = None,
 ) -> RunSummary:
     """Synchronous wrapper of `run_async`."""
     return asyncio.run(
@@ -213,5 +236,6 @@ def run(
             pacing=pacing,
             truth=truth,
             progress=progress,
+            span_sink_factory=span_sink_factory,
         )
     )
