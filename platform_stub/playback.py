@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
 from collections.abc import Generator
 
+from platform_stub.encoding import NORMALS
 from platform_stub.startup import Link, Session, lognormal_ms
 
 _PLAY, _STALL, _SEEK, _PAUSE = 0, 1, 2, 3
-# Standard normal quantiles, indexed by 12 random bits: per-tick noise without the cost of
-# `random.gauss` (the walk needs a bell shape, not exact tails).
-_NORMALS = tuple(statistics.NormalDist().inv_cdf((i + 0.5) / 4096) for i in range(4096))
 
 
 class Playback:
@@ -113,7 +110,7 @@ class Playback:
         """This tick's throughput: the walk, short Wi-Fi/cell dips, and any congestion."""
         s, link, cfg = self.s, self.link, self.s.cfg
         rng = s.rng
-        link.level = self.rho * link.level + self.walk_sd * _NORMALS[rng.getrandbits(12)]
+        link.level = self.rho * link.level + self.walk_sd * NORMALS[rng.getrandbits(12)]
         thr = link.base_kbps * math.exp(link.level)
         if self.dip_ticks > 0:
             # Wi-Fi interference, a cell handover, a neighbour's upload: the link nearly stops.

