@@ -92,7 +92,7 @@ def test_a_license_outage_ends_plays_with_the_players_drm_error() -> None:
     hit = [truths[s] for s in gt.affected_session_ids if s in truths]
     failed = [t for t in hit if t.fatal_code is not None]
     assert failed and all(t.region == gt.region for t in hit)
-    assert Counter(t.fatal_code for t in failed).most_common(1)[0][0].startswith("DRM-")
+    assert str(Counter(t.fatal_code for t in failed).most_common(1)[0][0]).startswith("DRM-")
     errors = [Span.model_validate_json(s) for s in spans]
     license_errors = [s for s in errors if s.service == "license" and s.status_code == "error"]
     in_region = [s for s in license_errors if s.region == gt.region]

@@ -44,7 +44,7 @@ async def test_spans_reach_their_topic_once_keyed_by_trace(
     assert len({s.span_id for s in spans}) == len(spans)
     assert all(r.key == s.trace_id.encode() for r, s in zip(records, spans, strict=True))
     play_spans = [s for s in spans if s.session_id is not None]
-    assert play_spans and all(s.trace_id == trace_id_of(s.session_id) for s in play_spans)
+    assert play_spans and all(s.trace_id == trace_id_of(str(s.session_id)) for s in play_spans)
     raw = await read_all(settings, topics.RAW)
     sessions = {json.loads(r.value)["session_id"] for r in raw}
     assert {s.session_id for s in play_spans} <= sessions
