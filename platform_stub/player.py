@@ -137,6 +137,7 @@ class SessionState:
         "rebuffer_count",
         "rebuffer_ms",
         "startup_ms",
+        "switched_at",
         "unsent",
         "upshifts",
         "watch_ms",
@@ -162,6 +163,7 @@ class SessionState:
         self.fatal_code: str | None = None
         self.final_oca_id = plan.oca.oca_id
         self.oca_id = plan.oca.oca_id
+        self.switched_at: int | None = None  # events sent before the first from a new OCA
         self.affected = False
         # Events built (and counted) but not yielded yet: a tick builds its events first.
         self.unsent: list[tuple[int, str]] = []
@@ -178,6 +180,8 @@ class SessionState:
             # Latest first: an error's code is the last of `error_codes` when taken back.
             for line in (*(text for _, text in reversed(self.unsent)), pending):
                 record = _without(record, line)
+            if self.switched_at is not None and record.events <= self.switched_at:
+                record = dataclasses.replace(record, final_oca_id=self.oca_id)
             return record
         p = self.plan
         fam = p.device.family

@@ -100,12 +100,17 @@ class Session:
         """From now on the session's segments (and events) come from `oca`."""
         self.oca = oca
         self.env = self.envelope(oca)
-        self.state.final_oca_id = oca.oca_id
 
     def line(self, t: float, event_type: str, payload: str) -> str:
         """One event of this session (counted in the state)."""
-        self.state.events += 1
-        self.state.ended_ms = int(t)
+        state = self.state
+        if state.final_oca_id != self.oca.oca_id:
+            # The first event from the OCA the session failed over to: from here on the
+            # truth's final OCA is that one (unless this event is taken back, see truth()).
+            state.switched_at = state.events
+            state.final_oca_id = self.oca.oca_id
+        state.events += 1
+        state.ended_ms = int(t)
         return event_line(uuid4_from(self.rng), event_type, int(t), self.env, payload)
 
     def error(self, t: float, err: InjectedError) -> str:
@@ -199,7 +204,8 @@ def _call_play(s: Session, control: ControlPlane) -> None:
         s.state.affected = True
     if start.steering_fallback:
         s.serve_from(s.world.population.ocas[distant_oca_id(member.region)])
-        s.state.oca_id = s.oca.oca_id  # the session's OCA from its first event on
+        # The session's OCA from its first event on.
+        s.state.oca_id = s.state.final_oca_id = s.oca.oca_id
 
 
 def load_manifest(s: Session) -> Generator[tuple[int, str], None, int | None]:
