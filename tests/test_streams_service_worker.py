@@ -4,8 +4,10 @@ service incident out, a bad span dead-lettered, offsets committed."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from contract.spans import ServiceMinute
@@ -17,12 +19,24 @@ from streams.records import Incident
 from streams.service_worker import ServiceWorker
 from streamwatch import topics
 from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
 from tests.streams_helpers import read_all
 
 
+@pytest.fixture
+def session_settings(settings: Settings) -> Settings:
+    """The session's settings (the test derives its own topic prefix from them)."""
+    return settings
+
+
 async def test_spans_become_service_minutes_and_a_named_incident(
-    settings: Settings, tmp_path: Path
+    session_settings: Settings, tmp_path: Path
 ) -> None:
+    # Topics of its own: other tests of the session produce spans and incidents too.
+    settings = session_settings.model_copy(
+        update={"topic_prefix": f"{session_settings.topic_prefix}cp{uuid.uuid4().hex[:6]}."}
+    )
+    await create_topics(settings)
     options = RunOptions(
         seed=2, members=4_000, rate=200.0, duration_s=540.0, scenario="license_5xx_region",
         start_ms=seed_epoch_ms(2) + 6 * 3600_000, warmup_s=180.0, drain=False,

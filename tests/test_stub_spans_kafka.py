@@ -7,7 +7,10 @@ its trace id, and a play's spans carry the trace id of its playback session.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
+
+import pytest
 
 from contract.spans import Span, trace_id_of
 from platform_stub.generator import RunOptions
@@ -15,12 +18,24 @@ from platform_stub.runner import run_async
 from platform_stub.sinks import KafkaSink
 from streamwatch import topics
 from streamwatch.settings import Settings
+from streamwatch.topics_cli import create_topics
 from tests.streams_helpers import read_all
 
 
+@pytest.fixture
+def session_settings(settings: Settings) -> Settings:
+    """The session's settings (the test derives its own topic prefix from them)."""
+    return settings
+
+
 async def test_spans_reach_their_topic_once_keyed_by_trace(
-    settings: Settings, tmp_path: Path
+    session_settings: Settings, tmp_path: Path
 ) -> None:
+    # Topics of its own: other tests of the session produce spans and incidents too.
+    settings = session_settings.model_copy(
+        update={"topic_prefix": f"{session_settings.topic_prefix}cp{uuid.uuid4().hex[:6]}."}
+    )
+    await create_topics(settings)
     options = RunOptions(seed=7, members=2_000, rate=200.0, duration_s=300.0, max_events=6_000)
     summary = await run_async(
         options,
