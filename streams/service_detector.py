@@ -49,6 +49,8 @@ class ServiceDetectorPolicy:
     min_ratio: float = 3.0
     rate_floor: float = 0.005  # a baseline error/fallback rate is taken as at least this
     latency_ratio: float = 2.0
+    # A median from a few requests wanders (a 2x one at 19 requests was seen on noise).
+    min_latency_requests: int = 40
     latency_min_delta_ms: float = 100.0
     ewma_alpha: float = 0.2
     warmup_minutes: int = 3
@@ -169,6 +171,7 @@ def findings(row: ServiceMinute, b: RateBaseline, p: ServiceDetectorPolicy) -> l
     p50, usual_p50 = _p50(row), math.exp(b.log_p50)
     if (
         p50 is not None
+        and row.requests >= p.min_latency_requests
         and p50 >= usual_p50 * p.latency_ratio
         and p50 - usual_p50 >= p.latency_min_delta_ms
     ):
