@@ -12,7 +12,10 @@ Measures, in one run on one machine:
   process, so more processes is how the stub scales);
 - Kafka's `ProducerPerformance` (acks=all, idempotent) with records of the stub's mean size;
 
-and prints the stub's Kafka rate as a ratio of the reference. Each function returns its
+and prints the stub's Kafka rate as a ratio of the reference. Generation runs twice, with
+the control plane (every play's service calls, spans counted separately) and without it
+(the player model alone, the stub before issue 15), and prints the ratio of the two event
+rates with spans per play and span bytes per play. Each function returns its
 rate, so other harnesses can call `bench_generation` / `bench_kafka` directly. The machine's
 load average is printed too: on a shared box it moves every number.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import time
@@ -31,6 +35,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from platform_stub.config import StubConfig
 from platform_stub.generator import RunOptions, StubRun
 from platform_stub.sinks import KafkaSink
 from streamwatch import topics
@@ -46,6 +51,9 @@ class StubRate:
     seconds: float
     cpu_seconds: float
     bytes: int
+    spans: int = 0
+    span_bytes: int = 0
+    plays: int = 0
 
     @property
     def per_s(self) -> float:
@@ -63,23 +71,40 @@ class StubRate:
         return self.bytes // max(1, self.events)
 
 
-def _options(events: int, rate: float, members: int, seed: int) -> RunOptions:
+def _options(
+    events: int, rate: float, members: int, seed: int, control_plane: bool = True
+) -> RunOptions:
     # A long window so `events` is reached in steady state rather than while draining.
-    return RunOptions(seed=seed, members=members, rate=rate, duration_s=86_400.0, max_events=events)
+    config = StubConfig()
+    if not control_plane:
+        plane = dataclasses.replace(config.control_plane, enabled=False)
+        config = dataclasses.replace(config, control_plane=plane)
+    return RunOptions(
+        seed=seed, members=members, rate=rate, duration_s=86_400.0, max_events=events,
+        config=config,
+    )  # fmt: skip
 
 
 def bench_generation(
-    events: int = 300_000, rate: float = 2_000.0, members: int = 50_000, seed: int = 1
+    events: int = 300_000,
+    rate: float = 2_000.0,
+    members: int = 50_000,
+    seed: int = 1,
+    control_plane: bool = True,
 ) -> StubRate:
-    """Generate `events` events (no I/O) and return the rate."""
-    stub = StubRun(_options(events, rate, members, seed))
-    size = 0
-    count = 0
+    """Generate `events` events (no I/O) and return the rate (spans counted apart)."""
+    stub = StubRun(_options(events, rate, members, seed, control_plane))
+    size = count = spans = span_bytes = 0
     wall, cpu = time.perf_counter(), time.process_time()
     for batch in stub.batches(5_000):
         count += len(batch.lines)
         size += sum(map(len, batch.lines))
-    return StubRate(count, time.perf_counter() - wall, time.process_time() - cpu, size)
+        spans += len(batch.spans)
+        span_bytes += sum(map(len, batch.spans))
+    return StubRate(
+        count, time.perf_counter() - wall, time.process_time() - cpu, size, spans, span_bytes,
+        stub.sessions_started,
+    )  # fmt: skip
 
 
 async def bench_kafka(
@@ -215,10 +240,20 @@ def main() -> None:
 
     settings = Settings(topic_prefix=f"bench-stub-{uuid.uuid4().hex[:6]}.")
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine)")
+    off = bench_generation(args.events, args.rate, args.members, control_plane=False)
     gen = bench_generation(args.events, args.rate, args.members)
+    for label, r in (("no control plane", off), ("control plane", gen)):
+        print(
+            f"generation, {label:<17}{r.per_s:>9,.0f} events/s wall {r.cpu_per_s:>9,.0f} "
+            f"events/s CPU  ({r.events:,} events, mean {r.mean_bytes} B)"
+        )
+    plays = max(1, gen.plays)
     print(
-        f"generation      {gen.per_s:>10,.0f} events/s wall  {gen.cpu_per_s:>10,.0f} events/s CPU"
-        f"  ({gen.events:,} events, mean {gen.mean_bytes} B)"
+        f"control plane: events/s CPU {gen.cpu_per_s / off.cpu_per_s:.2f}x of without; "
+        f"{gen.spans:,} spans besides ({gen.spans / plays:.1f} per play, "
+        f"{gen.span_bytes / plays / 1000:.1f} kB per play, "
+        f"{gen.span_bytes / max(1, gen.spans):.0f} B per span; "
+        f"events {gen.bytes / plays / 1000:.1f} kB per play)"
     )
     asyncio.run(create_topics(settings))
     try:

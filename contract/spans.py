@@ -78,6 +78,15 @@ class Span(BaseModel):
     country: str | None = None
 
 
+class GroupCounts(BaseModel):
+    """Requests and errors of one instance group within a `ServiceMinute`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int = 0
+    errors: int = 0
+
+
 class ServiceMinute(BaseModel):
     """One minute of spans for one (service, endpoint, region): additive counts."""
 
@@ -95,3 +104,7 @@ class ServiceMinute(BaseModel):
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     revision: int = 0
+    # Additive: the latency histogram (log buckets of `streams.sketch`, index -> count),
+    # so minutes merge exactly; and requests/errors per instance group (a bad deploy).
+    latency_buckets: dict[int, int] = Field(default_factory=dict)
+    instance_groups: dict[str, GroupCounts] = Field(default_factory=dict)

@@ -85,6 +85,28 @@ def sink_factory(args: argparse.Namespace, settings: Settings) -> SinkFactory:
     return make
 
 
+def span_sink_factory(args: argparse.Namespace, settings: Settings) -> SinkFactory:
+    """Where the control plane's spans go: `spans.jsonl` for --target file, nowhere for
+    null, else straight to `telemetry.spans.v1` (services export their own telemetry; the
+    players' collector is not on their path)."""
+    target: str = args.target
+
+    def make(run_dir: Path, delivered: Delivered) -> Sink:
+        if target == "file":
+            return FileSink(run_dir / "spans.jsonl", delivered)
+        if target == "null":
+            return NullSink(delivered)
+        return KafkaSink(
+            settings.bootstrap_servers,
+            settings.topic(topics.SPANS),
+            delivered,
+            linger_ms=args.linger_ms,
+            compression_type=args.compression,
+        )
+
+    return make
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = get_settings()
     start_service_exporter(settings, "stub")
@@ -101,6 +123,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         drain=args.drain if args.drain is not None else speed == 0,
         warmup_s=args.warmup,
     )
+    if not args.control_plane:
+        from dataclasses import replace
+
+        plane = replace(options.config.control_plane, enabled=False)
+        options = replace(options, config=replace(options.config, control_plane=plane))
     name = args.run_name or (
         f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{args.scenario}-seed{args.seed}"
     )
@@ -124,7 +151,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         target=args.target,
         pacing=Pacing(speed=speed),
         truth=args.truth,
+        span_sink_factory=span_sink_factory(args, settings) if args.control_plane else None,
     )
+    spans_ok = summary.extra.get("spans_acknowledged") in (None, summary.extra.get("spans"))
     print(json.dumps({
         "run_dir": summary.run_dir,
         "events": summary.events,
@@ -135,8 +164,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "scenario": summary.scenario_path,
         "truth": summary.truth_path,
         "ledger": summary.ledger_path,
+        "spans": summary.extra.get("spans"),
+        "spans_acknowledged": summary.extra.get("spans_acknowledged"),
+        "spans_per_play": summary.extra.get("spans_per_play"),
     }, indent=2))  # fmt: skip
-    return 0 if summary.delivered == summary.events else 1
+    return 0 if summary.delivered == summary.events and spans_ok else 1
 
 
 def _with_batch(options: RunOptions, max_batch: int) -> RunOptions:
@@ -154,6 +186,10 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         fault = choose_fault(name, population, 0, 1)
         if fault is None:
             print(f"{name:20s} no fault")
+        elif fault.service is not None:
+            where = fault.instance_group or fault.region
+            print(f"{name:22s} service {fault.service} {fault.endpoint or ''} in {where} "
+                  f"moves {fault.metric}")  # fmt: skip
         else:
             print(f"{name:20s} {fault.dimension} = {fault.value!r} moves {fault.metric}")
     return 0
@@ -207,6 +243,13 @@ def register(sub: Any) -> None:
     r.add_argument("--max-batch", type=int, default=1_000, help="events per sink batch")
     r.add_argument("--linger-ms", type=int, default=20, help="Kafka producer linger")
     r.add_argument("--compression", choices=("gzip", "lz4", "zstd", "snappy"), default=None)
+    r.add_argument(
+        "--control-plane",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="plays go through the simulated services, whose spans go to telemetry.spans.v1 "
+        "(spans.jsonl for --target file)",
+    )
     r.set_defaults(handler=_cmd_run)
 
     s = ssub.add_parser("scenarios", help="list fault scenarios and what each one hits")

@@ -7,7 +7,9 @@ moves there it lives here, frozen, so a run is fully described by (config, seed)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from platform_stub.control_plane.services import ControlPlaneConfig
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,5 @@ class StubConfig:
     fault_end_frac: float = 0.7
     # Output sizes: events per sink batch; the HTTP collector accepts at most 1000.
     batch_events: int = 1_000
+    # The simulated services a play goes through (spans on telemetry.spans.v1).
+    control_plane: ControlPlaneConfig = field(default_factory=ControlPlaneConfig)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from platform_stub.config import StubConfig
+from platform_stub.control_plane.plane import ControlPlane
 from platform_stub.encoding import uuid4_from
 from platform_stub.error_codes import build_error_table
 from platform_stub.player import PlayerWorld, SessionEvents, SessionPlan, SessionState, play
@@ -63,11 +64,14 @@ class RunOptions:
 
 @dataclass
 class Batch:
-    """Consecutive events: JSON lines, their Kafka keys (session ids), last event time."""
+    """Consecutive events: JSON lines, their Kafka keys (session ids), last event time;
+    and the control plane's spans emitted meanwhile (keys: trace ids)."""
 
     lines: list[str]
     keys: list[str]
     last_ms: int
+    spans: list[str] = field(default_factory=list)
+    span_keys: list[str] = field(default_factory=list)
 
 
 def expected_events_per_session(population: Population, config: StubConfig) -> float:
@@ -113,6 +117,12 @@ class StubRun:
         self.errors = build_error_table()
         self.world = PlayerWorld(self.population, self.errors, self.fault, cfg.player)
         self.world.rng = random.Random(f"players:{options.seed}:{options.scenario}")
+        self.control: ControlPlane | None = None
+        if cfg.control_plane.enabled:
+            self.control = ControlPlane(options.seed, options.scenario, cfg.control_plane)
+            self.control.fault = self.fault
+            self.world.control = self.control
+        self.spans = 0
         self.events_by_type: dict[str, int] = {}
         self.events = 0
         self.sessions_started = 0
@@ -137,6 +147,8 @@ class StubRun:
         that start from now on play under it."""
         self.fault = fault
         self.world.fault = fault
+        if self.control is not None:
+            self.control.fault = fault
 
     # ---- arrivals -----------------------------------------------------------------------
 
@@ -277,11 +289,18 @@ class StubRun:
                 break
             if len(lines) >= max_events or t - first_ms >= span:
                 self.events, self.sessions_started = events, seq
-                yield Batch(lines, keys, t)
+                yield self._batch(lines, keys, t)
                 lines, keys, first_ms = [], [], -1
         self.events, self.sessions_started = events, seq
-        if lines:
-            yield Batch(lines, keys, t)
+        if lines or (self.control is not None and self.control.spans):
+            yield self._batch(lines, keys, t if lines else opts.start)
+
+    def _batch(self, lines: list[str], keys: list[str], last_ms: int) -> Batch:
+        if self.control is None:
+            return Batch(lines, keys, last_ms)
+        spans, span_keys = self.control.drain()
+        self.spans += len(spans)
+        return Batch(lines, keys, last_ms, spans, span_keys)
 
     # ---- results ------------------------------------------------------------------------
 
@@ -307,4 +326,7 @@ class StubRun:
             state = entry[4]
             if state.affected or self._flash_affected(state.truth(entry[2])):
                 affected[state.plan.session_id] = state.plan.member.member_id
-        return scenario_truth(self.options.scenario, self.options.seed, self.fault, affected)
+        members = self.control.affected_members if self.control is not None else set()
+        return scenario_truth(
+            self.options.scenario, self.options.seed, self.fault, affected, members
+        )

@@ -3,6 +3,7 @@
 Output directory (`<data_dir>/stub/<run name>/`):
 
 - `events.jsonl`  the events (file target only);
+- `spans.jsonl`    the control plane's spans (file target only; else `telemetry.spans.v1`);
 - `ledger.txt`     one event id per line for every event Kafka or the collector acknowledged
                    (not for file/null runs: `streamwatch reconcile` counts every ledger under
                    `<data_dir>/stub/` as produced into the pipeline);
@@ -90,6 +91,63 @@ class Pacing:
     progress_every_s: float = 5.0
 
 
+class SpanOutput:
+    """The control plane's spans' destination, if any, and how many it acknowledged."""
+
+    def __init__(self, factory: SinkFactory | None, run_dir: Path) -> None:
+        self.acknowledged = 0
+        self.sink = factory(run_dir, self._delivered) if factory is not None else None
+
+    def _delivered(self, lines: list[str]) -> None:
+        self.acknowledged += len(lines)
+
+    async def start(self) -> None:
+        """Connect."""
+        if self.sink is not None:
+            await self.sink.start()
+
+    async def send(self, spans: list[str], keys: list[str]) -> None:
+        """Hand over one batch of spans."""
+        if self.sink is not None and spans:
+            await self.sink.send(spans, keys)
+
+    async def flush(self) -> None:
+        """Wait for every span handed over."""
+        if self.sink is not None:
+            await self.sink.flush()
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        if self.sink is not None:
+            await self.sink.stop()
+
+
+class Pacer:
+    """Holds a paced run to `speed` x real time from the simulated start on."""
+
+    def __init__(self, speed: float, start_ms: int) -> None:
+        self.speed = speed
+        self.start_ms = start_ms
+        self.origin: float | None = None  # wall time at which simulated time reached the start
+
+    async def wait_for(self, last_ms: int) -> None:
+        """Sleep until `last_ms` is due (warm-up events before the start go out unpaced)."""
+        if self.speed <= 0 or last_ms <= self.start_ms:
+            return
+        if self.origin is None:
+            self.origin = time.perf_counter()
+        delay = self.origin + (last_ms - self.start_ms) / 1000.0 / self.speed - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def _write_members(run: StubRun, run_dir: Path) -> None:
+    # Written first so a long live run (the demo) can be looked up by email while it runs.
+    with (run_dir / "members.jsonl").open("w", encoding="utf-8") as fh:
+        for member in run.population.members:
+            fh.write(json.dumps(member_record(member), separators=(",", ":")) + "\n")
+
+
 async def run_async(
     options: RunOptions,
     sink_factory: SinkFactory,
@@ -99,8 +157,10 @@ async def run_async(
     pacing: Pacing = Pacing(),
     truth: bool = False,
     progress: IO[str] | None = sys.stderr,
+    span_sink_factory: SinkFactory | None = None,
 ) -> RunSummary:
-    """Generate `options` into the sink made by `sink_factory`; write the run directory."""
+    """Generate `options` into the sink made by `sink_factory` (and the control plane's
+    spans into the one `span_sink_factory` makes); write the run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
     # Truth records stream to disk as sessions end, so a long live run holds none in memory.
     truth_path = run_dir / "truth.jsonl" if truth else None
@@ -112,35 +172,27 @@ async def run_async(
             truth_file.write("\n")
 
     run = StubRun(options, keep_truths=False, on_session_end=session_ended)
-    # The member directory is written first so a long live run (the demo) can be looked up
-    # by email while it is still running.
-    with (run_dir / "members.jsonl").open("w", encoding="utf-8") as fh:
-        for member in run.population.members:
-            fh.write(json.dumps(member_record(member), separators=(",", ":")) + "\n")
+    _write_members(run, run_dir)
     # Only runs that feed the pipeline leave a ledger for reconciliation to count.
     ledger_path = run_dir / "ledger.txt" if target in PIPELINE_TARGETS else None
     ledger = Ledger(ledger_path)
     sink = sink_factory(run_dir, ledger.add)
+    spans = SpanOutput(span_sink_factory, run_dir)
     batch_events = options.config.batch_events
     # A paced run sends what is due every ~100 ms of wall time instead of big bursts.
     span_ms = int(100 * pacing.speed) if pacing.speed > 0 else None
     wall0 = time.perf_counter()
     last_report = wall0
-    pace_origin: float | None = None  # wall time at which simulated time reached the start
+    pacer = Pacer(pacing.speed, options.start)
     # A paced (live) run takes faults injected while it runs (`streamwatch demo fault`).
     faults = FaultControl(run_dir) if pacing.speed > 0 else None
     await sink.start()
+    await spans.start()
     try:
         for batch in run.batches(batch_events, span_ms):
-            if pacing.speed > 0 and batch.last_ms > options.start:
-                # Warm-up events (before the start) went out unpaced; pace from here on.
-                if pace_origin is None:
-                    pace_origin = time.perf_counter()
-                due = pace_origin + (batch.last_ms - options.start) / 1000.0 / pacing.speed
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            await pacer.wait_for(batch.last_ms)
             await sink.send(batch.lines, batch.keys)
+            await spans.send(batch.spans, batch.span_keys)
             if faults is not None and batch.last_ms > options.start:
                 # Only once live: a fault starts at the simulated now, never in the warm-up.
                 applied = faults.poll(run, batch.last_ms)
@@ -159,8 +211,10 @@ async def run_async(
                 )
                 progress.flush()
         await sink.flush()
+        await spans.flush()
     finally:
         await sink.stop()
+        await spans.stop()
         ledger.close()
         if truth_file is not None:
             # Sessions cut by --max-events or the window end, marked incomplete.
@@ -188,6 +242,11 @@ async def run_async(
         ledger_path=str(ledger_path) if ledger_path else None,
         scenario_path=str(scenario_path),
         truth_path=str(truth_path) if truth_path else None,
+        extra={
+            "spans": run.spans,
+            "spans_acknowledged": spans.acknowledged if spans.sink is not None else None,
+            "spans_per_play": round(run.spans / max(1, run.sessions_started), 2),
+        },
     )
     summary.write(run_dir / "summary.json")
     return summary
@@ -202,6 +261,7 @@ def run(
     pacing: Pacing = Pacing(),
     truth: bool = False,
     progress: IO[str] | None = sys.stderr,
+    span_sink_factory: SinkFactory | None = None,
 ) -> RunSummary:
     """Synchronous wrapper of `run_async`."""
     return asyncio.run(
@@ -213,5 +273,6 @@ def run(
             pacing=pacing,
             truth=truth,
             progress=progress,
+            span_sink_factory=span_sink_factory,
         )
     )

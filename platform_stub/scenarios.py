@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,8 +25,25 @@ ScenarioName = Literal[
     "drm_license_outage",
     "bad_app_release",
     "flash_crowd",
+    "license_5xx_region",
+    "playback_latency_spike",
+    "steering_distant_oca",
+    "cache_cluster_loss",
+    "bad_gateway_deploy",
+    "login_outage",
 ]
 SCENARIOS: tuple[str, ...] = ScenarioName.__args__  # type: ignore[attr-defined]
+# Faults in the control plane's services: their ground truth names a service (and a region
+# or an instance group); the player-side ones name a QoE dimension.
+CONTROL_PLANE_SCENARIOS: tuple[str, ...] = (
+    "license_5xx_region",
+    "playback_latency_spike",
+    "steering_distant_oca",
+    "cache_cluster_loss",
+    "bad_gateway_deploy",
+    "login_outage",
+)
+QOE_SCENARIOS: tuple[str, ...] = tuple(s for s in SCENARIOS if s not in CONTROL_PLANE_SCENARIOS)
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,13 @@ class Fault:
     fail_p: float = 0.0  # chance a session in scope hits the fatal error
     throughput_factor: float = 1.0  # multiplier on throughput while congested
     boost: float = 1.0  # start-rate multiplier for the flash-crowd title
+    # Control-plane faults: which service (endpoint, region, instance group; None = all)
+    # answers with errors (`fail_p`) or slower (`latency_factor`).
+    service: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    instance_group: str | None = None
+    latency_factor: float = 1.0
 
     def active(self, t_ms: int) -> bool:
         """Whether the fault is in effect at event time `t_ms`."""
@@ -62,10 +87,44 @@ def _busiest(values: list[str]) -> str:
     return sorted(Counter(values).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
 
+def _service_fault(name: str, population: Population, start_ms: int, end_ms: int) -> Fault:
+    """A control-plane fault, in the region with the most members."""
+    region = _busiest([m.region for m in population.members])
+
+    def fault(service: str, metric: str, **kw: object) -> Fault:
+        return Fault(
+            name, start_ms, end_ms, "service", service, metric, service=service, region=region,
+            **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    if name == "license_5xx_region":
+        # The DRM license service answers 503 to most requests: retries, then the player's
+        # DRM error.
+        return fault("license", "service_error_pct", endpoint="/license/acquire", fail_p=0.9)
+    if name == "playback_latency_spike":
+        return fault(
+            "playback", "service_latency_p50_ms", endpoint="/playback/start", latency_factor=50.0
+        )
+    if name == "steering_distant_oca":
+        # Steering's proximity data is gone: it falls back to its static list, which sends
+        # members to an OCA half the world away (lower bitrate, more rebuffering).
+        return fault("steering", "service_fallback_pct", endpoint="/steering/select", fail_p=1.0)
+    if name == "cache_cluster_loss":
+        return fault("cache", "service_error_pct", fail_p=1.0)
+    if name == "bad_gateway_deploy":
+        group = f"gateway-{region}-b"
+        return fault("gateway", "service_error_pct", instance_group=group, fail_p=0.6)
+    if name == "login_outage":
+        return fault("auth", "service_error_pct", endpoint="/auth/login", fail_p=0.95)
+    raise ValueError(f"{name!r} is not a control-plane scenario")
+
+
 def choose_fault(name: str, population: Population, start_ms: int, end_ms: int) -> Fault | None:
     """The fault of scenario `name` over [start_ms, end_ms), or None for `normal`."""
     if name == "normal":
         return None
+    if name in CONTROL_PLANE_SCENARIOS:
+        return _service_fault(name, population, start_ms, end_ms)
     if name == "oca_outage":
         # Half the sessions fail outright; the rest fail over to origin after timeouts.
         return Fault(
@@ -112,6 +171,11 @@ class ScenarioTruth:
     affected_member_ids: tuple[str, ...] = ()
     affected_session_ids: tuple[str, ...] = ()
     params: dict[str, float] = field(default_factory=dict)
+    # Control-plane faults: the service at fault, and where (None for player-side faults).
+    service: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    instance_group: str | None = None
 
     def write(self, path: Path) -> None:
         """Write as pretty JSON (ids sorted, so the file is stable per seed)."""
@@ -122,9 +186,14 @@ class ScenarioTruth:
 
 
 def scenario_truth(
-    name: str, seed: int, fault: Fault | None, sessions: dict[str, str]
+    name: str,
+    seed: int,
+    fault: Fault | None,
+    sessions: dict[str, str],
+    members: Iterable[str] = (),
 ) -> ScenarioTruth:
-    """The ground truth of a finished run; `sessions` maps affected session id -> member id."""
+    """The ground truth of a finished run; `sessions` maps affected session id -> member id;
+    `members` are members hit outside a play (e.g. a failed login)."""
     if fault is None:
         return ScenarioTruth(name, seed, None, None, None, None, None, None, None)
     return ScenarioTruth(
@@ -137,11 +206,16 @@ def scenario_truth(
         dimension=fault.dimension,
         value=fault.value,
         metric=fault.metric,
-        affected_member_ids=tuple(sorted(set(sessions.values()))),
+        affected_member_ids=tuple(sorted(set(sessions.values()) | set(members))),
         affected_session_ids=tuple(sorted(sessions)),
         params={
             "fail_p": fault.fail_p,
             "throughput_factor": fault.throughput_factor,
             "boost": fault.boost,
+            "latency_factor": fault.latency_factor,
         },
+        service=fault.service,
+        endpoint=fault.endpoint,
+        region=fault.region,
+        instance_group=fault.instance_group,
     )

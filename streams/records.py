@@ -17,8 +17,11 @@ from streams.sketch import LatencySketch
 
 EndedBy = Literal["playback_end", "timeout"]
 IncidentMetric = Literal[
-    "playback_failure_pct", "start_failure_pct", "rebuffer_pct", "startup_p95_ms", "plays_share_pct"
-]
+    "playback_failure_pct", "start_failure_pct", "rebuffer_pct", "startup_p95_ms",
+    "plays_share_pct",
+    # Control-plane incidents (streams.service_detector): a service at fault.
+    "service_error_pct", "service_latency_p50_ms", "service_fallback_pct",
+]  # fmt: skip
 IncidentStatus = Literal["open", "resolved"]
 Severity = Literal["minor", "major", "critical"]
 
@@ -286,3 +289,8 @@ class Incident(BaseModel):
     affected_sessions: int
     severity: Severity
     explanation: str
+    # Control-plane incidents only (dimension "service"): where the service is at fault.
+    service: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    instance_group: str | None = None

@@ -25,12 +25,13 @@ import pytest
 
 from platform_stub.config import StubConfig
 from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
-from platform_stub.scenarios import SCENARIOS, ScenarioTruth
+from platform_stub.scenarios import QOE_SCENARIOS, ScenarioTruth
 from streams.records import Incident
 from streams.replay import replay
 
 SEEDS = (1, 2, 3)
-FAULTS = tuple(s for s in SCENARIOS if s != "normal")
+# The player-side faults (the control-plane ones: tests/test_streams_service_scenarios.py).
+FAULTS = tuple(s for s in QOE_SCENARIOS if s != "normal")
 MEMBERS = 4_000
 RATE = 200.0
 DURATION_S = 900.0
@@ -64,7 +65,7 @@ def _run(scenario: str, seed: int) -> Run:
 
 @pytest.fixture(scope="module")
 def runs() -> dict[tuple[str, int], Run]:
-    keys = [(scenario, seed) for scenario in SCENARIOS for seed in SEEDS]
+    keys = [(scenario, seed) for scenario in QOE_SCENARIOS for seed in SEEDS]
     with ProcessPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(_run, *zip(*keys, strict=True)))
     return dict(zip(keys, results, strict=True))

@@ -211,8 +211,12 @@ def test_scenario_truth_names_its_window_and_affected_sessions() -> None:
             assert gt.affected_session_ids == () and gt.dimension is None
             continue
         assert gt.start_ms is not None and gt.end_ms is not None and gt.start_ms < gt.end_ms
-        assert gt.affected_session_ids, scenario
         by_id = {t.session_id: t for t in truths}
+        if gt.dimension == "service":  # a control-plane fault: one service in one region
+            assert gt.value == gt.service and gt.affected_member_ids, scenario
+            assert all(by_id[sid].region == gt.region for sid in gt.affected_session_ids)
+            continue
+        assert gt.affected_session_ids, scenario
         for sid in gt.affected_session_ids:
             t = by_id[sid]
             assert sid in by_id and t.member_id in gt.affected_member_ids

@@ -1,0 +1,96 @@
+"""Spans as JSON lines, built with f-strings on the stub's hot path.
+
+Fields left at their `contract.spans.Span` default (None, False, attempt 1) are omitted to
+keep the bytes per span down; tests validate samples against the `Span` model.
+"""
+
+from __future__ import annotations
+
+import time
+
+_SECONDS: dict[int, str] = {}  # epoch second -> formatted prefix (spans jump between seconds)
+
+
+def _iso(epoch_ms: int) -> str:
+    sec, ms = divmod(epoch_ms, 1000)
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        if len(_SECONDS) > 4_096:
+            _SECONDS.clear()
+        prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+    return f"{prefix}{ms:03d}Z"
+
+
+class TraceContext:
+    """What every span of one trace (a play, or one member request) shares."""
+
+    __slots__ = ("links", "region", "trace_id")
+
+    def __init__(
+        self,
+        trace_id: str,
+        region: str,
+        session_id: str | None,
+        member_id: str | None,
+        country: str | None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.region = region
+        parts = []
+        if session_id is not None:
+            parts.append(f'"session_id":"{session_id}"')
+        if member_id is not None:
+            parts.append(f'"member_id":"{member_id}"')  # the stub's ids need no escaping
+        if country is not None:
+            parts.append(f'"country":"{country}"')
+        self.links = "," + ",".join(parts) if parts else ""
+
+
+class SpanOutcome:
+    """How one attempt ended (filled in by the call, then encoded)."""
+
+    __slots__ = ("cache_hit", "circuit_open", "error_code", "fallback", "http_status", "ok")
+
+    def __init__(self) -> None:
+        self.ok = True
+        self.http_status: int | None = 200
+        self.error_code: str | None = None
+        self.cache_hit: bool | None = None
+        self.fallback = False
+        self.circuit_open = False
+
+
+def span_line(
+    ctx: TraceContext,
+    span_id: str,
+    parent_id: str | None,
+    where: tuple[str, str, str, str, str],
+    start_ms: int,
+    end_ms: int,
+    attempt: int,
+    outcome: SpanOutcome,
+) -> str:
+    """One span; `where` is (name, service, endpoint, instance id, instance group)."""
+    name, service, endpoint, instance, group = where
+    parent = f',"parent_span_id":"{parent_id}"' if parent_id else ""
+    extra = ""
+    if outcome.http_status is not None:
+        extra += f',"http_status":{outcome.http_status}'
+    if outcome.error_code is not None:
+        extra += f',"error_code":"{outcome.error_code}","status_message":"{outcome.error_code}"'
+    if attempt > 1:
+        extra += f',"attempt":{attempt}'
+    if outcome.cache_hit is not None:
+        extra += ',"cache_hit":true' if outcome.cache_hit else ',"cache_hit":false'
+    if outcome.fallback:
+        extra += ',"fallback_used":true'
+    if outcome.circuit_open:
+        extra += ',"circuit_open":true'
+    status = "ok" if outcome.ok else "error"
+    return (
+        f'{{"trace_id":"{ctx.trace_id}","span_id":"{span_id}"{parent},"name":"{name}",'
+        f'"start_time":"{_iso(start_ms)}","end_time":"{_iso(end_ms)}",'
+        f'"duration_ms":{end_ms - start_ms},"status_code":"{status}","service":"{service}",'
+        f'"instance_id":"{instance}","instance_group":"{group}","region":"{ctx.region}",'
+        f'"endpoint":"{endpoint}"{extra}{ctx.links}}}'
+    )
