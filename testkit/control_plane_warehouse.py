@@ -33,7 +33,7 @@ def write_table(root: Path, table: str, objects: Sequence[Mapping[str, Any]]) ->
     if bad:
         raise ValueError(f"{table}: rows that do not fit: {bad}")
     write_partitioned(root, spec, arrow)
-    return arrow.num_rows
+    return int(arrow.num_rows)
 
 
 def write_control_plane_warehouse(
