@@ -9,6 +9,7 @@ clock in the browser's zone) and keeps milliseconds: a licence retry lasts a sec
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import cast
 
 import altair as alt
@@ -54,6 +55,19 @@ def steps_frame(steps: Sequence[TraceStep]) -> pd.DataFrame:
         "ms",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def drawn_steps(
+    steps: Sequence[TraceStep], margin: timedelta = timedelta(seconds=10)
+) -> tuple[list[TraceStep], list[TraceStep]]:
+    """(steps to draw, later player steps left out): the chart covers the server's part of
+    the play (play press to the last span, plus a margin), so seconds of startup are not
+    squeezed into a corner by a playback_end two hours later."""
+    ends = [s.end or s.at for s in steps if s.source == "server"]
+    if not ends:
+        return list(steps), []
+    limit = max(ends) + margin
+    return [s for s in steps if s.at <= limit], [s for s in steps if s.at > limit]
 
 
 def trace_chart(steps: Sequence[TraceStep]) -> alt.LayerChart:

@@ -62,8 +62,18 @@ def render_session_trace(
         st.success(found.summary, icon=":material/check_circle:")
     else:
         st.info(found.summary)
-    if found.steps:
-        st.altair_chart(trace_chart.trace_chart(found.steps), width="stretch")
+    drawn, later = trace_chart.drawn_steps(found.steps)
+    if drawn:
+        st.altair_chart(trace_chart.trace_chart(drawn), width="stretch")
+    if later:
+        st.caption(
+            "Later, not drawn: "
+            + ", ".join(
+                f"{s.label} at {s.at:%H:%M:%S}" + (f" ({s.detail})" if s.detail else "")
+                for s in later[:5]
+            )
+            + (f" and {len(later) - 5} more" if len(later) > 5 else "")
+        )
     if found.failing:
         st.markdown("**Failing server calls**")
         st.dataframe(

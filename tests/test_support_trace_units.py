@@ -11,7 +11,7 @@ from indexers.documents import TABLE_BY_NAME, flatten
 from ingest.error_catalog import load_catalog
 from platform_stub.generator import RunOptions, StubRun
 from support_console.trace import SessionTrace, build_trace, step_from_span, summarize_account
-from support_console.trace_chart import trace_chart
+from support_console.trace_chart import drawn_steps, trace_chart
 from testkit.spans import login_spans, sessions_of, spans_for_session
 
 CATALOG = load_catalog()
@@ -52,6 +52,12 @@ def test_failed_and_clean_plays_are_told_apart_in_words() -> None:
     for t in started:
         assert t.clean or "a retry got through" in t.summary, t.summary
     assert sum(t.clean for t in started) > len(started) / 2
+    healthy = next(t for t in started if t.clean)
+    drawn, later = drawn_steps(healthy.steps)
+    assert [s.label for s in later][-1:] == ["playback_end"]
+    assert all(s.source == "player" for s in later) and len(drawn) + len(later) == len(
+        healthy.steps
+    )
     chart = trace_chart(failed[0].steps).to_dict()
     assert chart["layer"][0]["mark"]["type"] == "bar"
     assert chart["layer"][0]["encoding"]["x"]["axis"]["format"] == "%H:%M:%S"
