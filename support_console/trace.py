@@ -14,7 +14,7 @@ Every body sent uses only `term`, `terms`, `range` and `bool` (the console's que
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -25,7 +25,6 @@ from ingest.error_catalog import ErrorCatalog
 from support_console import audit, indices
 from support_console.audit import Surface
 from support_console.backend import hits
-from support_console.documents import as_time
 from support_console.identity import AgentIdentity
 from support_console.service import SupportService
 
@@ -148,6 +147,20 @@ def account_requests_body(
 # --- pure builders -----------------------------------------------------------------------
 
 
+def as_time(value: Any) -> datetime | None:
+    """ISO text (or a datetime) → aware UTC datetime; None when absent or unreadable."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def step_from_span(doc: Doc) -> TraceStep | None:
     """A server span as a step; failing spans are highlighted."""
     start = as_time(doc.get("start_time"))
@@ -169,6 +182,7 @@ def step_from_span(doc: Doc) -> TraceStep | None:
         else "",
         f"{doc.get('instance_id')} ({doc.get('region')})" if doc.get("instance_id") else "",
     ]
+    detail_parts = list(dict.fromkeys(p for p in detail_parts if p))  # code == message often
     return TraceStep(
         at=start,
         end=as_time(doc.get("end_time")),
@@ -176,7 +190,7 @@ def step_from_span(doc: Doc) -> TraceStep | None:
         source="server",
         label=label,
         status="error" if failed else ("warning" if doc.get("fallback_used") else "ok"),
-        detail=" · ".join(p for p in detail_parts if p),
+        detail=" · ".join(detail_parts),
         highlighted=failed,
         service=doc.get("service"),
         endpoint=doc.get("endpoint"),
@@ -272,30 +286,39 @@ def summarize(
     failed_parents = {s.parent_span_id for s in failing if s.parent_span_id}
     causes = [s for s in failing if s.span_id not in failed_parents] or failing
     first = causes[0]
-    same = [
-        s
-        for s in failing
-        if (s.service, s.endpoint, s.region) == (first.service, first.endpoint, first.region)
-    ]
-    answer = str(first.http_status) if first.http_status is not None else "an error"
-    retries = max((s.attempt or 1) for s in same) - 1
-    parts = [f"{first.service} service answered {answer} in {first.region or 'an unknown region'}"]
-    parts.append(f"{retries} retr{'y' if retries == 1 else 'ies'}" if retries else "no retry")
-    recovered = any(
-        s.service == first.service and s.status == "ok" and s.at > first.at for s in server
+    key = (first.service, first.endpoint, first.region)
+    # Every try of the cause from its first failure on: the player's and the services' own
+    # retries alike.
+    tries = sorted(
+        (s for s in server if (s.service, s.endpoint, s.region) == key and s.at >= first.at),
+        key=lambda s: s.at,
     )
-    if ending:
-        parts.append(ending)
-    elif recovered:
-        parts.append("a retry got through and the play went on")
-    others = sorted({f"{s.service} ({s.http_status})" for s in causes if s not in same})
+    text = _cause(first, len(tries) - 1, ending, recovered=tries[-1].status == "ok")
+    others = sorted(
+        {f"{s.service} ({s.http_status})" for s in causes if s.service != first.service}
+    )
     passed_on = sorted({f"{s.service} ({s.http_status})" for s in failing if s not in causes})
-    text = ", ".join(parts)
     if others:
         text += f"; also failing: {', '.join(others)}"
     if passed_on:
         text += f"; passed on by {', '.join(passed_on)}"
     return text[0].upper() + text[1:] + "."
+
+
+def _cause(first: TraceStep, retries: int, ending: str, *, recovered: bool) -> str:
+    where = first.region or "an unknown region"
+    if first.http_status is not None:
+        head = f"{first.service} service answered {first.http_status} in {where}"
+    elif "CIRCUIT_OPEN" in first.detail or "circuit open" in first.detail:
+        head = f"{first.service} service's circuit breaker was open in {where}"
+    else:
+        head = f"{first.service} service failed in {where} ({first.detail or 'no detail'})"
+    parts = [head, f"{retries} retr{'y' if retries == 1 else 'ies'}" if retries else "no retry"]
+    if ending:
+        parts.append(ending)
+    elif recovered:
+        parts.append("the last try got through and the play went on")
+    return ", ".join(parts)
 
 
 def summarize_account(member_id: str, steps: Sequence[TraceStep]) -> str:
