@@ -61,6 +61,12 @@ SERVICE_MINUTE_COLUMNS: tuple[Column, ...] = (
     _C("latency_p50_ms", "double", "Latency p50 of the minute's spans."),
     _C("latency_p99_ms", "double", "Latency p99 of the minute's spans."),
     _C("revision", "int", "Revision of the rollup; a later one supersedes (late spans)."),
+    _C(
+        "latency_buckets",
+        "json",
+        "Latency histogram as JSON {log bucket index: count} (streams.sketch); merges exactly.",
+    ),
+    _C("instance_groups", "json", "Requests and errors per instance group as JSON."),
     _C("extra", "json", "Fields of the rollup without a column, as JSON."),
     *_SOURCE,
 )
