@@ -17,6 +17,7 @@ nav = st.navigation(
         st.Page(PAGES / "incidents.py", title="Incidents"),
         st.Page(PAGES / "pipeline.py", title="Pipeline health"),
         st.Page(PAGES / "capacity.py", title="Capacity"),
+        st.Page(PAGES / "control_plane.py", title="Control plane"),
     ]
 )
 nav.run()

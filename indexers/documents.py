@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from indexers.columns import Column
+from indexers.span_tables import SERVICE_MINUTE_COLUMNS, SPAN_COLUMNS
 from streamwatch import topics
 
 _C = Column
@@ -264,6 +265,15 @@ TABLES: tuple[TableSpec, ...] = (
         "deadletters", topics.DEADLETTER, DEADLETTER_COLUMNS,
         ("source_partition", "source_offset"), "rejected_at",
         "ingested_at ASC",
+    ),
+    # Control-plane spans (first delivery wins) and their minute rollups (indexers.span_tables).
+    TableSpec(
+        "spans", topics.SPANS, SPAN_COLUMNS, ("trace_id", "span_id"), "start_time",
+        "ingested_at ASC, source_offset ASC",
+    ),
+    TableSpec(
+        "service_minute", topics.SERVICE_MINUTE, SERVICE_MINUTE_COLUMNS,
+        ("minute", "service", "endpoint", "region"), "minute", _LATEST,
     ),
 )  # fmt: skip
 TABLE_BY_TOPIC: dict[str, TableSpec] = {t.topic: t for t in TABLES}

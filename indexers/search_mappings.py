@@ -82,6 +82,7 @@ def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def ism_policy(settings: Settings) -> dict[str, Any]:
     """OpenSearch ISM policy: delete daily event indices after `search_retention_days`."""
+    prefix = naming.index_prefix(settings)
     return {
         "policy": {
             "description": "streamwatch: delete daily event indices after the retention period",
@@ -99,7 +100,10 @@ def ism_policy(settings: Settings) -> dict[str, Any]:
                 },
                 {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
             ],
-            "ism_template": [{"index_patterns": [naming.events_index_pattern(settings)]}],
+            # Span indices (indexers.span_search) expire with the events.
+            "ism_template": [
+                {"index_patterns": [naming.events_index_pattern(settings), f"{prefix}spans-*"]}
+            ],
         }
     }
 

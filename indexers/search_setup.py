@@ -8,6 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from indexers import naming
 from indexers.search_backend import SearchBackend
 from indexers.search_mappings import index_templates, retention_policy_id
+from indexers.span_search import (
+    ensure_span_indices,
+    expired_span_indices,
+    spans_index_pattern,
+    spans_template_name,
+)
 from streamwatch.settings import Settings
 
 
@@ -46,6 +52,8 @@ def ensure_search_ready(
         naming.audit_index(settings),
     ):
         backend.create_index(index)
+    ilm = retention_policy_id(settings) if has_policy and backend.name == "elasticsearch" else None
+    ensure_span_indices(backend, settings, day, ilm)
     retention = (
         ("ilm" if backend.name == "elasticsearch" else "ism")
         if has_policy
@@ -73,6 +81,9 @@ def apply_retention(
     expired = expired_indices(
         settings, backend.list_indices(naming.events_index_pattern(settings)), day
     )
+    expired += expired_span_indices(
+        settings, backend.list_indices(spans_index_pattern(settings)), day
+    )
     for index in expired:
         backend.delete_index(index)
     return expired
@@ -80,7 +91,7 @@ def apply_retention(
 
 def drop_all(backend: SearchBackend, settings: Settings) -> None:
     """Delete every index and template of this prefix (tests and `--reset`)."""
-    for name in index_templates(settings):
+    for name in [*index_templates(settings), spans_template_name(settings)]:
         backend.delete_index_template(name)
     for index in backend.list_indices(f"{naming.index_prefix(settings)}*"):
         backend.delete_index(index)

@@ -22,12 +22,13 @@ from indexers.decode import Decoded, Decoder
 from indexers.gc_pause import gc_paused
 from indexers.search_backend import BulkOp, SearchBackend, SearchUnavailable
 from indexers.sink_loop import Backpressure, Record
+from indexers.span_search import span_operation
 from ingest.deadletter import DeadLetter
 from streamwatch import topics
 from streamwatch.settings import Settings
 
 SOURCE = "sink.search"
-SEARCH_TOPICS = (topics.EVENTS, topics.SESSIONS, topics.INCIDENTS)
+SEARCH_TOPICS = (topics.EVENTS, topics.SESSIONS, topics.INCIDENTS, topics.SPANS)
 
 
 @dataclass
@@ -88,6 +89,8 @@ class SearchSink:
 
     def _operation(self, decoded: Decoded) -> BulkOp | DeadLetter:
         table = decoded.table.name
+        if table == "spans":
+            return span_operation(self.settings, decoded)
         if table == "events":
             try:
                 when = parse_timestamp(decoded.row.get("event_time"))

@@ -37,6 +37,8 @@ WAREHOUSE_TOPICS = (
     topics.MINUTE,
     topics.INCIDENTS,
     topics.DEADLETTER,
+    topics.SPANS,
+    topics.SERVICE_MINUTE,
 )
 
 

@@ -19,7 +19,7 @@ import streamlit as st
 
 from streamwatch.pipeline_lag import behind_message, read_lag_sync
 from streamwatch.settings import Settings
-from support_console import charts
+from support_console import charts, trace_view
 from support_console.identity import AgentIdentity, agent_from_headers, login
 from support_console.models import LookupResult, SessionView
 from support_console.service import LookupRequest, SupportService
@@ -146,6 +146,7 @@ def _render_session(service: SupportService, agent: AgentIdentity | None, s: Ses
             f"{e.meaning}  \n**Next step:** {e.agent_action}"
         )
     st.caption(f"session {s.session_id}")
+    trace_view.render_session_trace(service, agent, s)
     key = f"drill-{s.session_id}"
     if st.toggle("Show bitrate and buffer over the session", key=key):
         cache: dict[str, Any] = st.session_state.setdefault("drilldowns", {})
@@ -190,6 +191,7 @@ def _render_result(
     st.caption(" · ".join(f for f in facts if f))
     st.info(result.summary)
     _render_incident_badges(result)
+    trace_view.render_account(service, result)
     if not result.sessions:
         st.success("No playback sessions in this period, so nothing failed.")
         return

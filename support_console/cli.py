@@ -1,6 +1,6 @@
 """`streamwatch support ...`: lookups from a terminal, the console, the member directory.
 
-- `support lookup ID [--since 7d] [--agent NAME] [--case C] [--reason R] [--json]`
+- `support lookup ID [--since 7d] [--agent NAME] [--case C] [--reason R] [--json] [--trace]`
 - `support console [--port P]` runs the Streamlit console
 - `support load-members PATH` indexes the stub's `members.jsonl` into the member directory
 - `support replay RUN_DIR` loads a stub file run into the indices in-process (no Kafka)
@@ -43,6 +43,12 @@ def _lookup(args: argparse.Namespace) -> int:
             "streamwatch: support lookup needs --agent NAME (every lookup is audited under an "
             "agent's name); this attempt was recorded as refused.",
             file=sys.stderr,
+        )
+    elif args.trace and result.status == "found" and agent is not None:
+        from support_console.trace_cli import print_with_traces
+
+        print_with_traces(
+            service, agent, result, args.id, as_json=args.json, case_id=args.case or ""
         )
     elif args.json:
         print(result.model_dump_json(indent=2))
@@ -188,6 +194,11 @@ def register(sub: Any) -> None:
     lookup.add_argument("--case", help="case / ticket id for the audit log")
     lookup.add_argument("--reason", help="why you look (for the audit log)")
     lookup.add_argument("--json", action="store_true", help="print the result as JSON")
+    lookup.add_argument(
+        "--trace",
+        action="store_true",
+        help="also show each troubled play's trace: player events and server spans",
+    )
     lookup.set_defaults(handler=_lookup)
 
     console = ssub.add_parser("console", help="run the support console (Streamlit)")

@@ -127,7 +127,7 @@ def _delete_own_indices() -> None:
         for prefix in _OWN_PREFIXES:
             for index in backend.list_indices(f"{prefix}*"):
                 backend.delete_index(index)
-            for template in (f"{prefix}{n}" for n in ("events", "sessions", "incidents")):
+            for template in (f"{prefix}{n}" for n in ("events", "sessions", "incidents", "spans")):
                 backend.delete_index_template(template)
             for template in (f"{prefix}support-audit", f"{prefix}support-members"):
                 backend.delete_index_template(template)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboards import capacity, charts, tables, ui, warehouse
 from dashboards.queries import capacity as q
+from dashboards.queries import control_plane as cpq
 from dashboards.storage import storage_by_day
 from indexers.search_backend import make_backend
 
@@ -19,7 +20,8 @@ filters = ui.sidebar_filters(con, cfg)
 def body() -> None:
     rolled = q.concurrency_and_egress_rollups(con, filters)
     ce = rolled if rolled is not None else q.concurrency_and_egress(con, filters)
-    ingest = q.ingest_per_minute(con, filters)
+    # Control-plane load as measured by the services' spans where they exist.
+    ingest = cpq.with_measured_load(con, filters, q.ingest_per_minute(con, filters))
     backend = make_backend(cfg)
     try:  # warehouse, search indices and Kafka topics (dashboards.storage)
         storage, storage_notes = storage_by_day(
@@ -48,6 +50,7 @@ def body() -> None:
         ui.fmt(float(ingest["events_per_s"].max()) if len(ingest) else None, "", 1),
     )
     per_day = storage.groupby("day")["bytes"].sum() if len(storage) else pd.Series(dtype=float)
+    cols3[3].metric("Cache hit ratio (%)", ui.fmt(cpq.cache_hit_pct(con, filters), "", 1))
     cols3[2].metric(
         "Storage growth, max day",
         ui.fmt_bytes(float(per_day.max()) if len(per_day) else None),
