@@ -67,9 +67,26 @@ def supervise(n: int, loglevel: str) -> int:
     return code
 
 
+def _cmd_service_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from streams import service_worker
+    from streamwatch.settings import get_settings
+
+    logging.basicConfig(level=args.loglevel)
+    service_worker.serve(get_settings())
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add the `worker` subcommand."""
+    """Add the `worker` and `service-worker` subcommands."""
     p = sub.add_parser("worker", help="run the stream workers (validate, sessionize, detect)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(handler=_cmd_worker)
+    p = sub.add_parser(
+        "service-worker",
+        help="run the control-plane stage (spans -> service minutes and service incidents)",
+    )
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(handler=_cmd_service_worker)

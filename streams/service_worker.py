@@ -126,19 +126,24 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await worker.stop()
 
 
-def main() -> None:
-    """Entry point: run until SIGTERM or SIGINT."""
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    logging.basicConfig(level=logging.INFO)
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT (`streamwatch service-worker`, the demo's process)."""
 
     async def _main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(get_settings(), stop)
+        await run(settings, stop)
 
     asyncio.run(_main())
+
+
+def main() -> None:
+    """Entry point of `python -m streams.service_worker`."""
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    logging.basicConfig(level=logging.INFO)
+    serve(get_settings())
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ def services(settings: Settings) -> list[Service]:
             port=settings.collector_port,
         ),
         Service("worker", ("worker", "--workers", "1")),
+        Service("service-worker", ("service-worker",)),
         Service("sink-search", ("sink", "search")),
         Service("sink-warehouse", ("sink", "warehouse")),
         Service("notifier", ("alerts", "run")),  # to the local Alertmanager by default

@@ -120,11 +120,16 @@ def behind_message(lag: PipelineLag, threshold_s: float) -> str | None:
 # The groups are named by their owners (`streams.app.app_id`, `indexers.naming.
 # consumer_group`); importing those here would load Faust into both Streamlit apps and turn
 # the shared package upside down, so the names are repeated and a test pins them together.
-_PIPELINE_GROUPS = ("streamwatch-streams", "streamwatch.sink.search", "streamwatch.sink.warehouse")
+_PIPELINE_GROUPS = (
+    "streamwatch-streams",
+    "streamwatch-services",
+    "streamwatch.sink.search",
+    "streamwatch.sink.warehouse",
+)
 
 
 def pipeline_groups(settings: Settings) -> frozenset[str]:
-    """The consumer groups of this deployment's pipeline: the stream worker and the sinks."""
+    """The consumer groups of this deployment's pipeline: the stream workers and the sinks."""
     return frozenset(f"{settings.topic_prefix}{group}" for group in _PIPELINE_GROUPS)
 
 

@@ -98,9 +98,11 @@ def test_a_stale_group_outside_the_pipeline_raises_no_banner(settings: Settings)
 
 def test_the_pipeline_groups_are_the_worker_and_the_sinks(settings: Settings) -> None:
     from streams.app import app_id
+    from streams.service_worker import GROUP
 
     assert pipeline_groups(settings) == {
         app_id(settings),
+        settings.topic(GROUP),
         consumer_group(settings, "search"),
         consumer_group(settings, "warehouse"),
     }
