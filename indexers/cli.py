@@ -26,7 +26,7 @@ def _logging() -> None:
 
 
 def _cmd_sink_search(args: argparse.Namespace) -> int:
-    from indexers.search_backend import make_backend
+    from indexers.search_factory import make_backend
     from indexers.search_setup import apply_retention, ensure_search_ready
     from indexers.services import install_stop_handlers, run_search_sink
 

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from indexers import naming
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from indexers.warehouse_reader import connect_readonly
 from streamwatch import topics
 from streamwatch.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 
 from indexers import naming, search_queries
 from indexers.sample_data import events
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from indexers.search_setup import apply_retention, ensure_search_ready
 from indexers.services import run_search_sink, run_warehouse_sink
 from ingest.deadletter import DeadLetter

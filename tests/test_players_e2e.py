@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from ingest.error_catalog import load_catalog
 from ingest.events import EVENT_ADAPTER, Event
 from ingest.player_errors import catalog_code

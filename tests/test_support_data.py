@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from indexers.documents import TABLE_BY_NAME, document_id, flatten
-from indexers.search_backend import BulkOp, SearchBackend, make_backend
+from indexers.search_backend import BulkOp, SearchBackend
+from indexers.search_factory import make_backend
 from ingest.events import EVENT_ADAPTER
 from platform_stub.generator import RunOptions, StubRun
 from platform_stub.population import member_record

@@ -18,7 +18,8 @@ import pytest
 from indexers import naming
 from indexers.arrow_rows import rows_to_table
 from indexers.documents import TABLE_BY_NAME, flatten
-from indexers.search_backend import BulkOp, make_backend
+from indexers.search_backend import BulkOp
+from indexers.search_factory import make_backend
 from indexers.search_setup import ensure_search_ready
 from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator

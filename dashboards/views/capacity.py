@@ -8,7 +8,7 @@ import streamlit as st
 from dashboards import capacity, charts, tables, ui, warehouse
 from dashboards.queries import capacity as q
 from dashboards.storage import storage_by_day
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 
 st.title("Capacity")
 cfg = ui.settings()

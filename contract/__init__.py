@@ -1,0 +1,1 @@
+"""What crosses the boxes of the data flow, defined once and imported everywhere."""
