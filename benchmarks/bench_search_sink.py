@@ -31,8 +31,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from contract.columns import parse_timestamp
 from indexers import naming, search_queries
-from indexers.columns import parse_timestamp
 from indexers.documents import flatten_event
 from indexers.opensearch_backend import OpenSearchBackend
 from indexers.sample_data import events

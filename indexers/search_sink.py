@@ -14,13 +14,13 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from contract.columns import parse_timestamp
+from contract.deadletter import DeadLetter
 from indexers import naming
-from indexers.columns import parse_timestamp
 from indexers.deadletters import DeadLetterWriter, dead_letter_for
 from indexers.decode import Decoded, decode
 from indexers.search_backend import BulkOp, SearchBackend, SearchUnavailable
 from indexers.sink_loop import Backpressure, Record
-from ingest.deadletter import DeadLetter
 from streamwatch import topics
 from streamwatch.settings import Settings
 

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.deadletter import DeadLetter
+from contract.tables import TABLE_BY_NAME
 from indexers import naming
 from indexers.arrow_rows import rows_to_table
 from indexers.deadletters import DeadLetterWriter, dead_letter_for
 from indexers.decode import Decoded, decode
-from indexers.documents import TABLE_BY_NAME
 from indexers.sink_loop import Backpressure, Record
 from indexers.warehouse_writer import write_partitioned
-from ingest.deadletter import DeadLetter
 from streamwatch import topics
 from streamwatch.settings import Settings
 

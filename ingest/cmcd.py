@@ -19,12 +19,10 @@ from typing import Any, Final
 
 import http_sf
 
-# Reason codes (dead letters and 4xx answers carry them).
-CMCD_SYNTAX: Final = "cmcd_syntax"
-CMCD_INVALID_VALUE: Final = "cmcd_invalid_value"
-CMCD_MISSING_KEY: Final = "cmcd_missing_key"
-CMCD_INVALID_UTF8: Final = "invalid_utf8"
-CMCD_LINE_TOO_LARGE: Final = "event_too_large"
+from contract.deadletter import (
+    CMCD_INVALID_VALUE,
+    CMCD_SYNTAX,
+)
 
 # The value type of each key CTA-5004-B defines (common-media-library's CMCD_KEY_TYPES).
 _NUMBER_LIST: Final = frozenset(

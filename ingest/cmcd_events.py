@@ -35,7 +35,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ingest.cmcd import CMCD_MISSING_KEY, CmcdError, CmcdReport
+from contract.deadletter import CMCD_MISSING_KEY
+from ingest.cmcd import CmcdError, CmcdReport
 
 UNKNOWN_ERROR_CODE: Final = "unknown"
 # Event ids are a function of the report, so a report a player sends twice (after a 5xx or

@@ -45,25 +45,17 @@ from typing import Any
 
 from aiohttp import web
 
+from contract.deadletter import BODY_TOO_LARGE, TOO_MANY_EVENTS, DeadLetter
 from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
 from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
-from ingest.deadletter import DeadLetter
 from ingest.endpoints import CMCD_PATH as CMCD_PATH  # re-exported: clients import it here
 from ingest.endpoints import EVENTS_PATH as EVENTS_PATH
 from ingest.enrichment import ClientContext, Enricher, client_address
 from ingest.metrics import CONTENT_TYPE, CollectorMetrics
 from ingest.producer import EventProducer, KafkaUnavailable, Record
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.validation import (
-    BODY_TOO_LARGE,
-    TOO_MANY_EVENTS,
-    BatchError,
-    BatchResult,
-    IngestLimits,
-    Rejection,
-    validate_batch,
-)
+from ingest.validation import BatchError, BatchResult, IngestLimits, Rejection, validate_batch
 from streamwatch.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -36,10 +36,10 @@ from statistics import NormalDist, median
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams import metrics
-from streams.records import Incident, IncidentMetric, MinuteCounts, Severity
-from streams.rollup import ALL
-from streams.sketch import bucket_of
+from contract import metrics
+from contract.dimensions import ALL, CAUSE_PRIORITY
+from contract.records import Incident, IncidentMetric, MinuteCounts, Severity
+from contract.sketch import bucket_of
 
 DimValue = tuple[str, str]
 METRICS: tuple[IncidentMetric, ...] = (
@@ -58,7 +58,7 @@ _RATES: dict[str, tuple[str, str]] = {
 }
 # Tie-break between equally narrow explanations (e.g. an ISP served by exactly one OCA):
 # infrastructure before client, client before content.
-_DIM_PRIORITY = ("oca_id", "isp", "region", "app_version", "os", "device_type", "title_id", ALL)
+_DIM_PRIORITY = (*CAUSE_PRIORITY, ALL)
 
 
 @dataclass(frozen=True)

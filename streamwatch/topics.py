@@ -14,6 +14,12 @@ NOTIFICATIONS = "ops.notifications.v1"
 DELIVERIES = "ops.deliveries.v1"
 ALERT_ACTIONS = "ops.alert_actions.v1"
 
+# The stream worker's Faust app id: its consumer group and the prefix of its table changelogs.
+STREAMS_APP_ID = "streamwatch-streams"
+# The worker's reconciliation counters per raw partition, read by `streamwatch reconcile`:
+# JSON {"raw", "valid", "dead_lettered", "duplicates"} (streams.app.ValidateStats).
+VALIDATE_STATS_CHANGELOG = f"{STREAMS_APP_ID}-validate-stats-changelog"
+
 
 @dataclass(frozen=True)
 class TopicSpec:

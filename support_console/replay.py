@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract.events import EVENT_ADAPTER, Event
+from contract.records import Incident, MinuteCounts, SessionSummary
+from contract.tables import TABLE_BY_NAME
 from indexers import naming
-from indexers.documents import TABLE_BY_NAME, document_id, flatten
+from indexers.documents import document_id, flatten
 from indexers.search_backend import BulkOp, SearchBackend, SearchUnavailable
 from indexers.search_setup import ensure_search_ready
-from ingest.events import EVENT_ADAPTER, Event
 from streams import detector, rollup
-from streams.records import Incident, MinuteCounts, SessionSummary
 from streams.sessionizer import Sessionizer, to_ms
 from streamwatch.settings import Settings
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from contract.deadletter import DeadLetter
+from contract.records import Incident
 from indexers import naming, search_queries
 from indexers.sample_data import events
 from indexers.search_factory import make_backend
 from indexers.search_setup import apply_retention, ensure_search_ready
 from indexers.services import run_search_sink, run_warehouse_sink
-from ingest.deadletter import DeadLetter
-from streams.records import Incident
 from streams.sessionizer import Sessionizer
 from streams.synthetic import normal_session
 from streamwatch import topics

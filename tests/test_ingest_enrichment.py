@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from contract.events import EVENT_ADAPTER
 from ingest.collector import serve
 from ingest.enrichment import GeoLookup, client_address, device_from_user_agent
-from ingest.events import EVENT_ADAPTER
 from streamwatch import topics
 from streamwatch.settings import CdnEdge, Settings
 from tests.geo_helpers import (

@@ -31,15 +31,15 @@ from typing import Any
 
 import pytest
 
+from contract.events import EVENT_ADAPTER, Event
+from contract.records import SessionSummary
 from indexers.search_factory import make_backend
 from ingest.error_catalog import load_catalog
-from ingest.events import EVENT_ADAPTER, Event
 from ingest.player_errors import catalog_code
 from players import ladder as ladder_mod
 from players.background import ServerThread
 from players.browser import PlaySpec, play_all
 from players.capture import put_fault
-from streams.records import SessionSummary
 from streamwatch import topics
 from streamwatch.settings import Settings
 from support_console.replay import index_all

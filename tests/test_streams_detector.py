@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from contract.records import Incident, MinuteCounts
 from streams.detector import DetectorState, evaluate, incident_id
-from streams.records import Incident, MinuteCounts
 from streams.rollup import dimension_pairs
 from streams.synthetic import T0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.events import Event
-from streams.records import MinuteRollup
+from contract.events import Event
+from contract.records import MinuteRollup
 from streams.rollup import MinuteRoller, RollupPolicy
 from streams.sessionizer import Sessionizer, SessionState, to_ms
 from streams.synthetic import T0, at, event, normal_session

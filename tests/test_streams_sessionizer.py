@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from ingest.events import Event
-from streams.records import SessionSummary
+from contract.events import Event
+from contract.records import SessionSummary
 from streams.sessionizer import Sessionizer, SessionPolicy, to_ms
 from streams.synthetic import at, event, normal_session
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from contract.events import EVENT_ADAPTER
 from ingest.error_catalog import load_catalog
-from ingest.events import EVENT_ADAPTER
 from platform_stub.error_codes import build_error_table
 from platform_stub.eventstats import event_ms, sessionize
 from platform_stub.generator import RunOptions, StubRun

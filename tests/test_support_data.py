@@ -21,15 +21,16 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from indexers.documents import TABLE_BY_NAME, document_id, flatten
+from contract.events import EVENT_ADAPTER
+from contract.records import Incident
+from contract.tables import TABLE_BY_NAME
+from indexers.documents import document_id, flatten
 from indexers.search_backend import BulkOp, SearchBackend
 from indexers.search_factory import make_backend
-from ingest.events import EVENT_ADAPTER
 from platform_stub.generator import RunOptions, StubRun
 from platform_stub.population import member_record
 from platform_stub.scenarios import ScenarioTruth
 from platform_stub.truth import SessionTruth
-from streams.records import Incident
 from streamwatch.settings import Settings
 from support_console import indices
 from support_console.directory import load_members

@@ -1,0 +1,1 @@
+"""Builders of test and sample data; never imported by production code."""
