@@ -36,7 +36,6 @@ from streamwatch import topics
 from streamwatch.settings import Settings
 
 
-
 @dataclass(frozen=True)
 class Count:
     """One number and where it came from; `value` None means unknown."""
