@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "platform_stub.cli",
     "streams.cli",
     "indexers.cli",
+    "ops.cli",
     "support_console.cli",
     "dashboards.cli",
     "players.cli",

@@ -24,10 +24,10 @@ from contract.deadletter import DeadLetter
 from contract.events import EVENT_ADAPTER
 from infra.kafka_server import KafkaServer
 from ingest.collector import serve
-from ingest.samples import sample_event, sample_events
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
+from testkit.sample_events import sample_event, sample_events
 from tests.infra_helpers import free_port
 
 pytestmark = pytest.mark.integration

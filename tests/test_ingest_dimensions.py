@@ -17,9 +17,9 @@ from indexers.documents import flatten
 from indexers.warehouse_reader import connect_readonly
 from indexers.warehouse_writer import write_partitioned
 from ingest.enrichment import ClientContext, Enricher
-from ingest.samples import sample_event
 from streams.sessionizer import Sessionizer
 from streamwatch.settings import Settings
+from testkit.sample_events import sample_event
 
 
 def test_names_are_checked_and_at_most_ten() -> None:

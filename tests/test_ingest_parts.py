@@ -18,8 +18,8 @@ from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
 from ingest.collector import client_key
 from ingest.producer import RetryPolicy
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.samples import sample_event
 from ingest.schema_export import export_schemas
+from testkit.sample_events import sample_event
 
 # --- gzip and body caps -------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import pytest
 
 from contract import deadletter as reasons
 from contract.events import EVENT_ADAPTER, EVENT_TYPES
-from ingest.samples import sample_event, sample_events
 from ingest.validation import (
     CLOCK_SKEW_ORIGINAL_KEY,
     BatchError,
@@ -18,6 +17,7 @@ from ingest.validation import (
     IngestLimits,
     validate_batch,
 )
+from testkit.sample_events import sample_event, sample_events
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 LIMITS = IngestLimits(

@@ -8,7 +8,7 @@ from contract.events import Event
 from contract.records import MinuteRollup
 from streams.rollup import MinuteRoller, RollupPolicy
 from streams.sessionizer import Sessionizer, SessionState, to_ms
-from streams.synthetic import T0, at, event, normal_session
+from testkit.synthetic_sessions import T0, at, event, normal_session
 
 
 def feed(events: list[Event], roller: MinuteRoller, sz: Sessionizer) -> None:

@@ -9,7 +9,7 @@ import pytest
 from contract.events import Event
 from contract.records import SessionSummary
 from streams.sessionizer import Sessionizer, SessionPolicy, to_ms
-from streams.synthetic import at, event, normal_session
+from testkit.synthetic_sessions import at, event, normal_session
 
 
 def run(events: list[Event], sz: Sessionizer | None = None) -> list[SessionSummary]:

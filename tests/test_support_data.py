@@ -6,7 +6,7 @@ Each scenario gets its own index prefix, so worlds never see each other's member
 What is loaded, per scenario:
 - the member directory from the stub population (`members.jsonl` records), via the
   console's own loader;
-- events, session summaries and detector incidents, via `support_console.replay` (the
+- events, session summaries and detector incidents, via `testkit.search_loader` (the
   pipeline's pure pieces in-process: streams sessionizer/rollup/detector, indexers documents);
 - one incident made from the scenario's ground truth (`truth-<scenario>`), so the console's
   correlation is checked against the truth independently of how well the detector localises
@@ -34,7 +34,7 @@ from platform_stub.truth import SessionTruth
 from streamwatch.settings import Settings
 from support_console import indices
 from support_console.directory import load_members
-from support_console.replay import ReplayResult, index_all
+from testkit.search_loader import Loaded, index_all
 
 # Fixed seeds and a fixed time of day (01:00 UTC, evening in the Americas, when the stub's
 # busiest OCA is busy); the day is yesterday so the data sits inside the default 7 days.
@@ -53,7 +53,7 @@ class World:
     truth: ScenarioTruth
     sessions: dict[str, SessionTruth]
     members: list[dict[str, object]]
-    replay: ReplayResult
+    replay: Loaded
     truth_incident: Incident
 
     @property

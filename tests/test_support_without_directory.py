@@ -26,11 +26,11 @@ from indexers.search_setup import ensure_search_ready
 from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
 from ingest.enrichment import ClientContext, Enricher
-from ingest.samples import sample_event
 from ingest.validation import AcceptedEvent, IngestLimits, validate_object
 from streamwatch.settings import Settings
 from support_console.identity import AgentIdentity
 from support_console.service import LookupRequest, SupportService
+from testkit.sample_events import sample_event
 from tests.test_support_data import own_settings
 
 pytestmark = pytest.mark.integration
