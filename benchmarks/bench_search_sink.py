@@ -113,7 +113,7 @@ def _chunks(n: int, size: int, seed: int, span: timedelta) -> Iterator[list[dict
         yield part
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915  (s2-sinks owns this benchmark this session)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="documents for the lookup")
     parser.add_argument("--throughput-events", type=int, default=100_000,

@@ -27,27 +27,16 @@ _EVENT_COLUMN_NAMES = frozenset(c.name for c in EVENT_COLUMNS)
 
 def flatten_event(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Event JSON → flat record (values as they came; typing happens in the store)."""
-    # Hot path of both sinks: plain loops, no helper calls per field.
+    # Hot path of both sinks: plain loops, one helper call per nested map, none per field.
     names = _EVENT_COLUMN_NAMES
     flat: dict[str, Any] = {}
     raw_extra = obj.get("extra")
     extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, Mapping) else {}
     for key, value in obj.items():
         if (key == "device" or key == "network") and isinstance(value, Mapping):
-            for sub, sub_value in value.items():
-                if sub in names and sub not in flat and sub not in _SOURCE_NAMES:
-                    flat[sub] = sub_value
-                else:
-                    extra[f"{key}.{sub}"] = sub_value
+            _lift(flat, extra, value, f"{key}.", {})
         elif key == "payload" and isinstance(value, Mapping):
-            for sub, sub_value in value.items():
-                if sub == "event_type":
-                    continue
-                name = _PAYLOAD_COLUMNS.get(sub, sub)
-                if name in names and name not in flat and name not in _SOURCE_NAMES:
-                    flat[name] = sub_value
-                else:
-                    extra[f"payload.{sub}"] = sub_value
+            _lift(flat, extra, value, "payload.", _PAYLOAD_COLUMNS)
         elif key != "extra":
             if key in names and key not in flat and key not in _SOURCE_NAMES:
                 flat[key] = value
@@ -61,6 +50,25 @@ def flatten_event(obj: Mapping[str, Any]) -> dict[str, Any]:
         if extra:
             flat["extra"] = extra
     return flat
+
+
+def _lift(
+    flat: dict[str, Any],
+    extra: dict[str, Any],
+    nested: Mapping[str, Any],
+    prefix: str,
+    columns: Mapping[str, str],
+) -> None:
+    """Put a nested map's fields in their event columns, the rest in `extra` (prefixed)."""
+    names = _EVENT_COLUMN_NAMES
+    for sub, sub_value in nested.items():
+        if sub == "event_type" and prefix == "payload.":
+            continue  # the payload's discriminator repeats the envelope's event_type
+        name = columns.get(sub, sub)
+        if name in names and name not in flat and name not in _SOURCE_NAMES:
+            flat[name] = sub_value
+        else:
+            extra[f"{prefix}{sub}"] = sub_value
 
 
 _ENRICHMENT = ("genre", "device_family", "oca_site")

@@ -262,7 +262,7 @@ def _lognormal_ms(rng: random.Random, median_ms: float, sigma: float) -> int:
     return int(median_ms * math.exp(sigma * rng.gauss(0.0, 1.0)))
 
 
-def play(plan: SessionPlan, world: PlayerWorld, state: SessionState) -> SessionEvents:
+def play(plan: SessionPlan, world: PlayerWorld, state: SessionState) -> SessionEvents:  # noqa: C901, PLR0915  (s2-control splits it, issue 15)
     """Simulate one session, yielding (event_ms, event_json) in time order.
 
     The generator records everything in `state`; it returns when the session has ended.

@@ -214,51 +214,70 @@ def find(
     out[SHARE_METRIC] = _share_findings(state, values, policy)
     for metric in METRICS:
         view = per_metric[metric]
-        total = view[(ALL, ALL)]
-        b_all = state.baselines.get(_bkey(metric, (ALL, ALL)))
-        share_all = state.baselines.get(_bkey(_STALL_SHARE, (ALL, ALL)))
         for dim, c in view.items():
-            if not _big_enough(metric, c, policy):
-                continue
-            x = _value(metric, c)
-            if x is None:
-                continue
-            finding: Finding | None = None
-            b = state.baselines.get(_bkey(metric, dim))
-            # A p95 of a few dozen starts is too noisy (and biased low) to hold against
-            # its own history; per value, startup is judged against siblings only.
-            history_ok = metric != "startup_p95_ms" or dim == (ALL, ALL)
-            warm = history_ok and b is not None and b.n >= policy.warmup_minutes
-            hz: float | None = None
-            if warm and b is not None:
-                share = state.baselines.get(_bkey(_STALL_SHARE, dim))
-                if dim != (ALL, ALL):
-                    # A value that never failed in its short history is not expected to
-                    # never fail: its usual level is at least the aggregate's usual level.
-                    b = _floored(b, b_all) or b
-                    share = _floored(share, share_all)
-                hz = _history_z(metric, x, b, c, share)
-            if dim != (ALL, ALL):
-                rest = total.minus(c)
-                r = _value(metric, rest)
-                if r is not None and _big_enough(metric, rest, policy):
-                    z = _sibling_z(metric, c, rest, policy)
-                    # A value that is always worse than its siblings (a poor ISP) is
-                    # judged by its own history once it has one: no page for its usual.
-                    chronic = hz is not None and hz < policy.chronic_veto_z
-                    if z >= policy.z_threshold and _departs(metric, x, r, policy) and not chronic:
-                        finding = _finding(metric, dim, x, r, c, z)
-            if (
-                finding is None
-                and hz is not None
-                and b is not None
-                and hz >= policy.z_threshold
-                and _departs(metric, x, b.mean, policy)
-            ):
-                finding = _finding(metric, dim, x, b.mean, c, hz)
+            finding = _value_finding(state, metric, dim, c, view[(ALL, ALL)], policy)
             if finding is not None:
                 out[metric].append(finding)
     return out
+
+
+def _value_finding(
+    state: DetectorState,
+    metric: IncidentMetric,
+    dim: DimValue,
+    c: MinuteCounts,
+    total: MinuteCounts,
+    policy: DetectorPolicy,
+) -> Finding | None:
+    """One value's departure from its siblings, else from its own history, if any."""
+    if not _big_enough(metric, c, policy):
+        return None
+    x = _value(metric, c)
+    if x is None:
+        return None
+    b, hz = _history(state, metric, dim, x, c, policy)
+    if dim != (ALL, ALL):
+        rest = total.minus(c)
+        r = _value(metric, rest)
+        if r is not None and _big_enough(metric, rest, policy):
+            z = _sibling_z(metric, c, rest, policy)
+            # A value that is always worse than its siblings (a poor ISP) is
+            # judged by its own history once it has one: no page for its usual.
+            chronic = hz is not None and hz < policy.chronic_veto_z
+            if z >= policy.z_threshold and _departs(metric, x, r, policy) and not chronic:
+                return _finding(metric, dim, x, r, c, z)
+    if (
+        hz is not None
+        and b is not None
+        and hz >= policy.z_threshold
+        and _departs(metric, x, b.mean, policy)
+    ):
+        return _finding(metric, dim, x, b.mean, c, hz)
+    return None
+
+
+def _history(
+    state: DetectorState,
+    metric: IncidentMetric,
+    dim: DimValue,
+    x: float,
+    c: MinuteCounts,
+    policy: DetectorPolicy,
+) -> tuple[Baseline | None, float | None]:
+    """The value's baseline and its z against it (None until the baseline is warm)."""
+    b = state.baselines.get(_bkey(metric, dim))
+    # A p95 of a few dozen starts is too noisy (and biased low) to hold against
+    # its own history; per value, startup is judged against siblings only.
+    history_ok = metric != "startup_p95_ms" or dim == (ALL, ALL)
+    if not history_ok or b is None or b.n < policy.warmup_minutes:
+        return b, None
+    share = state.baselines.get(_bkey(_STALL_SHARE, dim))
+    if dim != (ALL, ALL):
+        # A value that never failed in its short history is not expected to
+        # never fail: its usual level is at least the aggregate's usual level.
+        b = _floored(b, state.baselines.get(_bkey(metric, (ALL, ALL)))) or b
+        share = _floored(share, state.baselines.get(_bkey(_STALL_SHARE, (ALL, ALL))))
+    return b, _history_z(metric, x, b, c, share)
 
 
 def _sibling_anomalous(
