@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contract.columns import Column
-from contract.dimensions import ALL, DIMENSIONS
 from streamwatch import topics
 
 _C = Column
@@ -156,7 +155,7 @@ SESSION_COLUMNS: tuple[Column, ...] = (
 MINUTE_COLUMNS: tuple[Column, ...] = (
     _C("window_start", "timestamp", "Start of the 1-minute event-time window (UTC)."),
     _C("window_end", "timestamp", "End of the window (exclusive)."),
-    _C("dimension", "keyword", " | ".join((ALL, *DIMENSIONS)) + "."),
+    _C("dimension", "keyword", "all, or one of the rollup dimensions of contract.dimensions."),
     _C("value", "keyword", "Value of the dimension ('all' for the total)."),
     _C("partial", "keyword", "Source partition of this partial; sum partials for the minute."),
     _C("revision", "int", "Revision of the partial; a later one supersedes (late events)."),

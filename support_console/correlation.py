@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from contract.dimensions import ALL, DELIVERY_DIMENSIONS, DIMENSIONS
+from contract.dimensions import ALL, CAUSE_PRIORITY, DELIVERY_DIMENSIONS, DIMENSIONS
 from support_console.models import IncidentMark, IncidentView, SessionView
 
 # Dimensions of the delivery path: an incident there also explains network / CDN errors.
@@ -109,17 +109,15 @@ def explained_by(
 
 
 # Which of several incidents explaining one session to name first: a failure incident before
-# a quality one, then the narrowest dimension (an OCA says more than "all TVs").
+# a quality one, then the narrowest dimension (an OCA says more than "all TVs"), in the
+# detector's own order of causes.
 _METRIC_RANK = {"playback_failure_pct": 0, "start_failure_pct": 0, "startup_p95_ms": 1}
-_DIMENSION_RANK = (
-    "oca_id", "oca", "isp", "os", "device_model", "device_family", "app_version", "region",
-    "country", "cdn_tier", "device_type", "title_id", "all",
-)  # fmt: skip
+_DIMENSION_RANK = (*CAUSE_PRIORITY, ALL)
 
 
 def mark_rank(mark: IncidentMark) -> tuple[int, int, str]:
     """Sort key: the incident that best explains a session first."""
-    dim = mark.dimension.rpartition(".")[2]
+    dim = mark.dimension
     dim_rank = _DIMENSION_RANK.index(dim) if dim in _DIMENSION_RANK else len(_DIMENSION_RANK)
     return (_METRIC_RANK.get(mark.metric, 2), dim_rank, mark.incident_id)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from contract.tables import DEVICE_NETWORK_COLUMNS
 from support_console.documents import as_time
 
 # Event types the fold reads (heartbeats repeat state and are left out of the query).
@@ -27,21 +28,13 @@ SESSION_EVENT_TYPES: tuple[str, ...] = (
     "pause",
     "seek",
 )
+# Session fields taken from the session's first event: who, what, and the device and network.
 _DIMENSIONS = (
     "member_id",
     "profile_id",
     "title_id",
-    "device_id",
-    "device_type",
-    "device_model",
     "device_family",
-    "os",
-    "app_version",
-    "country",
-    "region",
-    "isp",
-    "oca_id",
-    "cdn_tier",
+    *(c.name for c in DEVICE_NETWORK_COLUMNS),
 )
 
 
