@@ -3,7 +3,7 @@
 A session summary is written when a session closes (its end, or minutes of silence); until
 then, and for players whose members are in no directory, the events are all there is. This
 folds one member's events into session documents with the columns of the sessions index, so
-the console shows them the same way (`documents.session_from_doc`). It computes only what
+the console shows them the same way (`readers.session_from_doc`). It computes only what
 the events say directly (start, end, startup as reported or from the event times, rebuffers,
 errors); scores and watch time stay empty until the summary exists.
 """
@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from contract.tables import DEVICE_NETWORK_COLUMNS
-from support_console.documents import as_time
+from support_console.readers import as_time
 
 # Event types the fold reads (heartbeats repeat state and are left out of the query).
 SESSION_EVENT_TYPES: tuple[str, ...] = (

@@ -1,6 +1,6 @@
 """What the console shows: members, sessions, errors, incidents and a lookup's result.
 
-These are view models: built from search documents (`support_console.documents`), never
+These are view models: built from search documents (`support_console.readers`), never
 written back. Field names follow the upstream records (`contract.records.SessionSummary`,
 `contract.records.Incident`) so a reader can map one to the other at a glance.
 """
