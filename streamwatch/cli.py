@@ -17,7 +17,7 @@ from streamwatch.errors import StreamwatchError
 _COMMAND_MODULES = (
     "infra.cli",
     "streamwatch.topics_cli",
-    "streamwatch.demo",
+    "ops.demo",
     "ingest.cli",
     "platform_stub.cli",
     "streams.cli",

@@ -23,7 +23,7 @@ from platform_stub.live_faults import (
     applied_faults,
     request_fault,
 )
-from streamwatch.demo import stub_command
+from ops.demo import stub_command
 from streamwatch.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
