@@ -7,6 +7,7 @@ import cannot hide a circle. Tests and benchmarks sit on top and are left out.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +104,12 @@ def test_no_production_package_imports_the_testkit() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_readme_package_table_matches_the_tree() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| package | box |") : text.index("## Commands")]
+    named = re.findall(r"`([a-z_/]+(?:\.py|/))`", table)
+    assert [p for p in named if not (ROOT / p).exists()] == []
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert {p for p in packages if f"`{p}/`" not in table} == set()
