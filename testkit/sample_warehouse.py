@@ -192,18 +192,12 @@ def write_warehouse(root: Path, sample: SampleRun) -> dict[str, int]:
             root, "sessions", [s.model_dump(mode="json") for s in sample.sessions], "first_event_at"
         ),
         "qoe_minute": write_table(
-            root, "qoe_minute", [_rollup_row(r) for r in sample.rollups], "window_start"
+            root, "qoe_minute", [r.model_dump(mode="json") for r in sample.rollups], "window_start"
         ),
         "incidents": write_table(
             root, "incidents", [i.model_dump(mode="json") for i in sample.incidents], "started_at"
         ),
     }
-
-
-def _rollup_row(r: MinuteRollup) -> dict[str, Any]:
-    d = r.model_dump(mode="json", exclude={"counts"})
-    counts = r.counts.model_dump(mode="json", exclude={"startup", "errors_by_code"})
-    return {**d, **counts}
 
 
 def write_deadletters(root: Path, count: int, start: datetime = T0) -> int:
