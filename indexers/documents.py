@@ -27,48 +27,50 @@ _EVENT_COLUMN_NAMES = frozenset(c.name for c in EVENT_COLUMNS)
 
 def flatten_event(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Event JSON → flat record (values as they came; typing happens in the store)."""
-    # Hot path of both sinks: plain loops, one helper call per nested map, none per field.
+    # Hot path of both sinks: plain loops, one helper call per event, none per field.
     names = _EVENT_COLUMN_NAMES
     flat: dict[str, Any] = {}
     raw_extra = obj.get("extra")
     extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, Mapping) else {}
     for key, value in obj.items():
         if (key == "device" or key == "network") and isinstance(value, Mapping):
-            _lift(flat, extra, value, f"{key}.", {})
+            for sub, sub_value in value.items():
+                if sub in names and sub not in flat and sub not in _SOURCE_NAMES:
+                    flat[sub] = sub_value
+                else:
+                    extra[f"{key}.{sub}"] = sub_value
         elif key == "payload" and isinstance(value, Mapping):
-            _lift(flat, extra, value, "payload.", _PAYLOAD_COLUMNS)
+            _lift_payload(flat, extra, value)
         elif key != "extra":
             if key in names and key not in flat and key not in _SOURCE_NAMES:
                 flat[key] = value
             else:
                 extra[key] = value
-    # Enrichment may arrive as top-level fields or inside `extra`: lift it to its column.
     if extra:
-        for name in _ENRICHMENT:
-            if name not in flat and name in extra:
-                flat[name] = extra.pop(name)
-        if extra:
-            flat["extra"] = extra
+        _lift_enrichment(flat, extra)
     return flat
 
 
-def _lift(
-    flat: dict[str, Any],
-    extra: dict[str, Any],
-    nested: Mapping[str, Any],
-    prefix: str,
-    columns: Mapping[str, str],
-) -> None:
-    """Put a nested map's fields in their event columns, the rest in `extra` (prefixed)."""
+def _lift_payload(flat: dict[str, Any], extra: dict[str, Any], payload: Mapping[str, Any]) -> None:
+    """Put payload fields in their event columns, the rest in `extra` as `payload.<key>`."""
     names = _EVENT_COLUMN_NAMES
-    for sub, sub_value in nested.items():
-        if sub == "event_type" and prefix == "payload.":
+    for sub, sub_value in payload.items():
+        if sub == "event_type":
             continue  # the payload's discriminator repeats the envelope's event_type
-        name = columns.get(sub, sub)
+        name = _PAYLOAD_COLUMNS.get(sub, sub)
         if name in names and name not in flat and name not in _SOURCE_NAMES:
             flat[name] = sub_value
         else:
-            extra[f"{prefix}{sub}"] = sub_value
+            extra[f"payload.{sub}"] = sub_value
+
+
+def _lift_enrichment(flat: dict[str, Any], extra: dict[str, Any]) -> None:
+    # Enrichment may arrive as top-level fields or inside `extra`: lift it to its column.
+    for name in _ENRICHMENT:
+        if name not in flat and name in extra:
+            flat[name] = extra.pop(name)
+    if extra:
+        flat["extra"] = extra
 
 
 _ENRICHMENT = ("genre", "device_family", "oca_site")
