@@ -62,7 +62,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy --strict streamwatch infra alerts ingest streams indexers platform_stub support_console dashboards benchmarks players tests
+	$(BIN)/mypy --strict contract streamwatch infra alerts ingest streams indexers platform_stub support_console dashboards ops testkit benchmarks players tests
 
 demo: setup ## the whole platform, locally
 	$(SW) infra up

@@ -27,11 +27,11 @@ from alerts.engine import RuleEngine
 from alerts.minutes import merge
 from alerts.records import Alert
 from alerts.rules import ChangeRule, IncidentRule, RuleSet, ThresholdRule
+from contract.records import MinuteCounts
+from contract.sketch import LatencySketch
 from platform_stub.scenarios import ScenarioTruth
 from streams import detector
 from streams.config import StreamsConfig
-from streams.records import MinuteCounts
-from streams.sketch import LatencySketch
 
 DimValue = tuple[str, str]
 FRESH_AFTER = timedelta(hours=1)

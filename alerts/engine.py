@@ -21,8 +21,8 @@ from alerts.rules import (
     RuleSet,
     ThresholdRule,
 )
-from streams.records import Incident, MinuteCounts
-from streams.rollup import ALL
+from contract.dimensions import ALL
+from contract.records import Incident, MinuteCounts
 
 DimValue = tuple[str, str]
 MinuteValues = Mapping[DimValue, MinuteCounts]

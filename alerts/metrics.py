@@ -1,7 +1,7 @@
 """The metrics a threshold rule can watch, each computed from one minute's `MinuteCounts`.
 
-Names follow the qoe_minute entries of `streams.metrics.SQL_METRICS` (plus the startup
-quantiles), and every value comes from `streams.metrics` / `streams.records`, so a rule
+Names follow the qoe_minute entries of `contract.metrics.SQL_METRICS` (plus the startup
+quantiles), and every value comes from `contract.metrics` / `contract.records`, so a rule
 means the same number as the dashboards and the warehouse.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streams import metrics
-from streams.records import MinuteCounts
+from contract import metrics
+from contract.records import MinuteCounts
 
 
 @dataclass(frozen=True)

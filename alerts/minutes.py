@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from contract.records import MinuteCounts, MinuteRollup
 from streams import detector
-from streams.records import MinuteCounts, MinuteRollup
 
 DimValue = tuple[str, str]
 

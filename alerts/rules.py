@@ -15,9 +15,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.metrics import RULE_METRICS
-from streams.records import IncidentMetric
-from streams.records import Severity as IncidentSeverity
-from streams.rollup import ALL, DIMENSIONS
+from contract.dimensions import ALL, DIMENSIONS
+from contract.records import IncidentMetric
+from contract.records import Severity as IncidentSeverity
 from streamwatch.errors import ConfigurationError
 
 AlertSeverity = Literal["critical", "warning", "info"]
@@ -45,7 +45,9 @@ class ThresholdRule(_RuleBase):
 
     kind: Literal["threshold"]
     metric: str
-    dimension: str = Field(default=ALL, description="'all' or one of streams.rollup.DIMENSIONS.")
+    dimension: str = Field(
+        default=ALL, description="'all' or one of contract.dimensions.DIMENSIONS."
+    )
     values: tuple[str, ...] = Field(
         default=(), description="Only these values of the dimension; empty = each value."
     )

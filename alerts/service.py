@@ -41,8 +41,8 @@ from alerts.receivers import Receiver, request_for
 from alerts.records import Alert, AlertAction, Delivery, Notification
 from alerts.routing import notifications_for
 from alerts.rules import RuleSet
+from contract.records import Incident, MinuteRollup
 from indexers.retry import RetryPolicy
-from streams.records import Incident, MinuteRollup
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics

@@ -40,11 +40,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from benchmarks.kafka_reference import producer_performance
 from ingest.producer import EventProducer, Record
-from ingest.samples import sample_events
 from ingest.validation import BatchResult, IngestLimits, validate_batch
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
+from testkit.sample_events import sample_events
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from indexers import naming
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from indexers.warehouse_reader import connect_readonly
 from streams.progress import progress
 from streamwatch import topics

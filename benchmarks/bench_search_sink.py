@@ -36,16 +36,16 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from contract.columns import parse_timestamp
 from indexers import naming, search_queries
-from indexers.columns import parse_timestamp
 from indexers.documents import flatten_event
 from indexers.opensearch_backend import OpenSearchBackend
-from indexers.sample_data import events
 from indexers.search_setup import drop_all, ensure_search_ready
 from indexers.services import run_search_sink
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
+from testkit.event_json import events
 
 
 def _ndjson(settings: Settings, docs: list[dict[str, Any]]) -> bytes:

@@ -32,9 +32,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from contract.tables import TABLE_BY_NAME
 from indexers import naming
-from indexers.documents import TABLE_BY_NAME, flatten
-from indexers.search_backend import BulkOp, SearchBackend, make_backend
+from indexers.documents import flatten
+from indexers.search_backend import BulkOp, SearchBackend
+from indexers.search_factory import make_backend
 from indexers.search_setup import ensure_search_ready
 from ingest.error_catalog import load_catalog
 from platform_stub.generator import RunOptions, StubRun

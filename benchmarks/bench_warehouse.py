@@ -24,15 +24,16 @@ from pathlib import Path
 import duckdb
 from aiokafka.structs import ConsumerRecord
 
+from contract.tables import EVENT_COLUMNS, TABLE_BY_NAME
 from indexers.arrow_rows import rows_to_table
 from indexers.deadletters import DeadLetterWriter
-from indexers.documents import EVENT_COLUMNS, TABLE_BY_NAME, flatten_event
-from indexers.sample_data import events
+from indexers.documents import flatten_event
 from indexers.sink_loop import Record
 from indexers.warehouse_reader import connect_readonly
 from indexers.warehouse_sink import WarehouseSink
 from indexers.warehouse_writer import write_partitioned
 from streamwatch.settings import Settings
+from testkit.event_json import events
 
 
 async def _sink_step(settings: Settings, records: list[Record], batch: int) -> float:

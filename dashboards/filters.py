@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dashboards.schema import DIMENSIONS
+from contract.dimensions import DIMENSIONS
 
 _CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # as Settings.custom_dimensions checks
 

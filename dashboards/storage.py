@@ -22,9 +22,9 @@ from typing import Any
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contract.columns import Column
+from contract.tables import INCIDENT_COLUMNS, SESSION_COLUMNS
 from indexers import naming
-from indexers.columns import Column
-from indexers.documents import INCIDENT_COLUMNS, SESSION_COLUMNS
 from indexers.search_backend import SearchBackend
 from indexers.search_mappings import AUDIT_COLUMNS
 from streamwatch import topics

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards.schema import DIMENSION_LABELS
+from contract.dimensions import DIMENSION_LABELS
 
 TIME = "YYYY-MM-DD HH:mm"  # Streamlit (moment.js) datetime format; data is UTC
 

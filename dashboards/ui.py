@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
+from contract.dimensions import DIMENSION_LABELS, DIMENSIONS
 from dashboards import warehouse
 from dashboards.filters import Filters
 from dashboards.queries.overview import (
@@ -19,7 +20,6 @@ from dashboards.queries.overview import (
     newest_event_time,
     time_bounds,
 )
-from dashboards.schema import DIMENSION_LABELS, DIMENSIONS
 from streamwatch.pipeline_lag import KafkaUnreachable, behind_message, read_lag_sync
 from streamwatch.settings import Settings
 

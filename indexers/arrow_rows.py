@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from indexers.columns import COERCE, Column
+from contract.columns import COERCE, Column
 
 
 def _fast_column(values: list[Any], column: Column) -> pa.Array:

@@ -1,13 +1,11 @@
-"""`streamwatch sink search|warehouse`, `streamwatch sql`, `streamwatch reconcile`."""
+"""`streamwatch sink search|warehouse`, `streamwatch sql`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from streamwatch.service_metrics import start_service_exporter
@@ -26,7 +24,7 @@ def _logging() -> None:
 
 
 def _cmd_sink_search(args: argparse.Namespace) -> int:
-    from indexers.search_backend import make_backend
+    from indexers.search_factory import make_backend
     from indexers.search_setup import apply_retention, ensure_search_ready
     from indexers.services import install_stop_handlers, run_search_sink
 
@@ -88,31 +86,8 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
-def _cmd_reconcile(args: argparse.Namespace) -> int:
-    from indexers.reconcile import reconcile, render_report
-
-    report = asyncio.run(
-        reconcile(
-            get_settings(),
-            since=_when(args.since) if args.since else None,
-            until=_when(args.until) if args.until else None,
-            run=args.run,
-        )
-    )
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=1, default=str))
-    else:
-        print(render_report(report))
-    return 0 if not report.gaps else 1
-
-
 def register(sub: Any) -> None:
-    """Add `sink`, `sql` and `reconcile` subcommands."""
+    """Add `sink` and `sql` subcommands."""
     sink = sub.add_parser("sink", help="search and warehouse sinks (consume topics into stores)")
     ssub = sink.add_subparsers(dest="sink_command", required=True, metavar="SINK")
     search = ssub.add_parser("search", help="index events, sessions, incidents into search")
@@ -137,10 +112,3 @@ def register(sub: Any) -> None:
     sql.add_argument("query", help='SQL, e.g. "SELECT count(*) FROM events"')
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.set_defaults(handler=_cmd_sql)
-
-    rec = sub.add_parser("reconcile", help="compare produced / raw / validated / stored counts")
-    rec.add_argument("--json", action="store_true", help="machine-readable output")
-    rec.add_argument("--since", help="ISO time (inclusive); default: everything")
-    rec.add_argument("--until", help="ISO time (exclusive); default: now")
-    rec.add_argument("--run", help="stub run id (default: every run under data_dir/stub)")
-    rec.set_defaults(handler=_cmd_reconcile)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from contract.deadletter import DeadLetter
 from indexers.sink_loop import Backpressure, Record
-from ingest.deadletter import DeadLetter
 from streamwatch import topics
 from streamwatch.service_metrics import stage_metrics
 from streamwatch.settings import Settings

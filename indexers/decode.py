@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from indexers.documents import TABLE_BY_TOPIC, TableSpec, document_id, flatten
+from contract.tables import TABLE_BY_TOPIC, TableSpec
+from indexers.documents import document_id, flatten
 from indexers.sink_loop import Record
 from streamwatch.settings import Settings
 

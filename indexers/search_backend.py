@@ -205,14 +205,3 @@ def parse_bulk_response(ops: Sequence[BulkOp], response: Mapping[str, Any]) -> l
         else:
             results.append(BulkItemResult(int(body["status"]), None, str(error) if error else None))
     return results
-
-
-def make_backend(settings: Settings) -> SearchBackend:
-    """The backend chosen by `settings.search_backend`, connected to `search_endpoint`."""
-    if settings.search_backend == "elasticsearch":
-        from indexers.elasticsearch_backend import ElasticsearchBackend
-
-        return ElasticsearchBackend.from_settings(settings)
-    from indexers.opensearch_backend import OpenSearchBackend
-
-    return OpenSearchBackend.from_settings(settings)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.columns import SEARCH_TYPES, Column
+from contract.tables import EVENT_COLUMNS, INCIDENT_COLUMNS, SESSION_COLUMNS
 from indexers import naming
-from indexers.columns import SEARCH_TYPES, Column
-from indexers.documents import EVENT_COLUMNS, INCIDENT_COLUMNS, SESSION_COLUMNS
 from streamwatch.settings import Settings
 
 # Follows support_console.audit.AuditRecord (the writer of this index).

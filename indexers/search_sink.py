@@ -15,15 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from contract.columns import parse_timestamp
+from contract.deadletter import DeadLetter
 from indexers import naming
-from indexers.columns import parse_timestamp
 from indexers.deadletters import DeadLetterWriter, dead_letter_for
 from indexers.decode import Decoded, Decoder
 from indexers.gc_pause import gc_paused
 from indexers.search_backend import BulkOp, SearchBackend, SearchUnavailable
 from indexers.sink_loop import Backpressure, Record
 from indexers.span_search import span_operation
-from ingest.deadletter import DeadLetter
 from streamwatch import topics
 from streamwatch.settings import Settings
 

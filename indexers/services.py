@@ -11,7 +11,8 @@ import time
 from indexers import naming
 from indexers.deadletters import DeadLetterWriter
 from indexers.retry import RetryPolicy
-from indexers.search_backend import SearchBackend, make_backend
+from indexers.search_backend import SearchBackend
+from indexers.search_factory import make_backend
 from indexers.search_setup import apply_retention, ensure_search_ready
 from indexers.search_sink import SEARCH_TOPICS, SearchSink
 from indexers.sink_loop import LoopConfig, LoopStats, make_consumer, run_sink_loop

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from contract.tables import TABLES, TableSpec
 from indexers import naming
-from indexers.documents import TABLES, TableSpec
 from streamwatch.settings import Settings
 
 ERRORS_VIEW = """

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from contract.deadletter import DeadLetter
+from contract.tables import TABLE_BY_NAME
 from indexers import naming
 from indexers.arrow_rows import rows_to_table
 from indexers.deadletters import DeadLetterWriter, dead_letter_for
 from indexers.decode import Decoded, Decoder
-from indexers.documents import TABLE_BY_NAME
 from indexers.event_columns import events_table
 from indexers.gc_pause import gc_paused
 from indexers.sink_loop import Backpressure, Record
 from indexers.warehouse_writer import write_partitioned
-from ingest.deadletter import DeadLetter
 from streamwatch import topics
 from streamwatch.settings import Settings
 

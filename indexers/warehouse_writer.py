@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from indexers.documents import TableSpec
+from contract.tables import TableSpec
 
 
 def partition_dir(root: Path, table: str, day: str, hour: int) -> Path:

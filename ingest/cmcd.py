@@ -13,18 +13,17 @@ object-type parameter (`br=(3000;ot=v 128;ot=a)`); in v1 (CDN logs) they are pla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
 import http_sf
 
-# Reason codes (dead letters and 4xx answers carry them).
-CMCD_SYNTAX: Final = "cmcd_syntax"
-CMCD_INVALID_VALUE: Final = "cmcd_invalid_value"
-CMCD_MISSING_KEY: Final = "cmcd_missing_key"
-CMCD_INVALID_UTF8: Final = "invalid_utf8"
-CMCD_LINE_TOO_LARGE: Final = "event_too_large"
+from contract.deadletter import (
+    CMCD_INVALID_VALUE,
+    CMCD_SYNTAX,
+)
 
 # The value type of each key CTA-5004-B defines (common-media-library's CMCD_KEY_TYPES).
 _NUMBER_LIST: Final = frozenset(
@@ -129,38 +128,51 @@ def _plain(value: Any) -> Any:
 
 def _typed(key: str, value: Any) -> Any:
     """Check `value` against the type CTA-5004-B gives `key`; return it as a plain value."""
-    if key in _NUMBER_LIST:
-        return _number_from_list(key, value)
-    if key in _INTEGER:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CmcdError(CMCD_INVALID_VALUE, f"{key}: expected an integer, got {_kind(value)}")
-        return value
-    if key in _NUMBER:
-        if isinstance(value, bool) or not isinstance(value, int | Decimal):
-            raise CmcdError(CMCD_INVALID_VALUE, f"{key}: expected a number, got {_kind(value)}")
-        return float(value)
-    if key in _BOOLEAN:
-        if not isinstance(value, bool):
-            raise CmcdError(CMCD_INVALID_VALUE, f"{key}: expected a boolean, got {_kind(value)}")
-        return value
-    if key in _STRING:
-        if not isinstance(value, str) or isinstance(value, http_sf.Token):
-            raise CmcdError(CMCD_INVALID_VALUE, f"{key}: expected a string, got {_kind(value)}")
-        limit = _MAX_STRING.get(key, _DEFAULT_MAX_STRING)
-        if key in ("sid", "cid", "cdn", "h", "url") and len(value) > max(limit, 128):
-            raise CmcdError(CMCD_INVALID_VALUE, f"{key}: longer than {max(limit, 128)} characters")
-        return str(value)
-    if key in _TOKEN:
-        if not isinstance(value, http_sf.Token):
-            raise CmcdError(CMCD_INVALID_VALUE, f"{key}: expected a token, got {_kind(value)}")
-        token = str(value)
-        if key == "sta" and token not in PLAYER_STATES:
-            raise CmcdError(CMCD_INVALID_VALUE, f"sta: unknown player state {token!r}")
-        return token
-    if key in _STRING_LIST:
-        return _string_list(key, value)
+    for keys, check in _CHECKS:
+        if key in keys:
+            return check(key, value)
     # A key this version does not define: kept as it came (forward compatible).
     return _plain(value)
+
+
+def _invalid(key: str, expected: str, value: Any) -> CmcdError:
+    return CmcdError(CMCD_INVALID_VALUE, f"{key}: expected {expected}, got {_kind(value)}")
+
+
+def _integer(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(key, "an integer", value)
+    return value
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise _invalid(key, "a number", value)
+    return float(value)
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid(key, "a boolean", value)
+    return value
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or isinstance(value, http_sf.Token):
+        raise _invalid(key, "a string", value)
+    limit = _MAX_STRING.get(key, _DEFAULT_MAX_STRING)
+    if key in ("sid", "cid", "cdn", "h", "url") and len(value) > max(limit, 128):
+        raise CmcdError(CMCD_INVALID_VALUE, f"{key}: longer than {max(limit, 128)} characters")
+    return str(value)
+
+
+def _token(key: str, value: Any) -> str:
+    if not isinstance(value, http_sf.Token):
+        raise _invalid(key, "a token", value)
+    token = str(value)
+    if key == "sta" and token not in PLAYER_STATES:
+        raise CmcdError(CMCD_INVALID_VALUE, f"sta: unknown player state {token!r}")
+    return token
 
 
 def _number_from_list(key: str, value: Any) -> float:
@@ -207,3 +219,15 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__
+
+
+# Key families in the order `_typed` tries them, each with its check.
+_CHECKS: tuple[tuple[frozenset[str], Callable[[str, Any], Any]], ...] = (
+    (_NUMBER_LIST, _number_from_list),
+    (_INTEGER, _integer),
+    (_NUMBER, _number),
+    (_BOOLEAN, _boolean),
+    (_STRING, _string),
+    (_TOKEN, _token),
+    (_STRING_LIST, _string_list),
+)

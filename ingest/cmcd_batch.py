@@ -11,13 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.cmcd import CMCD_LINE_TOO_LARGE, CmcdError, decode_report
-from ingest.cmcd_events import CmcdTranslator
-from ingest.validation import (
+from contract.deadletter import (
+    CMCD_LINE_TOO_LARGE,
     EMPTY_BODY,
     INVALID_UTF8,
     TOO_MANY_EVENTS,
     UNPROCESSABLE,
+)
+from ingest.cmcd import CmcdError, decode_report
+from ingest.cmcd_events import CmcdTranslator
+from ingest.validation import (
     AcceptedEvent,
     BatchError,
     IngestLimits,

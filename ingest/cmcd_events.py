@@ -35,7 +35,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ingest.cmcd import CMCD_MISSING_KEY, CmcdError, CmcdReport
+from contract.deadletter import CMCD_MISSING_KEY
+from ingest.cmcd import CmcdError, CmcdReport
 
 UNKNOWN_ERROR_CODE: Final = "unknown"
 # Event ids are a function of the report, so a report a player sends twice (after a 5xx or
@@ -125,12 +126,7 @@ class CmcdTranslator:
 
     def translate(self, report: CmcdReport, line: str) -> Translation:
         """The events of one report; raises `CmcdError` for a report missing `e`/`sid`/`ts`."""
-        for key in ("e", "sid", "ts"):
-            if report.get(key) is None:
-                raise CmcdError(CMCD_MISSING_KEY, f"an event-mode report must carry {key!r}")
-        sid: str = report.get("sid")
-        if not sid:
-            raise CmcdError(CMCD_MISSING_KEY, "sid is empty")
+        sid = _session_id(report)
         memory = self._memory(sid)
         sn = report.get("sn")
         if isinstance(sn, int) and sn <= memory.max_sn:
@@ -138,12 +134,24 @@ class CmcdTranslator:
         if isinstance(sn, int):
             memory = replace(memory, max_sn=sn)
         memory = self._remember_identity(report, memory)
+        out: list[tuple[str, dict[str, Any], list[str]]] = []
+        memory = self._events_of(report, memory, out)
+        self.updates[sid] = memory
+        return Translation(
+            [self._envelope(report, memory, line, i, *item) for i, item in enumerate(out)]
+        )
+
+    def _events_of(
+        self,
+        report: CmcdReport,
+        memory: SessionMemory,
+        out: list[tuple[str, dict[str, Any], list[str]]],
+    ) -> SessionMemory:
+        """Append the events one report stands for to `out`; the session's memory after it."""
         kind: str = report.get("e")
         ts: int = report.get("ts")
-        out: list[tuple[str, dict[str, Any], list[str]]] = []
         br = report.int_of("br")
         sta = report.get("sta")
-
         if kind == "ps" and sta is not None:
             memory = self._play_state(report, memory, sta, ts, br, out)
         elif kind == "e":
@@ -165,21 +173,10 @@ class CmcdTranslator:
             # The player sends no `bc` (dash.js 5.2): the rendition change is seen here.
             out.append(("bitrate_change", {"from_kbps": memory.bitrate_kbps, "to_kbps": br}, []))
         if kind == "t":
-            payload = {
-                "bitrate_kbps": br,
-                "buffer_ms": report.int_of("bl"),
-                "throughput_kbps": report.int_of("mtp"),
-                "position_ms": report.int_of("pt") or 0,
-                "playing": None if sta is None else sta == "p",
-            }
-            unknown = [f"payload.{k}" for k, v in payload.items() if v is None]
-            out.append(("heartbeat", payload, unknown))
+            out.append(_heartbeat(report, br, sta))
         if br is not None and kind != "bc":
             memory = replace(memory, bitrate_kbps=br)
-        self.updates[sid] = memory
-        return Translation(
-            [self._envelope(report, memory, line, i, *item) for i, item in enumerate(out)]
-        )
+        return memory
 
     def _remember_identity(self, report: CmcdReport, memory: SessionMemory) -> SessionMemory:
         def custom(key: str | None) -> str | None:
@@ -217,20 +214,7 @@ class CmcdTranslator:
         if sta == "s" and not memory.started:
             out.append(("play_requested", {"autoplay": False, "resume_position_ms": pt}, []))
         elif sta == "p":
-            if not memory.started:
-                msd = report.int_of("msd")
-                unknown = ["payload.startup_ms"] if msd is None else []
-                if br is None:
-                    unknown.append("payload.bitrate_kbps")
-                out.append(("first_frame", {"startup_ms": msd, "bitrate_kbps": br}, unknown))
-                memory = replace(memory, started=True)
-            elif prev == "r" or prev == "w":
-                duration = ts - memory.state_ts if memory.state_ts is not None else None
-                unknown = ["payload.duration_ms"] if duration is None else []
-                out.append(("rebuffer_end", {"duration_ms": _clip(duration)}, unknown))
-            elif prev == "a":
-                paused = ts - memory.state_ts if memory.state_ts is not None else 0
-                out.append(("resume", {"paused_ms": max(paused, 0)}, []))
+            memory = self._playing(report, memory, ts, br, out)
         elif (sta == "r" and memory.started) or (sta == "w" and prev == "p"):
             # dash.js 5.2 reports a stall in playback as `w` (waiting), hls.js as `r`.
             out.append(("rebuffer_start", {"position_ms": pt}, []))
@@ -241,19 +225,56 @@ class CmcdTranslator:
                 ("seek", {"from_ms": None, "to_ms": report.int_of("pt")}, ["payload.from_ms"])
             )
         elif sta in _END_REASONS:
-            if sta == "f" and not memory.fatal_reported:
-                # The failed state is itself the fatal error; its code only when sent here.
-                codes = report.get("ec") or [UNKNOWN_ERROR_CODE]
-                out.append(self._error(codes[0], True))
-                memory = replace(memory, fatal_reported=True)
-            out.append(
-                (
-                    "playback_end",
-                    {"watched_ms": None, "exit_reason": _END_REASONS[sta]},
-                    ["payload.watched_ms"],
-                )
-            )
+            memory = self._ended(report, memory, sta, out)
         return replace(memory, state=sta, state_ts=ts)
+
+    def _playing(
+        self,
+        report: CmcdReport,
+        memory: SessionMemory,
+        ts: int,
+        br: int | None,
+        out: list[tuple[str, dict[str, Any], list[str]]],
+    ) -> SessionMemory:
+        """Entering the playing state: the first frame, a stall's end or a resume."""
+        prev = memory.state
+        if not memory.started:
+            msd = report.int_of("msd")
+            unknown = ["payload.startup_ms"] if msd is None else []
+            if br is None:
+                unknown.append("payload.bitrate_kbps")
+            out.append(("first_frame", {"startup_ms": msd, "bitrate_kbps": br}, unknown))
+            return replace(memory, started=True)
+        if prev == "r" or prev == "w":
+            duration = ts - memory.state_ts if memory.state_ts is not None else None
+            unknown = ["payload.duration_ms"] if duration is None else []
+            out.append(("rebuffer_end", {"duration_ms": _clip(duration)}, unknown))
+        elif prev == "a":
+            paused = ts - memory.state_ts if memory.state_ts is not None else 0
+            out.append(("resume", {"paused_ms": max(paused, 0)}, []))
+        return memory
+
+    def _ended(
+        self,
+        report: CmcdReport,
+        memory: SessionMemory,
+        sta: str,
+        out: list[tuple[str, dict[str, Any], list[str]]],
+    ) -> SessionMemory:
+        """An end state: the playback end, after its fatal error when the player failed."""
+        if sta == "f" and not memory.fatal_reported:
+            # The failed state is itself the fatal error; its code only when sent here.
+            codes = report.get("ec") or [UNKNOWN_ERROR_CODE]
+            out.append(self._error(codes[0], True))
+            memory = replace(memory, fatal_reported=True)
+        out.append(
+            (
+                "playback_end",
+                {"watched_ms": None, "exit_reason": _END_REASONS[sta]},
+                ["payload.watched_ms"],
+            )
+        )
+        return memory
 
     @staticmethod
     def _error(code: str, fatal: bool) -> tuple[str, dict[str, Any], list[str]]:
@@ -323,3 +344,28 @@ def _clip(duration: int | None) -> int | None:
     if duration is None:
         return None
     return min(max(duration, 0), 3_600_000)
+
+
+def _session_id(report: CmcdReport) -> str:
+    """The report's session id; `CmcdError` when a key every event report needs is missing."""
+    for key in ("e", "sid", "ts"):
+        if report.get(key) is None:
+            raise CmcdError(CMCD_MISSING_KEY, f"an event-mode report must carry {key!r}")
+    sid: str = report.get("sid")
+    if not sid:
+        raise CmcdError(CMCD_MISSING_KEY, "sid is empty")
+    return sid
+
+
+def _heartbeat(
+    report: CmcdReport, br: int | None, sta: str | None
+) -> tuple[str, dict[str, Any], list[str]]:
+    payload = {
+        "bitrate_kbps": br,
+        "buffer_ms": report.int_of("bl"),
+        "throughput_kbps": report.int_of("mtp"),
+        "position_ms": report.int_of("pt") or 0,
+        "playing": None if sta is None else sta == "p",
+    }
+    unknown = [f"payload.{k}" for k, v in payload.items() if v is None]
+    return ("heartbeat", payload, unknown)

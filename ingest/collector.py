@@ -45,25 +45,17 @@ from typing import Any
 
 from aiohttp import web
 
+from contract.deadletter import BODY_TOO_LARGE, TOO_MANY_EVENTS, DeadLetter
 from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
 from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
-from ingest.deadletter import DeadLetter
 from ingest.endpoints import CMCD_PATH as CMCD_PATH  # re-exported: clients import it here
 from ingest.endpoints import EVENTS_PATH as EVENTS_PATH
 from ingest.enrichment import ClientContext, Enricher, client_address
 from ingest.metrics import CONTENT_TYPE, CollectorMetrics
 from ingest.producer import EventProducer, KafkaUnavailable, Record
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.validation import (
-    BODY_TOO_LARGE,
-    TOO_MANY_EVENTS,
-    BatchError,
-    BatchResult,
-    IngestLimits,
-    Rejection,
-    validate_batch,
-)
+from ingest.validation import BatchError, BatchResult, IngestLimits, Rejection, validate_batch
 from streamwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -231,30 +223,10 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         metrics.batches_rejected.labels(reason=refusal[1]).inc()
         return _error(*refusal)
 
-    try:
-        async with asyncio.timeout_at(deadline):
-            raw = await read_capped(request.content.iter_chunked(64 * 1024), limits.max_batch_bytes)
-    except BodyTooLarge as exc:
-        metrics.batches_rejected.labels(reason=BODY_TOO_LARGE).inc()
-        return _error(413, BODY_TOO_LARGE, str(exc))
-    except TimeoutError:
-        return _error(
-            408,
-            "request_timeout",
-            f"body not received within {settings.collector_request_timeout_s:g}s",
-        )
-    metrics.received_bytes.inc(len(raw))
-
-    body = raw
-    if _encoding(request) in _GZIP_ENCODINGS and raw:
-        try:
-            body = gunzip_capped(raw, limits.max_batch_bytes)
-        except BodyTooLarge as exc:
-            metrics.batches_rejected.labels(reason=BODY_TOO_LARGE).inc()
-            return _error(413, BODY_TOO_LARGE, str(exc))
-        except InvalidGzip as exc:
-            metrics.batches_rejected.labels(reason="invalid_gzip").inc()
-            return _error(400, "invalid_gzip", str(exc))
+    read = await _read_events_body(request, limits, deadline)
+    if isinstance(read, web.StreamResponse):
+        return read
+    raw, body = read
 
     received_at = datetime.now(UTC)
     enricher, client = request.app[ENRICHER_KEY], client_context(request, settings)
@@ -268,15 +240,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         outcome = await asyncio.to_thread(validate_batch, body, limits, received_at, prepare)
     if isinstance(outcome, BatchError):
         metrics.batches_rejected.labels(reason=outcome.reason).inc()
-        status = 413 if outcome.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
-        extra: dict[str, Any] = {}
-        if outcome.position is not None:
-            extra = {
-                "line": outcome.position.line,
-                "column": outcome.position.column,
-                "char": outcome.position.char,
-            }
-        return _error(status, outcome.reason, outcome.detail, **extra)
+        return _batch_error(outcome)
 
     request[LOG_FIELDS_KEY] = {
         "format": outcome.format,
@@ -303,6 +267,49 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             ],
         }
     )
+
+
+async def _read_events_body(
+    request: web.Request, limits: IngestLimits, deadline: float
+) -> tuple[bytes, bytes] | web.StreamResponse:
+    """(raw, decoded) body of a POST /v1/events, or the answer refusing it."""
+    settings, metrics = request.app[SETTINGS_KEY], request.app[METRICS_KEY]
+    try:
+        async with asyncio.timeout_at(deadline):
+            raw = await read_capped(request.content.iter_chunked(64 * 1024), limits.max_batch_bytes)
+    except BodyTooLarge as exc:
+        metrics.batches_rejected.labels(reason=BODY_TOO_LARGE).inc()
+        return _error(413, BODY_TOO_LARGE, str(exc))
+    except TimeoutError:
+        return _error(
+            408,
+            "request_timeout",
+            f"body not received within {settings.collector_request_timeout_s:g}s",
+        )
+    metrics.received_bytes.inc(len(raw))
+    if _encoding(request) not in _GZIP_ENCODINGS or not raw:
+        return raw, raw
+    try:
+        return raw, gunzip_capped(raw, limits.max_batch_bytes)
+    except BodyTooLarge as exc:
+        metrics.batches_rejected.labels(reason=BODY_TOO_LARGE).inc()
+        return _error(413, BODY_TOO_LARGE, str(exc))
+    except InvalidGzip as exc:
+        metrics.batches_rejected.labels(reason="invalid_gzip").inc()
+        return _error(400, "invalid_gzip", str(exc))
+
+
+def _batch_error(outcome: BatchError) -> web.Response:
+    """The 4xx answer to a body that could not be split into events."""
+    status = 413 if outcome.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
+    extra: dict[str, Any] = {}
+    if outcome.position is not None:
+        extra = {
+            "line": outcome.position.line,
+            "column": outcome.position.column,
+            "char": outcome.position.char,
+        }
+    return _error(status, outcome.reason, outcome.detail, **extra)
 
 
 def _check_headers(request: web.Request, limits: IngestLimits) -> tuple[int, str, str] | None:
@@ -393,6 +400,20 @@ def _dead_letter(rejection: Rejection, limits: IngestLimits) -> DeadLetter:
 # --- POST /v1/cmcd --------------------------------------------------------------------------
 
 
+def _cmcd_refusal(request: web.Request) -> tuple[int, str, str] | None:
+    """Why the headers of a POST /v1/cmcd are refused (status, reason, detail), if they are."""
+    if request.content_type != CMCD_CONTENT_TYPE:
+        return (
+            415,
+            "unsupported_media_type",
+            f"Content-Type {request.content_type!r} is not accepted on {CMCD_PATH}; "
+            f"CMCD event reports are {CMCD_CONTENT_TYPE}, one report per line",
+        )
+    if _encoding(request) != "identity":
+        return (415, "unsupported_content_encoding", "CMCD reports are sent uncompressed")
+    return None
+
+
 async def post_cmcd(request: web.Request) -> web.StreamResponse:
     """CMCD v2 event mode: one report per line; see the module docstring for every answer."""
     settings = request.app[SETTINGS_KEY]
@@ -402,16 +423,7 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
     if not settings.collector_cmcd_enabled:
         return _error(410, "cmcd_disabled", "CMCD reporting is turned off on this collector")
 
-    refusal: tuple[int, str, str] | None = None
-    if request.content_type != CMCD_CONTENT_TYPE:
-        refusal = (
-            415,
-            "unsupported_media_type",
-            f"Content-Type {request.content_type!r} is not accepted on {CMCD_PATH}; "
-            f"CMCD event reports are {CMCD_CONTENT_TYPE}, one report per line",
-        )
-    elif _encoding(request) != "identity":
-        refusal = (415, "unsupported_content_encoding", "CMCD reports are sent uncompressed")
+    refusal = _cmcd_refusal(request)
     try:
         async with asyncio.timeout_at(deadline):
             # A refused body is read only as far as its dead letter keeps.

@@ -26,7 +26,7 @@ from typing import Any
 import maxminddb
 from ua_parser import parse as parse_user_agent
 
-from ingest.events import UNKNOWN
+from contract.events import UNKNOWN
 from streamwatch.settings import CdnEdge, Settings
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from ingest.deadletter import DeadLetter
+from contract.deadletter import DeadLetter
 from streamwatch import topics
 from streamwatch.errors import StreamwatchError
 from streamwatch.settings import Settings

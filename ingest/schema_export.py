@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ingest.events import EVENT_ADAPTER, EVENT_TYPES, PAYLOAD_MODELS, SCHEMA_VERSION
+from contract.events import EVENT_ADAPTER, EVENT_TYPES, PAYLOAD_MODELS, SCHEMA_VERSION
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _ID_BASE = "urn:streamwatch:schemas:v{version}:"

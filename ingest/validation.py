@@ -23,43 +23,24 @@ from typing import Any, Final, Literal
 import pydantic_core
 from pydantic import ValidationError
 
-from ingest.events import EVENT_ADAPTER, SCHEMA_VERSION, Event
-from streamwatch.settings import Settings
-
-# --- reason codes (machine-readable, stable: dashboards count dead letters by them) ----------
-
-EVENT_TOO_LARGE: Final = "event_too_large"
-INVALID_JSON: Final = "invalid_json"
-INVALID_UTF8: Final = "invalid_utf8"
-NOT_AN_OBJECT: Final = "not_an_object"
-UNKNOWN_EVENT_TYPE: Final = "unknown_event_type"
-UNSUPPORTED_SCHEMA_VERSION: Final = "unsupported_schema_version"
-SCHEMA_INVALID: Final = "schema_invalid"
-UNPROCESSABLE: Final = "unprocessable"
-
-EMPTY_BODY: Final = "empty_body"
-TOO_MANY_EVENTS: Final = "too_many_events"
-BODY_TOO_LARGE: Final = "body_too_large"
-NESTING_TOO_DEEP: Final = "nesting_too_deep"
-
-EVENT_REASONS: Final = (
+from contract.deadletter import (
+    BODY_TOO_LARGE,
+    EMPTY_BODY,
     EVENT_TOO_LARGE,
     INVALID_JSON,
     INVALID_UTF8,
+    NESTING_TOO_DEEP,
     NOT_AN_OBJECT,
+    SCHEMA_INVALID,
+    TOO_MANY_EVENTS,
     UNKNOWN_EVENT_TYPE,
     UNSUPPORTED_SCHEMA_VERSION,
-    SCHEMA_INVALID,
-    UNPROCESSABLE,
 )
-BATCH_REASONS: Final = (
-    EMPTY_BODY,
-    INVALID_JSON,
-    INVALID_UTF8,
-    NESTING_TOO_DEEP,
-    TOO_MANY_EVENTS,
-    BODY_TOO_LARGE,
+from contract.deadletter import (
+    UNPROCESSABLE as UNPROCESSABLE,  # streams/app.py (s2-worker) imports it from here
 )
+from contract.events import EVENT_ADAPTER, SCHEMA_VERSION, Event
+from streamwatch.settings import Settings
 
 BodyFormat = Literal["json_array", "json_object", "ndjson"]
 

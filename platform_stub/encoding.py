@@ -1,7 +1,7 @@
 """Fast, deterministic building blocks for event JSON: ids, timestamps, envelopes.
 
 The hot path builds each event as one f-string from pre-encoded parts instead of a
-pydantic model (tests validate samples against `ingest.events.EVENT_ADAPTER`).
+pydantic model (tests validate samples against `contract.events.EVENT_ADAPTER`).
 """
 
 from __future__ import annotations

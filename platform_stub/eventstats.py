@@ -81,37 +81,42 @@ def sessionize(events: Iterable[dict[str, Any]]) -> dict[str, SessionStats]:
         s = sessions.get(sid)
         if s is None:
             s = sessions[sid] = SessionStats(sid)
-        kind = event["event_type"]
-        payload = event["payload"]
-        s.final_oca_id = event["network"]["oca_id"]
-        if kind == "play_requested":
-            s.dims = _dims(event)
-            s.started_ms = event_ms(event)
-        elif kind == "first_frame":
-            s.first_frame = True
-            s.startup_ms = payload["startup_ms"]
-        elif kind == "rebuffer_start":
-            s.rebuffer_count += 1
-        elif kind == "rebuffer_end":
-            s.rebuffer_ms += payload["duration_ms"]
-        elif kind == "bitrate_change":
-            if payload["to_kbps"] > payload["from_kbps"]:
-                s.upshifts += 1
-            else:
-                s.downshifts += 1
-        elif kind == "error":
-            s.error_codes.append(payload["code"])
-            if payload["severity"] == "fatal":
-                if s.first_frame:
-                    s.fatal_after_start = True
-                else:
-                    s.fatal_before_start = True
-        elif kind == "playback_end":
-            s.ended = True
-            s.ended_ms = event_ms(event)
-            s.exit_reason = payload["exit_reason"]
-            s.watch_ms = payload["watched_ms"]
+        _fold(s, event)
     return sessions
+
+
+def _fold(s: SessionStats, event: dict[str, Any]) -> None:
+    """Add one event of the session to its stats."""
+    kind = event["event_type"]
+    payload = event["payload"]
+    s.final_oca_id = event["network"]["oca_id"]
+    if kind == "play_requested":
+        s.dims = _dims(event)
+        s.started_ms = event_ms(event)
+    elif kind == "first_frame":
+        s.first_frame = True
+        s.startup_ms = payload["startup_ms"]
+    elif kind == "rebuffer_start":
+        s.rebuffer_count += 1
+    elif kind == "rebuffer_end":
+        s.rebuffer_ms += payload["duration_ms"]
+    elif kind == "bitrate_change":
+        if payload["to_kbps"] > payload["from_kbps"]:
+            s.upshifts += 1
+        else:
+            s.downshifts += 1
+    elif kind == "error":
+        s.error_codes.append(payload["code"])
+        if payload["severity"] == "fatal":
+            if s.first_frame:
+                s.fatal_after_start = True
+            else:
+                s.fatal_before_start = True
+    elif kind == "playback_end":
+        s.ended = True
+        s.ended_ms = event_ms(event)
+        s.exit_reason = payload["exit_reason"]
+        s.watch_ms = payload["watched_ms"]
 
 
 def read_ndjson(path: str) -> list[dict[str, Any]]:

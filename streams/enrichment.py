@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.events import Event
+from contract.events import Event
 
 UNKNOWN = "unknown"
 _OCA_INDEX = re.compile(r"-\d{2,}$")

@@ -19,19 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.records import MinuteCounts, MinuteRollup, SessionSummary
+from contract.dimensions import ALL, DIMENSIONS
+from contract.records import MinuteCounts, MinuteRollup, SessionSummary
 from streams.sessionizer import Applied, from_ms, minute_of, to_ms
 
-DIMENSIONS: tuple[str, ...] = (
-    "region",
-    "isp",
-    "oca_id",
-    "device_type",
-    "os",
-    "app_version",
-    "title_id",
-)
-ALL = "all"
 WINDOW_MS = 60_000
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from ingest.events import EVENT_ADAPTER, Event
-from ingest.validation import INVALID_JSON, SCHEMA_INVALID, UNKNOWN_EVENT_TYPE
+from contract.deadletter import INVALID_JSON, SCHEMA_INVALID, UNKNOWN_EVENT_TYPE
+from contract.events import EVENT_ADAPTER, Event
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ from streamwatch.errors import StreamwatchError
 _COMMAND_MODULES = (
     "infra.cli",
     "streamwatch.topics_cli",
-    "streamwatch.demo",
+    "ops.demo",
     "ingest.cli",
     "platform_stub.cli",
     "streams.cli",
     "indexers.cli",
+    "ops.cli",
     "support_console.cli",
     "dashboards.cli",
     "players.cli",

@@ -16,6 +16,12 @@ ALERT_ACTIONS = "ops.alert_actions.v1"
 SPANS = "telemetry.spans.v1"
 SERVICE_MINUTE = "ops.service_minute.v1"
 
+# The stream worker's Faust app id: its consumer group and the prefix of its table changelogs.
+STREAMS_APP_ID = "streamwatch-streams"
+# The worker's reconciliation counters per raw partition, read by `streamwatch reconcile`:
+# JSON {"raw", "valid", "dead_lettered", "duplicates"} (streams.app.ValidateStats).
+VALIDATE_STATS_CHANGELOG = f"{STREAMS_APP_ID}-validate-stats-changelog"
+
 
 @dataclass(frozen=True)
 class TopicSpec:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from indexers.search_backend import SearchBackend, SearchUnavailable, make_backend
+from indexers.search_backend import SearchBackend, SearchUnavailable
+from indexers.search_factory import make_backend
 from streamwatch.settings import Settings
 
 __all__ = ["SearchBackend", "SearchUnavailable", "hits", "open_backend", "total"]

@@ -3,7 +3,6 @@
 - `support lookup ID [--since 7d] [--agent NAME] [--case C] [--reason R] [--json] [--trace]`
 - `support console [--port P]` runs the Streamlit console
 - `support load-members PATH` indexes the stub's `members.jsonl` into the member directory
-- `support replay RUN_DIR` loads a stub file run into the indices in-process (no Kafka)
 - `support add-agent NAME` stores a console login (password read from stdin / prompt)
 - `support audit [--agent NAME | --member ID]` lists audit records
 """
@@ -130,27 +129,6 @@ def _load_members(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from support_console.directory import find_export, load_members, read_export
-    from support_console.replay import index_all, read_events
-    from support_console.service import SupportService
-
-    settings = get_settings()
-    service = SupportService.open(settings)
-    path = Path(args.path)
-    if not any(path.glob("events*.jsonl")) and not path.is_file():
-        raise StreamwatchError(f"no events*.jsonl in {path} (run the stub with --target file)")
-    result = index_all(service.backend, settings, read_events(path))
-    print(
-        f"indexed {result.events:,} events, {len(result.sessions):,} sessions, "
-        f"{len(result.incidents):,} incidents"
-    )
-    if path.is_dir() and (path / "members.jsonl").is_file():
-        report = load_members(service.backend, settings, read_export(find_export(path)))
-        print(f"indexed {report.indexed:,} members into {report.index}")
-    return 0
-
-
 def _add_agent(args: argparse.Namespace) -> int:
     from support_console.identity import agents_file, save_agent
 
@@ -210,14 +188,6 @@ def register(sub: Any) -> None:
     load = ssub.add_parser("load-members", help="index the stub's members.jsonl")
     load.add_argument("path", help="members.jsonl or a stub output directory holding it")
     load.set_defaults(handler=_load_members)
-
-    replay = ssub.add_parser(
-        "replay",
-        help="load a stub file run (events.jsonl, members.jsonl) into the search indices "
-        "in-process, without Kafka (demos, tests)",
-    )
-    replay.add_argument("path", help="stub run directory or an events .jsonl file")
-    replay.set_defaults(handler=_replay)
 
     add = ssub.add_parser("add-agent", help="store a console login (password from stdin)")
     add.add_argument("name")

@@ -1,11 +1,11 @@
 """Was this member hit by a known incident?
 
 A troubled session is marked "known incident" when it shares the incident's root-cause
-dimension value (same OCA, ISP, region, OS, device family, app version, ...) AND its trouble
+rollup dimension value (`contract.dimensions`: same OCA, ISP, region, OS, ...) AND its trouble
 is the kind the incident measures, at the incident's time:
 
 - a failure incident (`playback_failure_pct`) explains a session whose fatal error fell in
-  the incident's span; on an infrastructure dimension (OCA, ISP, region, CDN tier) it also
+  the incident's span; on a delivery dimension (OCA, ISP, region) it also
   explains network / CDN errors in the span (players that failed over after timeouts);
 - a rebuffering incident explains a session with stalls that overlaps the span;
 - a startup incident explains a slow, failed or abandoned start inside the span.
@@ -21,35 +21,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from contract.dimensions import ALL, CAUSE_PRIORITY, DELIVERY_DIMENSIONS, DIMENSIONS
 from support_console.models import IncidentMark, IncidentView, SessionView
 
-# Incident dimension names (as the detector writes them) -> the session field they match.
-# Aliases are accepted because the detector and the session records name some dimensions
-# differently ("oca" vs "oca_id").
-DIMENSION_FIELDS: dict[str, str] = {
-    "oca_id": "oca_id",
-    "oca": "oca_id",
-    "isp": "isp",
-    "region": "region",
-    "country": "country",
-    "device_family": "device_family",
-    "device_model": "device_model",
-    "device_type": "device_type",
-    "os": "os",
-    "app_version": "app_version",
-    "cdn_tier": "cdn_tier",
-    "title_id": "title_id",
-}
 # Dimensions of the delivery path: an incident there also explains network / CDN errors.
-INFRA_DIMENSIONS: frozenset[str] = frozenset(
-    {"oca_id", "oca", "isp", "region", "country", "cdn_tier", "all"}
-)
+INFRA_DIMENSIONS: frozenset[str] = DELIVERY_DIMENSIONS | {ALL}
 _FAILED = frozenset({"failed", "start_failure"})
 _UNKNOWN_TIME = datetime.min.replace(tzinfo=UTC)
 
-# The detector's dimension for "everything" (`streams.rollup.ALL`): an incident on all
-# traffic touches every session.
-ALL_DIMENSION = "all"
+# The detector's dimension for "everything": an incident on all traffic touches every session.
+ALL_DIMENSION = ALL
 
 
 @dataclass(frozen=True)
@@ -69,21 +50,10 @@ DEFAULT_POLICY = CorrelationPolicy()
 
 
 def session_value(session: SessionView, dimension: str) -> str | None:
-    """The session's value on an incident dimension; None when the session has no such field.
-
-    The device family falls back to the model, so an incident on a family still matches
-    sessions whose records lack the family.
-    """
+    """The session's value on an incident dimension; None when the session has none."""
     if dimension == ALL_DIMENSION:
         return ALL_DIMENSION
-    # Event field paths ("network.oca_id", "device.os") name the same thing as the column.
-    field = DIMENSION_FIELDS.get(dimension.rpartition(".")[2])
-    if field is None:
-        return None
-    value = getattr(session, field)
-    if field == "device_family" and not value:
-        value = session.device_model
-    return str(value) if value else None
+    return session.rollup_values.get(dimension)
 
 
 def _span(
@@ -122,8 +92,7 @@ def explained_by(
     if metric in ("playback_failure_pct", "start_failure_pct"):
         if _failed_in_span(session, lo, hi):
             return True
-        dim = incident.dimension.rpartition(".")[2]
-        return dim in INFRA_DIMENSIONS and any(
+        return incident.dimension in INFRA_DIMENSIONS and any(
             e.category in ("network", "cdn") and lo <= e.at <= hi for e in session.errors
         )
     if metric == "rebuffer_pct":
@@ -140,17 +109,15 @@ def explained_by(
 
 
 # Which of several incidents explaining one session to name first: a failure incident before
-# a quality one, then the narrowest dimension (an OCA says more than "all TVs").
+# a quality one, then the narrowest dimension (an OCA says more than "all TVs"), in the
+# detector's own order of causes.
 _METRIC_RANK = {"playback_failure_pct": 0, "start_failure_pct": 0, "startup_p95_ms": 1}
-_DIMENSION_RANK = (
-    "oca_id", "oca", "isp", "os", "device_model", "device_family", "app_version", "region",
-    "country", "cdn_tier", "device_type", "title_id", "all",
-)  # fmt: skip
+_DIMENSION_RANK = (*CAUSE_PRIORITY, ALL)
 
 
 def mark_rank(mark: IncidentMark) -> tuple[int, int, str]:
     """Sort key: the incident that best explains a session first."""
-    dim = mark.dimension.rpartition(".")[2]
+    dim = mark.dimension
     dim_rank = _DIMENSION_RANK.index(dim) if dim in _DIMENSION_RANK else len(_DIMENSION_RANK)
     return (_METRIC_RANK.get(mark.metric, 2), dim_rank, mark.incident_id)
 
@@ -197,7 +164,7 @@ def dimension_values(sessions: Iterable[SessionView]) -> dict[str, set[str]]:
     """Every dimension value the sessions have: what incidents are worth fetching."""
     values: dict[str, set[str]] = {}
     for s in sessions:
-        for dim in DIMENSION_FIELDS:
+        for dim in DIMENSIONS:
             v = session_value(s, dim)
             if v:
                 values.setdefault(dim, set()).add(v)

@@ -3,7 +3,7 @@
 A session summary is written when a session closes (its end, or minutes of silence); until
 then, and for players whose members are in no directory, the events are all there is. This
 folds one member's events into session documents with the columns of the sessions index, so
-the console shows them the same way (`documents.session_from_doc`). It computes only what
+the console shows them the same way (`readers.session_from_doc`). It computes only what
 the events say directly (start, end, startup as reported or from the event times, rebuffers,
 errors); scores and watch time stay empty until the summary exists.
 """
@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from support_console.documents import as_time
+from contract.tables import DEVICE_NETWORK_COLUMNS
+from support_console.readers import as_time
 
 # Event types the fold reads (heartbeats repeat state and are left out of the query).
 SESSION_EVENT_TYPES: tuple[str, ...] = (
@@ -27,21 +28,13 @@ SESSION_EVENT_TYPES: tuple[str, ...] = (
     "pause",
     "seek",
 )
+# Session fields taken from the session's first event: who, what, and the device and network.
 _DIMENSIONS = (
     "member_id",
     "profile_id",
     "title_id",
-    "device_id",
-    "device_type",
-    "device_model",
     "device_family",
-    "os",
-    "app_version",
-    "country",
-    "region",
-    "isp",
-    "oca_id",
-    "cdn_tier",
+    *(c.name for c in DEVICE_NETWORK_COLUMNS),
 )
 
 

@@ -1,16 +1,18 @@
 """What the console shows: members, sessions, errors, incidents and a lookup's result.
 
-These are view models: built from search documents (`support_console.documents`), never
-written back. Field names follow the upstream records (`streams.records.SessionSummary`,
-`streams.records.Incident`) so a reader can map one to the other at a glance.
+These are view models: built from search documents (`support_console.readers`), never
+written back. Field names follow the upstream records (`contract.records.SessionSummary`,
+`contract.records.Incident`) so a reader can map one to the other at a glance.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contract.dimensions import DIMENSIONS
 
 Outcome = Literal["ok", "degraded", "exit_before_start", "start_failure", "failed"]
 LookupStatus = Literal["found", "not_found", "invalid", "refused", "empty_index", "unavailable"]
@@ -108,6 +110,17 @@ class SessionView(_View):
     fatal_error_code: str | None = None
     errors: tuple[ErrorView, ...] = ()
     incidents: tuple[IncidentMark, ...] = ()
+    # The session's value of each rollup dimension (`contract.dimensions`), as incidents name
+    # it; when not given, taken from the fields above of the same names.
+    rollup_values: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rollup_values_from_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rollup_values" not in data:
+            values = {d: str(data[d]) for d in DIMENSIONS if data.get(d) not in (None, "")}
+            return {**data, "rollup_values": values}
+        return data
 
     @property
     def troubled(self) -> bool:

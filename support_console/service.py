@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from ingest.error_catalog import ErrorCatalog, load_catalog
 from streamwatch.settings import Settings
-from support_console import audit, correlation, documents, indices, queries, summary
+from support_console import audit, correlation, indices, queries, readers, summary
 from support_console.audit import AuditLog, AuditRecord, Surface
 from support_console.backend import SearchBackend, SearchUnavailable, hits, open_backend, total
 from support_console.event_sessions import SESSION_EVENT_TYPES, sessions_from_events
@@ -290,11 +290,11 @@ class SupportService:
         directory = indices.members(self.settings)
         if parsed.kind == "email":
             found = hits(self.backend, directory, queries.member_by_email_hash(parsed.value))
-            member = documents.member_from_doc(found[0]) if found else None
+            member = readers.member_from_doc(found[0]) if found else None
             return member, ("email" if member else None)
         found = hits(self.backend, directory, queries.member_by_id(parsed.value))
         if found:
-            member = documents.member_from_doc(found[0])
+            member = readers.member_from_doc(found[0])
             if member is not None:
                 return member, _id_kind(member, parsed.value)
         # Not in the directory: maybe a session id, or a member not loaded there yet. Session
@@ -314,7 +314,7 @@ class SupportService:
         member_id = str(activity[0]["member_id"])
         kind: IdKind = "member_id" if member_id == parsed.value else "session_id"
         in_directory = hits(self.backend, directory, queries.member_by_id(member_id))
-        member = documents.member_from_doc(in_directory[0]) if in_directory else None
+        member = readers.member_from_doc(in_directory[0]) if in_directory else None
         return member or MemberRecord(member_id=member_id), kind
 
     def sessions_of(
@@ -324,7 +324,7 @@ class SupportService:
         body = queries.sessions_of_member(member_id, start, end, self.settings.support_max_sessions)
         by_id: dict[str, SessionView] = {}
         for doc in hits(self.backend, indices.sessions(self.settings), body):
-            view = documents.session_from_doc(doc, self.catalog)
+            view = readers.session_from_doc(doc, self.catalog)
             if view is not None and start <= view.started_at <= end:
                 by_id[view.session_id] = view
         # Sessions with events but no summary yet (still open, or just closed).
@@ -335,7 +335,7 @@ class SupportService:
         for doc in sessions_from_events(events):
             if doc["session_id"] in by_id:
                 continue
-            view = documents.session_from_doc(doc, self.catalog)
+            view = readers.session_from_doc(doc, self.catalog)
             if view is not None and start <= view.started_at <= end:
                 by_id[view.session_id] = view
         return tuple(sorted(by_id.values(), key=lambda s: s.started_at, reverse=True))
@@ -356,7 +356,7 @@ class SupportService:
         )
         out: dict[str, IncidentView] = {}
         for doc in found:
-            inc = documents.incident_from_doc(doc)
+            inc = readers.incident_from_doc(doc)
             if inc is None or inc.started_at > end or (inc.ended_at and inc.ended_at < start):
                 continue
             out[inc.incident_id] = inc
@@ -399,7 +399,7 @@ class SupportService:
         docs = hits(
             self.backend, indices.events(self.settings), queries.session_events(session.session_id)
         )
-        points = [p for p in (documents.point_from_event(d) for d in docs) if p is not None]
+        points = [p for p in (readers.point_from_event(d) for d in docs) if p is not None]
         return sorted(points, key=lambda p: p.at)
 
     def _nothing_loaded(self) -> bool:

@@ -16,13 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
+from contract.records import Incident, MinuteRollup
+from contract.tables import TABLE_BY_NAME
 from indexers.arrow_rows import rows_to_table
-from indexers.documents import TABLE_BY_NAME, flatten_record, source_fields
+from indexers.documents import flatten_record, source_fields
 from indexers.warehouse_writer import write_partitioned
 from platform_stub.config import StubConfig
 from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
 from platform_stub.scenarios import ScenarioTruth
-from streams.records import Incident, MinuteRollup
 from streams.replay import replay
 
 # The scale of tests/test_streams_scenarios.py: big enough cohorts for the detector.

@@ -14,7 +14,7 @@ from alerts import actions, kafka_io
 from alerts.receivers import WebhookReceiver
 from alerts.rules import parse_rules
 from alerts.service import Notifier
-from streams.records import Incident
+from contract.records import Incident
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics

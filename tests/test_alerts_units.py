@@ -22,8 +22,8 @@ from alerts.receivers import (
 from alerts.records import Ack, Alert, Delivery, Notification, Silence
 from alerts.routing import notifications_for
 from alerts.rules import RateLimit, RuleSet, load_rules, parse_rules
+from contract.records import Incident, MinuteCounts, MinuteRollup
 from indexers.retry import RetryPolicy
-from streams.records import Incident, MinuteCounts, MinuteRollup
 from streamwatch.errors import ConfigurationError
 
 T0 = datetime(2026, 3, 4, 1, 0, tzinfo=UTC)

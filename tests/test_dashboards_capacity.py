@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from dashboards import capacity, warehouse
-from dashboards import sample_warehouse as sw
 from dashboards.filters import Filters
 from dashboards.queries import overview
 from dashboards.queries.capacity import concurrency_and_egress
 from streams.sessionizer import to_ms
 from streamwatch.settings import Settings
+from testkit import sample_warehouse as sw
 
 
 def test_project_scales_linearly() -> None:

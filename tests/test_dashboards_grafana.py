@@ -28,81 +28,84 @@ class FakeGrafana:
         self.auth: list[str | None] = []
 
 
+class _GrafanaHandler(BaseHTTPRequestHandler):
+    state: FakeGrafana
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        n = int(self.headers.get("Content-Length", "0"))
+        return json.loads(self.rfile.read(n) or b"{}")
+
+    def _record(self) -> tuple[str, dict[str, list[str]]]:
+        url = urlparse(self.path)
+        self.state.requests.append((self.command, url.path))
+        self.state.auth.append(self.headers.get("Authorization"))
+        return url.path, parse_qs(url.query)
+
+    def do_GET(self) -> None:
+        path, query = self._record()
+        if path.startswith("/api/datasources/name/"):
+            name = unquote(path.rsplit("/", 1)[1])
+            for ds in self.state.datasources.values():
+                if ds["name"] == name:
+                    return self._send(200, ds)
+            return self._send(404, {"message": "Data source not found"})
+        if path == "/api/search":
+            uids = query.get("dashboardUIDs", [])
+            hits = [
+                {"uid": u, "title": d["title"], "type": "dash-db"}
+                for u, d in self.state.dashboards.items()
+                if not uids or u in uids
+            ]
+            return self._send(200, hits)
+        return self._send(404, {"message": "not found"})
+
+    def do_POST(self) -> None:
+        path, _ = self._record()
+        body = self._body()
+        if path == "/api/datasources":
+            if any(d["name"] == body["name"] for d in self.state.datasources.values()):
+                return self._send(409, {"message": "data source with the same name exists"})
+            new_id = len(self.state.datasources) + 1
+            self.state.datasources[new_id] = {**body, "id": new_id}
+            return self._send(200, {"id": new_id, "message": "Datasource added"})
+        if path == "/api/dashboards/db":
+            dash = body["dashboard"]
+            uid = dash["uid"]
+            old = self.state.dashboards.get(uid)
+            if old is not None and not body.get("overwrite"):
+                return self._send(412, {"status": "name-exists"})
+            version = 1 if old is None else old["version"] + 1
+            self.state.dashboards[uid] = {**dash, "version": version}
+            return self._send(
+                200, {"uid": uid, "status": "success", "version": version, "url": f"/d/{uid}"}
+            )
+        return self._send(404, {"message": "not found"})
+
+    def do_PUT(self) -> None:
+        path, _ = self._record()
+        body = self._body()
+        if path.startswith("/api/datasources/"):
+            ds_id = int(path.rsplit("/", 1)[1])
+            if ds_id not in self.state.datasources:
+                return self._send(404, {"message": "not found"})
+            self.state.datasources[ds_id] = {**body, "id": ds_id}
+            return self._send(200, {"id": ds_id, "message": "Datasource updated"})
+        return self._send(404, {"message": "not found"})
+
+
 def _handler(state: FakeGrafana) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> Any:
-            n = int(self.headers.get("Content-Length", "0"))
-            return json.loads(self.rfile.read(n) or b"{}")
-
-        def _record(self) -> tuple[str, dict[str, list[str]]]:
-            url = urlparse(self.path)
-            state.requests.append((self.command, url.path))
-            state.auth.append(self.headers.get("Authorization"))
-            return url.path, parse_qs(url.query)
-
-        def do_GET(self) -> None:
-            path, query = self._record()
-            if path.startswith("/api/datasources/name/"):
-                name = unquote(path.rsplit("/", 1)[1])
-                for ds in state.datasources.values():
-                    if ds["name"] == name:
-                        return self._send(200, ds)
-                return self._send(404, {"message": "Data source not found"})
-            if path == "/api/search":
-                uids = query.get("dashboardUIDs", [])
-                hits = [
-                    {"uid": u, "title": d["title"], "type": "dash-db"}
-                    for u, d in state.dashboards.items()
-                    if not uids or u in uids
-                ]
-                return self._send(200, hits)
-            return self._send(404, {"message": "not found"})
-
-        def do_POST(self) -> None:
-            path, _ = self._record()
-            body = self._body()
-            if path == "/api/datasources":
-                if any(d["name"] == body["name"] for d in state.datasources.values()):
-                    return self._send(409, {"message": "data source with the same name exists"})
-                new_id = len(state.datasources) + 1
-                state.datasources[new_id] = {**body, "id": new_id}
-                return self._send(200, {"id": new_id, "message": "Datasource added"})
-            if path == "/api/dashboards/db":
-                dash = body["dashboard"]
-                uid = dash["uid"]
-                old = state.dashboards.get(uid)
-                if old is not None and not body.get("overwrite"):
-                    return self._send(412, {"status": "name-exists"})
-                version = 1 if old is None else old["version"] + 1
-                state.dashboards[uid] = {**dash, "version": version}
-                return self._send(
-                    200, {"uid": uid, "status": "success", "version": version, "url": f"/d/{uid}"}
-                )
-            return self._send(404, {"message": "not found"})
-
-        def do_PUT(self) -> None:
-            path, _ = self._record()
-            body = self._body()
-            if path.startswith("/api/datasources/"):
-                ds_id = int(path.rsplit("/", 1)[1])
-                if ds_id not in state.datasources:
-                    return self._send(404, {"message": "not found"})
-                state.datasources[ds_id] = {**body, "id": ds_id}
-                return self._send(200, {"id": ds_id, "message": "Datasource updated"})
-            return self._send(404, {"message": "not found"})
-
-    return Handler
+    return type("Handler", (_GrafanaHandler,), {"state": state})
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ import pytest
 
 from dashboards.grafana.dashboards import qoe_dashboard
 from indexers import naming
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from streamwatch.settings import Settings
 from tests.test_support_data import World, scenario_world
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards import sample_warehouse as sw
+from contract.records import IncidentMetric
 from dashboards import warehouse
 from dashboards.filters import Filters
 from dashboards.queries import incidents, overview
 from dashboards.ui import fmt
 from indexers.warehouse_reader import connect_readonly
-from streams.records import IncidentMetric
 from streamwatch.settings import Settings
+from testkit import sample_warehouse as sw
 
 PAGES = Path(__file__).resolve().parent.parent / "dashboards" / "views"
 PAGE_NAMES = ("overview", "incidents", "pipeline", "capacity")

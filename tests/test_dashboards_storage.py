@@ -13,7 +13,8 @@ from aiokafka import AIOKafkaProducer
 
 from dashboards.storage import kafka_storage_by_day, storage_by_day
 from indexers import naming
-from indexers.search_backend import BulkOp, make_backend
+from indexers.search_backend import BulkOp
+from indexers.search_factory import make_backend
 from indexers.search_setup import drop_all, ensure_search_ready
 from streamwatch import topics
 from streamwatch.settings import Settings

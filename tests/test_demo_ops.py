@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingest.collector import _request_log_level
+from ops.demo import stub_command
 from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
 from platform_stub.live_faults import (
     APPLIED_FILE,
@@ -23,7 +24,6 @@ from platform_stub.live_faults import (
     applied_faults,
     request_fault,
 )
-from streamwatch.demo import stub_command
 from streamwatch.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from indexers.sample_data import events
 from indexers.services import run_search_sink, run_warehouse_sink
 from streamwatch import topics
 from streamwatch.settings import Settings
+from testkit.event_json import events
 from tests.test_indexers_support import (
     SinkProcess,
     cleanup_search,

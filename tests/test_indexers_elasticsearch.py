@@ -14,10 +14,11 @@ import pytest
 
 from indexers import naming, search_queries
 from indexers.elasticsearch_backend import ElasticsearchBackend
-from indexers.sample_data import events
-from indexers.search_backend import BulkOp, make_backend
+from indexers.search_backend import BulkOp
+from indexers.search_factory import make_backend
 from indexers.search_setup import drop_all, ensure_search_ready
 from streamwatch.settings import Settings
+from testkit.event_json import events
 
 pytestmark = pytest.mark.integration
 

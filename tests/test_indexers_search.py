@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
+from contract.deadletter import DeadLetter
+from contract.records import Incident
 from indexers import naming, search_queries
-from indexers.sample_data import events
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from indexers.search_setup import apply_retention, ensure_search_ready
 from indexers.services import run_search_sink, run_warehouse_sink
-from ingest.deadletter import DeadLetter
-from streams.records import Incident
 from streams.sessionizer import Sessionizer
-from streams.synthetic import normal_session
 from streamwatch import topics
 from streamwatch.settings import Settings
+from testkit.event_json import events
+from testkit.synthetic_sessions import normal_session
 from tests.conftest import on_backend
 from tests.test_indexers_support import (
     SinkProcess as SinkProcess,

@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from indexers import naming
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from indexers.search_setup import drop_all
 from indexers.warehouse_reader import connect_readonly
 from streamwatch import topics

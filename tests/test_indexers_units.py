@@ -7,16 +7,17 @@ from datetime import date
 
 import pytest
 
+from contract.events import Event
+from contract.tables import EVENT_COLUMNS, TABLE_BY_NAME
 from indexers import naming
 from indexers.arrow_rows import rows_to_table
-from indexers.documents import EVENT_COLUMNS, TABLE_BY_NAME, document_id, flatten_event
+from indexers.documents import document_id, flatten_event
 from indexers.retry import RetryPolicy
-from indexers.sample_data import events
 from indexers.search_backend import BulkOp, parse_bulk_response, retry_read
 from indexers.search_mappings import index_templates, mapping
 from indexers.search_setup import expired_indices
-from ingest.events import Event
 from streamwatch.settings import Settings
+from testkit.event_json import events
 
 
 def test_retry_policy_grows_to_its_ceiling_and_never_gives_up() -> None:

@@ -18,18 +18,19 @@ from typing import Any
 
 import pytest
 
+from contract.deadletter import DeadLetter
+from contract.records import Incident, MinuteCounts, MinuteRollup
+from contract.tables import TABLE_BY_NAME, TABLES
 from indexers.arrow_rows import rows_to_table
-from indexers.documents import TABLE_BY_NAME, TABLES, flatten
-from indexers.sample_data import events
+from indexers.documents import flatten
 from indexers.services import run_warehouse_sink
 from indexers.warehouse_reader import connect_readonly
 from indexers.warehouse_writer import write_partitioned
-from ingest.deadletter import DeadLetter
-from streams.records import Incident, MinuteCounts, MinuteRollup
 from streams.sessionizer import Sessionizer
-from streams.synthetic import T0, event, normal_session
 from streamwatch import topics
 from streamwatch.settings import Settings
+from testkit.event_json import events
+from testkit.synthetic_sessions import T0, event, normal_session
 from tests.test_indexers_support import (
     REPO,
     private_dir,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from contract.events import PlaybackError
 from ingest.error_catalog import (
     CATEGORIES,
     ErrorCatalog,
@@ -15,7 +16,6 @@ from ingest.error_catalog import (
     load_catalog_file,
     parse_catalog,
 )
-from ingest.events import PlaybackError
 
 
 def test_catalog_has_every_category_and_enough_codes() -> None:

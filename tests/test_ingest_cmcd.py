@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from contract.deadletter import DeadLetter
+from contract.events import EVENT_ADAPTER
 from ingest.collector import serve
-from ingest.deadletter import DeadLetter
-from ingest.events import EVENT_ADAPTER
 from streamwatch import topics
 from streamwatch.settings import Settings
 from tests.test_ingest_collector import consume

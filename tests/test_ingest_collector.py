@@ -20,14 +20,14 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from contract.deadletter import DeadLetter
+from contract.events import EVENT_ADAPTER
 from infra.kafka_server import KafkaServer
 from ingest.collector import serve
-from ingest.deadletter import DeadLetter
-from ingest.events import EVENT_ADAPTER
-from ingest.samples import sample_event, sample_events
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
+from testkit.sample_events import sample_event, sample_events
 from tests.infra_helpers import free_port
 
 pytestmark = pytest.mark.integration

@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from contract.events import EVENT_ADAPTER
+from contract.tables import TABLE_BY_NAME
 from indexers.arrow_rows import rows_to_table
-from indexers.documents import TABLE_BY_NAME, flatten
+from indexers.documents import flatten
 from indexers.warehouse_reader import connect_readonly
 from indexers.warehouse_writer import write_partitioned
 from ingest.enrichment import ClientContext, Enricher
-from ingest.events import EVENT_ADAPTER
-from ingest.samples import sample_event
 from streams.sessionizer import Sessionizer
 from streamwatch.settings import Settings
+from testkit.sample_events import sample_event
 
 
 def test_names_are_checked_and_at_most_ten() -> None:

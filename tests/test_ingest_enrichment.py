@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from contract.events import EVENT_ADAPTER
 from ingest.collector import serve
 from ingest.enrichment import GeoLookup, client_address, device_from_user_agent
-from ingest.events import EVENT_ADAPTER
 from streamwatch import topics
 from streamwatch.settings import CdnEdge, Settings
 from tests.geo_helpers import (
@@ -180,7 +180,7 @@ def test_sent_facts_win_and_v1_events_derive_nothing(geo_dbs: tuple[Path, Path])
     assert sent["device"]["os"] == "Plan 9" and sent["device"]["device_type"] == "web"
     assert "network.country" not in sent["derived_facts"]
     assert "network.region" in sent["derived_facts"]
-    from ingest.samples import sample_event
+    from testkit.sample_events import sample_event
 
     nulls = player_event(network=None, device=None)
     enricher.enrich(nulls, client)

@@ -13,13 +13,13 @@ import jsonschema
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from contract.events import EVENT_TYPES
 from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
 from ingest.collector import client_key
-from ingest.events import EVENT_TYPES
 from ingest.producer import RetryPolicy
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.samples import sample_event
 from ingest.schema_export import export_schemas
+from testkit.sample_events import sample_event
 
 # --- gzip and body caps -------------------------------------------------------------------------
 

@@ -21,16 +21,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from ingest.events import EVENT_ADAPTER, EVENT_TYPES, PAYLOAD_MODELS, Device, Event, Network
-from ingest.samples import sample_event
-from ingest.validation import (
-    BATCH_REASONS,
-    EVENT_REASONS,
-    BatchError,
-    BatchResult,
-    IngestLimits,
-    validate_batch,
-)
+from contract.deadletter import BATCH_REASONS, EVENT_REASONS
+from contract.events import EVENT_ADAPTER, EVENT_TYPES, PAYLOAD_MODELS, Device, Event, Network
+from ingest.validation import BatchError, BatchResult, IngestLimits, validate_batch
+from testkit.sample_events import sample_event
 
 RECEIVED_AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 LIMITS = IngestLimits(

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from ingest import validation as v
-from ingest.events import EVENT_ADAPTER, EVENT_TYPES
-from ingest.samples import sample_event, sample_events
+from contract import deadletter as reasons
+from contract.events import EVENT_ADAPTER, EVENT_TYPES
 from ingest.validation import (
     CLOCK_SKEW_ORIGINAL_KEY,
     BatchError,
@@ -18,6 +17,7 @@ from ingest.validation import (
     IngestLimits,
     validate_batch,
 )
+from testkit.sample_events import sample_event, sample_events
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 LIMITS = IngestLimits(
@@ -71,9 +71,9 @@ def test_bad_events_in_the_middle_are_rejected_by_index_and_the_rest_accepted() 
     result = ok(array(events))
     assert [a.index for a in result.accepted] == [0, 2, 5]
     assert [(r.index, r.reason) for r in result.rejected] == [
-        (1, v.SCHEMA_INVALID),
-        (3, v.NOT_AN_OBJECT),
-        (4, v.UNKNOWN_EVENT_TYPE),
+        (1, reasons.SCHEMA_INVALID),
+        (3, reasons.NOT_AN_OBJECT),
+        (4, reasons.UNKNOWN_EVENT_TYPE),
     ]
     # The dead letter keeps the element's exact bytes from the body.
     assert json.loads(result.rejected[1].original) == "just a string"
@@ -102,7 +102,7 @@ def test_ndjson_is_detected_and_blank_lines_do_not_count() -> None:
     assert result.format == "ndjson"
     assert [a.index for a in result.accepted] == [0, 1, 3]
     (rej,) = result.rejected
-    assert rej.index == 2 and rej.reason == v.INVALID_JSON
+    assert rej.index == 2 and rej.reason == reasons.INVALID_JSON
     assert rej.position is not None and rej.position.line == 5 and rej.position.column == 2
     assert "line 5 column 2" in rej.detail
     assert rej.original == b"{broken"
@@ -123,13 +123,13 @@ def test_utf8_bom_is_ignored() -> None:
 
 @pytest.mark.parametrize("body", [b"", b"   ", b"\n\n\r\n", b"[]", b"[ \n ]"])
 def test_empty_bodies_are_batch_errors(body: bytes) -> None:
-    assert err(body).reason == v.EMPTY_BODY
+    assert err(body).reason == reasons.EMPTY_BODY
 
 
 def test_truncated_array_reports_line_column_and_char() -> None:
     body = b'[\n  {"a": 1},\n  {"b": '
     e = err(body)
-    assert e.reason == v.INVALID_JSON
+    assert e.reason == reasons.INVALID_JSON
     assert e.position is not None
     assert (e.position.line, e.position.column, e.position.char) == (3, 9, len(body))
     assert "line 3 column 9" in e.detail
@@ -137,25 +137,25 @@ def test_truncated_array_reports_line_column_and_char() -> None:
 
 def test_missing_comma_between_elements_is_located() -> None:
     e = err(b'[{"a":1} {"b":2}]')
-    assert e.reason == v.INVALID_JSON and e.position is not None
+    assert e.reason == reasons.INVALID_JSON and e.position is not None
     assert (e.position.line, e.position.column, e.position.char) == (1, 10, 9)
 
 
 def test_trailing_garbage_after_array_is_an_error() -> None:
     e = err(array(sample_events(1)) + b" xyz")
-    assert e.reason == v.INVALID_JSON and "extra data" in e.detail
+    assert e.reason == reasons.INVALID_JSON and "extra data" in e.detail
 
 
 def test_plain_text_is_not_json_nor_ndjson() -> None:
     e = err(b"hello world")
-    assert e.reason == v.INVALID_JSON
+    assert e.reason == reasons.INVALID_JSON
     assert e.position is not None and (e.position.line, e.position.column) == (1, 1)
 
 
 def test_broken_multiline_object_is_located_in_characters() -> None:
     body = '{\n  "ä": 1,\n  "b": nope\n}'.encode()
     e = err(body)
-    assert e.reason == v.INVALID_JSON and e.position is not None
+    assert e.reason == reasons.INVALID_JSON and e.position is not None
     # jiter stops inside the bad token ("expected ident" after the n of nope).
     assert e.position.line == 3 and e.position.column in (8, 9)
     text = body.decode()
@@ -166,7 +166,7 @@ def test_broken_multiline_object_is_located_in_characters() -> None:
 def test_invalid_utf8_in_an_array_is_located_by_byte() -> None:
     body = b'[\n{"a": "\xff"}]'
     e = err(body)
-    assert e.reason == v.INVALID_UTF8 and e.position is not None
+    assert e.reason == reasons.INVALID_UTF8 and e.position is not None
     assert (e.position.line, e.position.column, e.position.char) == (2, 8, 9)
 
 
@@ -178,25 +178,28 @@ def test_invalid_utf8_line_in_ndjson_rejects_only_that_line() -> None:
     result = ok(body)
     assert len(result.accepted) == 2
     (rej,) = result.rejected
-    assert rej.reason == v.INVALID_UTF8 and rej.index == 1
+    assert rej.reason == reasons.INVALID_UTF8 and rej.index == 1
     assert rej.original == b'{"x": "\xc3\x28"}'
 
 
 @pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
 def test_nan_and_infinity_are_not_json(constant: bytes) -> None:
-    assert err(b'[{"a": ' + constant + b"}]").reason == v.INVALID_JSON
+    assert err(b'[{"a": ' + constant + b"}]").reason == reasons.INVALID_JSON
     result = ok(ndjson(sample_events(1)) + b'{"a": ' + constant + b"}\n")
-    assert [r.reason for r in result.rejected] == [v.INVALID_JSON]
+    assert [r.reason for r in result.rejected] == [reasons.INVALID_JSON]
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
-    assert err(b"[" * 100_000 + b"]" * 100_000).reason in (v.NESTING_TOO_DEEP, v.INVALID_JSON)
+    assert err(b"[" * 100_000 + b"]" * 100_000).reason in (
+        reasons.NESTING_TOO_DEEP,
+        reasons.INVALID_JSON,
+    )
     deep_line = b'{"a":' * 5000 + b"1" + b"}" * 5000
     result = ok(ndjson(sample_events(1)) + deep_line)
-    assert [r.reason for r in result.rejected] == [v.EVENT_TOO_LARGE]
+    assert [r.reason for r in result.rejected] == [reasons.EVENT_TOO_LARGE]
     small_deep = b'{"a":' * 300 + b"1" + b"}" * 300
     result = ok(ndjson(sample_events(1)) + small_deep)
-    assert [r.reason for r in result.rejected] == [v.INVALID_JSON]
+    assert [r.reason for r in result.rejected] == [reasons.INVALID_JSON]
 
 
 # --- limits ------------------------------------------------------------------------------------
@@ -207,18 +210,18 @@ def test_event_over_the_size_limit_is_rejected_alone() -> None:
     for body in (array([sample_event(), big]), ndjson([sample_event(), big])):
         result = ok(body)
         assert len(result.accepted) == 1
-        assert [(r.index, r.reason) for r in result.rejected] == [(1, v.EVENT_TOO_LARGE)]
+        assert [(r.index, r.reason) for r in result.rejected] == [(1, reasons.EVENT_TOO_LARGE)]
 
 
 def test_too_many_events_is_a_batch_error() -> None:
     events = sample_events(LIMITS.max_batch_events + 1)
-    assert err(array(events)).reason == v.TOO_MANY_EVENTS
-    assert err(ndjson(events)).reason == v.TOO_MANY_EVENTS
+    assert err(array(events)).reason == reasons.TOO_MANY_EVENTS
+    assert err(ndjson(events)).reason == reasons.TOO_MANY_EVENTS
     assert len(ok(array(events[:-1])).accepted) == LIMITS.max_batch_events
 
 
 def test_body_over_the_limit_is_a_batch_error() -> None:
-    assert err(b" " * (LIMITS.max_batch_bytes + 1)).reason == v.BODY_TOO_LARGE
+    assert err(b" " * (LIMITS.max_batch_bytes + 1)).reason == reasons.BODY_TOO_LARGE
 
 
 # --- schema reasons ----------------------------------------------------------------------------
@@ -226,21 +229,21 @@ def test_body_over_the_limit_is_a_batch_error() -> None:
 
 def test_schema_version_from_the_future_has_its_own_reason() -> None:
     (rej,) = ok(array([sample_event(schema_version=99)])).rejected
-    assert rej.reason == v.UNSUPPORTED_SCHEMA_VERSION
+    assert rej.reason == reasons.UNSUPPORTED_SCHEMA_VERSION
 
 
 def test_payload_that_disagrees_with_the_envelope_type_is_schema_invalid() -> None:
     event = sample_event("pause")
     event["payload"] = {"event_type": "resume", "paused_ms": 3}
     (rej,) = ok(array([event])).rejected
-    assert rej.reason == v.SCHEMA_INVALID
+    assert rej.reason == reasons.SCHEMA_INVALID
 
 
 def test_schema_detail_names_the_field() -> None:
     event = sample_event("first_frame")
     event["payload"]["startup_ms"] = -5
     (rej,) = ok(array([event])).rejected
-    assert rej.reason == v.SCHEMA_INVALID
+    assert rej.reason == reasons.SCHEMA_INVALID
     assert "payload.first_frame.startup_ms" in rej.detail
 
 
@@ -248,7 +251,7 @@ def test_naive_event_time_is_rejected() -> None:
     event = sample_event(event_time=NOW)
     event["event_time"] = "2026-03-01T12:00:00"
     (rej,) = ok(array([event])).rejected
-    assert rej.reason == v.SCHEMA_INVALID and "timezone" in rej.detail
+    assert rej.reason == reasons.SCHEMA_INVALID and "timezone" in rej.detail
 
 
 # --- stamping, clamping, extra fields, serialization ---------------------------------------------
@@ -311,7 +314,7 @@ def test_non_object_extra_is_rejected_not_raised() -> None:
     event = sample_event(surprise=1)
     event["extra"] = [1, 2]
     (rej,) = ok(array([event])).rejected
-    assert rej.reason == v.SCHEMA_INVALID
+    assert rej.reason == reasons.SCHEMA_INVALID
 
 
 def test_accepted_value_round_trips_and_key_is_the_session() -> None:
@@ -332,9 +335,9 @@ def test_lone_surrogate_is_rejected_not_raised() -> None:
     # Python's JSON parser accepts "\ud800"; it cannot be encoded as UTF-8 for Kafka.
     event = json.dumps(sample_event(note="x")).replace('"note": "x"', '"note": "\\ud800"')
     result = ok(f"[{event}]".encode())
-    assert [r.reason for r in result.rejected] == [v.UNPROCESSABLE]
+    assert [r.reason for r in result.rejected] == [reasons.UNPROCESSABLE]
     result = ok(event.encode() + b"\n" + ndjson(sample_events(1)))
-    assert [r.reason for r in result.rejected] == [v.INVALID_JSON]
+    assert [r.reason for r in result.rejected] == [reasons.INVALID_JSON]
 
 
 def test_limits_come_from_settings() -> None:

@@ -5,7 +5,7 @@ once throttled (a rebuffer and a downshift), once with media segments answering 
 or 500 (dash.js) until a fatal error. One run reports with the streamwatch SDK, one with the
 player's own CMCD v2 event mode only. Reports go through the real collector into real Kafka;
 the raw topic is sessionized and indexed by the pipeline's own pieces
-(`support_console.replay.index_all`: sessionizer + search-sink documents) into OpenSearch;
+(`testkit.search_loader.index_all`: sessionizer + search-sink documents) into OpenSearch;
 `streamwatch support lookup` then finds the member with no member directory loaded.
 
 The page measures each session itself (video element + player API, `players/page/player.js`)
@@ -31,18 +31,18 @@ from typing import Any
 
 import pytest
 
-from indexers.search_backend import make_backend
+from contract.events import EVENT_ADAPTER, Event
+from contract.records import SessionSummary
+from indexers.search_factory import make_backend
 from ingest.error_catalog import load_catalog
-from ingest.events import EVENT_ADAPTER, Event
 from ingest.player_errors import catalog_code
 from players import ladder as ladder_mod
 from players.background import ServerThread
 from players.browser import PlaySpec, play_all
 from players.capture import put_fault
-from streams.records import SessionSummary
 from streamwatch import topics
 from streamwatch.settings import Settings
-from support_console.replay import index_all
+from testkit.search_loader import index_all
 from tests.infra_helpers import free_port
 from tests.streams_helpers import read_all
 from tests.test_support_data import own_settings

@@ -41,9 +41,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
+from contract.records import MinuteCounts
 from platform_stub.generator import RunOptions, StubRun
 from streams.app import DETECTOR_STATE, MINUTE_PARTIALS, app_id
-from streams.records import MinuteCounts
 from streams.sessionizer import to_ms
 from streamwatch import topics
 from streamwatch.settings import Settings

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from contract.records import Incident, MinuteCounts
 from streams.detector import DetectorState, evaluate, incident_id
-from streams.records import Incident, MinuteCounts
 from streams.rollup import dimension_pairs
-from streams.synthetic import T0
+from testkit.synthetic_sessions import T0
 
 REGIONS = ("us-east", "us-west", "eu-west", "ap-south")
 OCAS = {r: [f"oca-{r}-{i}" for i in range(3)] for r in REGIONS}

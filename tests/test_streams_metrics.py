@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from streams import metrics
-from streams.sketch import LatencySketch, bucket_of
+from contract import metrics
+from contract.sketch import LatencySketch, bucket_of
 
 
 def test_rebuffer_pct_is_rebuffer_over_watch_plus_rebuffer() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from indexers.reconcile import ReconcileReport, reconcile, render_report
 from indexers.services import run_search_sink, run_warehouse_sink
+from ops.reconcile import ReconcileReport, reconcile, render_report
 from platform_stub.generator import RunOptions, StubRun
 from streams.progress import changelog, progress
 from streamwatch import topics

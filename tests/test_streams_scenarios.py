@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contract.records import Incident
 from platform_stub.config import StubConfig
 from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
 from platform_stub.scenarios import QOE_SCENARIOS, ScenarioTruth
-from streams.records import Incident
 from streams.replay import replay
 
 SEEDS = (1, 2, 3)

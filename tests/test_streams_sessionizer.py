@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from ingest.events import Event
-from streams.records import SessionSummary
+from contract.events import Event
+from contract.records import SessionSummary
 from streams.sessionizer import Sessionizer, SessionPolicy, to_ms
-from streams.synthetic import at, event, normal_session
+from testkit.synthetic_sessions import at, event, normal_session
 
 
 def run(events: list[Event], sz: Sessionizer | None = None) -> list[SessionSummary]:

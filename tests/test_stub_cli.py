@@ -48,7 +48,7 @@ def test_run_to_file_writes_the_run_directory(
     assert len(members) == 1_000 and all("@example." in m["email"] for m in members)
     # The support console's offline replay and member loader read a run directory as is.
     from support_console.directory import find_export
-    from support_console.replay import read_events
+    from testkit.search_loader import read_events
 
     assert sum(1 for _ in read_events(run_dir)) == 5_000
     assert find_export(run_dir) == run_dir / "members.jsonl"

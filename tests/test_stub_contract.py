@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from contract.events import EVENT_ADAPTER
 from ingest.error_catalog import load_catalog
-from ingest.events import EVENT_ADAPTER
 from platform_stub.error_codes import build_error_table
 from platform_stub.eventstats import event_ms, sessionize
 from platform_stub.generator import RunOptions, StubRun
@@ -51,13 +51,35 @@ def _lifecycle_errors(events: list[dict[str, Any]], complete: bool) -> list[str]
     startup = [k for k in kinds if k in _STARTUP]
     if startup != list(_STARTUP[: len(startup)]):
         problems.append(f"startup out of order: {startup}")
+    started = _start_errors(kinds, problems)
+    stalled = _pairing_errors(kinds, problems)
+    _end_errors(events, complete, problems)
+    if complete:
+        if kinds[-1] != "playback_end":
+            problems.append(f"complete session ends with {kinds[-1]}")
+        if stalled:
+            problems.append("ends while rebuffering")
+        end = events[-1]["payload"]
+        if end["exit_reason"] == "abandoned_startup" and started:
+            problems.append("abandoned_startup after first_frame")
+    return problems
+
+
+def _start_errors(kinds: list[str], problems: list[str]) -> bool:
+    """Events that need a first frame before it; whether the session started."""
     started = False
-    stalled = paused = False
-    for i, (kind, event) in enumerate(zip(kinds, events, strict=True)):
+    for kind in kinds:
         if kind == "first_frame":
             started = True
         elif kind in _AFTER_START and not started:
             problems.append(f"{kind} before first_frame")
+    return started
+
+
+def _pairing_errors(kinds: list[str], problems: list[str]) -> bool:
+    """Rebuffer and pause pairs; whether the session ends while rebuffering."""
+    stalled = paused = False
+    for kind in kinds:
         if kind == "rebuffer_start":
             problems += ["nested rebuffer"] if stalled else []
             stalled = True
@@ -69,6 +91,13 @@ def _lifecycle_errors(events: list[dict[str, Any]], complete: bool) -> list[str]
         elif kind == "resume":
             problems += ["resume without pause"] if not paused else []
             paused = False
+    return stalled
+
+
+def _end_errors(events: list[dict[str, Any]], complete: bool, problems: list[str]) -> None:
+    """A fatal error ends the session at once; nothing follows playback_end."""
+    for i, event in enumerate(events):
+        kind = event["event_type"]
         if kind == "error" and event["payload"]["severity"] == "fatal":
             nxt = events[i + 1] if i + 1 < len(events) else None
             if complete and (
@@ -79,15 +108,6 @@ def _lifecycle_errors(events: list[dict[str, Any]], complete: bool) -> list[str]
                 problems.append("fatal error not followed by playback_end(error)")
         if kind == "playback_end" and i != len(events) - 1:
             problems.append("events after playback_end")
-    if complete:
-        if kinds[-1] != "playback_end":
-            problems.append(f"complete session ends with {kinds[-1]}")
-        if stalled:
-            problems.append("ends while rebuffering")
-        end = events[-1]["payload"]
-        if end["exit_reason"] == "abandoned_startup" and started:
-            problems.append("abandoned_startup after first_frame")
-    return problems
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

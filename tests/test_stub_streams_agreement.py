@@ -7,9 +7,9 @@ Feeds a stub run (with an OCA outage, so failovers and fatal errors are in it) t
 
 from __future__ import annotations
 
-from ingest.events import EVENT_ADAPTER
+from contract.events import EVENT_ADAPTER
+from contract.records import SessionSummary
 from platform_stub.generator import RunOptions, StubRun
-from streams.records import SessionSummary
 from streams.sessionizer import Sessionizer
 
 

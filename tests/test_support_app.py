@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from streamwatch.settings import Settings
 from support_console.identity import save_agent
 from support_console.service import SupportService

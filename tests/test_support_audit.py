@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from streamwatch.settings import Settings
 from support_console import indices
 from support_console.identity import AgentIdentity

@@ -40,7 +40,14 @@ def test_stub_file_run_replayed_and_looked_up(settings: Settings, tmp_path: Path
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     run_dir = tmp_path / "stub" / "support-cli"
-    replay = _sw(env, "support", "replay", str(run_dir))
+    replay = subprocess.run(
+        [sys.executable, "-m", "testkit.search_loader", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
     assert replay.returncode == 0, replay.stderr
     assert "sessions" in replay.stdout and "members" in replay.stdout
     again = _sw(env, "support", "load-members", str(run_dir))

@@ -6,7 +6,7 @@ Each scenario gets its own index prefix, so worlds never see each other's member
 What is loaded, per scenario:
 - the member directory from the stub population (`members.jsonl` records), via the
   console's own loader;
-- events, session summaries and detector incidents, via `support_console.replay` (the
+- events, session summaries and detector incidents, via `testkit.search_loader` (the
   pipeline's pure pieces in-process: streams sessionizer/rollup/detector, indexers documents);
 - one incident made from the scenario's ground truth (`truth-<scenario>`), so the console's
   correlation is checked against the truth independently of how well the detector localises
@@ -21,18 +21,20 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from indexers.documents import TABLE_BY_NAME, document_id, flatten
-from indexers.search_backend import BulkOp, SearchBackend, make_backend
-from ingest.events import EVENT_ADAPTER
+from contract.events import EVENT_ADAPTER
+from contract.records import Incident
+from contract.tables import TABLE_BY_NAME
+from indexers.documents import document_id, flatten
+from indexers.search_backend import BulkOp, SearchBackend
+from indexers.search_factory import make_backend
 from platform_stub.generator import RunOptions, StubRun
 from platform_stub.population import member_record
 from platform_stub.scenarios import ScenarioTruth
 from platform_stub.truth import SessionTruth
-from streams.records import Incident
 from streamwatch.settings import Settings
 from support_console import indices
 from support_console.directory import load_members
-from support_console.replay import ReplayResult, index_all
+from testkit.search_loader import Loaded, index_all
 
 # Fixed seeds and a fixed time of day (01:00 UTC, evening in the Americas, when the stub's
 # busiest OCA is busy); the day is yesterday so the data sits inside the default 7 days.
@@ -51,7 +53,7 @@ class World:
     truth: ScenarioTruth
     sessions: dict[str, SessionTruth]
     members: list[dict[str, object]]
-    replay: ReplayResult
+    replay: Loaded
     truth_incident: Incident
 
     @property

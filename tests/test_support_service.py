@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from indexers.search_backend import SearchBackend, make_backend
+from indexers.search_backend import SearchBackend
+from indexers.search_factory import make_backend
 from streamwatch.settings import Settings
 from support_console import queries
 from support_console.identity import AgentIdentity

@@ -156,10 +156,12 @@ def test_only_troubled_sessions_overlapping_on_a_shared_value_are_marked() -> No
     assert not marked["s-late"].incidents
 
 
-def test_open_incident_and_field_path_dimensions() -> None:
+def test_open_incident_on_contract_dimensions_only() -> None:
     now = T0 + timedelta(hours=2)
     s = session("s", 90, "failed")
-    assert correlation.marks_for(s, [incident("device.os", "tizen", 0, None)], now)
+    assert correlation.marks_for(s, [incident("os", "tizen", 0, None)], now)
+    # Incidents name the dimensions of contract.dimensions; no field-path aliases are guessed.
+    assert not correlation.marks_for(s, [incident("device.os", "tizen", 0, None)], now)
     assert correlation.marks_for(s, [incident("all", "all", 0, None)], now)
     assert not correlation.marks_for(s, [incident("os", "webos", 0, None)], now)
 

@@ -15,20 +15,22 @@ from typing import Any
 
 import pytest
 
+from contract.events import EVENT_ADAPTER, Event
+from contract.tables import TABLE_BY_NAME
 from indexers import naming
 from indexers.arrow_rows import rows_to_table
-from indexers.documents import TABLE_BY_NAME, flatten
-from indexers.search_backend import BulkOp, make_backend
+from indexers.documents import flatten
+from indexers.search_backend import BulkOp
+from indexers.search_factory import make_backend
 from indexers.search_setup import ensure_search_ready
 from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
 from ingest.enrichment import ClientContext, Enricher
-from ingest.events import EVENT_ADAPTER, Event
-from ingest.samples import sample_event
 from ingest.validation import AcceptedEvent, IngestLimits, validate_object
 from streamwatch.settings import Settings
 from support_console.identity import AgentIdentity
 from support_console.service import LookupRequest, SupportService
+from testkit.sample_events import sample_event
 from tests.test_support_data import own_settings
 
 pytestmark = pytest.mark.integration

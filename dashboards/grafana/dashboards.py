@@ -1,6 +1,6 @@
 """The provisioned dashboards: QoE overview (search engine) and pipeline health (Prometheus).
 
-The QoE panels compute the same ratios of sums as `streams.metrics.SQL_METRICS`, over the
+The QoE panels compute the same ratios of sums as `contract.metrics.SQL_METRICS`, over the
 sessions index the search sink fills (same field names as the warehouse).
 """
 

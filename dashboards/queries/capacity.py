@@ -84,7 +84,7 @@ def members_seen(con: duckdb.DuckDBPyConnection, filters: Filters) -> int:
     """Distinct members with a session in range (the base of per-member behaviour)."""
     where, params = filters.where("coalesce(play_requested_at, first_event_at)")
     row = con.execute(
-        f"SELECT count(DISTINCT member_id) FROM dash_sessions WHERE {where}", params
+        f"SELECT count(DISTINCT member_id) FROM sessions WHERE {where}", params
     ).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 

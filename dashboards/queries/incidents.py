@@ -8,12 +8,12 @@ from typing import Any, Final
 import duckdb
 import pandas as pd
 
+from contract.dimensions import DIMENSIONS
+from contract.metrics import SQL_METRICS
 from dashboards.filters import Filters
 from dashboards.queries.common import SESSION_TIME, query_df
-from dashboards.schema import DIMENSIONS
-from streams.metrics import SQL_METRICS
 
-# Incident metric (streams.records.IncidentMetric) -> the session-level SQL of that metric.
+# Incident metric (contract.records.IncidentMetric) -> the session-level SQL of that metric.
 INCIDENT_METRIC_SQL: Final[dict[str, str]] = {
     "rebuffer_pct": SQL_METRICS["session_rebuffer_pct"],
     "playback_failure_pct": SQL_METRICS["session_playback_failure_pct"],
@@ -49,7 +49,7 @@ def list_incidents(
     sql = f"""
     SELECT incident_id, status, severity, metric, dimension, value, started_at, detected_at,
            last_anomalous_at, resolved_at, observed, expected, affected_sessions, explanation
-    FROM dash_incidents WHERE {" AND ".join(parts)}
+    FROM incidents WHERE {" AND ".join(parts)}
     ORDER BY status = 'open' DESC, started_at DESC, incident_id
     """
     return query_df(con, sql, params)
@@ -83,7 +83,7 @@ def metric_around(
     sql = f"""
     SELECT date_trunc('minute', {SESSION_TIME}) AS minute, {cohort} AS cohort,
            {expr} AS metric_value, count(*) AS sessions
-    FROM dash_sessions
+    FROM sessions
     WHERE {SESSION_TIME} >= ? AND {SESSION_TIME} < ?
     GROUP BY 1, 2 ORDER BY 1, 2
     """
@@ -97,7 +97,7 @@ def affected_members(con: duckdb.DuckDBPyConnection, row: pd.Series, limit: int 
     cond = _dimension_condition(dimension)
     params: list[Any] = [row["value"]] if dimension in DIMENSIONS else []
     rows = con.execute(
-        f"""SELECT DISTINCT member_id FROM dash_sessions
+        f"""SELECT DISTINCT member_id FROM sessions
         WHERE {cond} AND {SESSION_TIME} < ? AND coalesce(ended_at, last_event_at) >= ?
           AND member_id IS NOT NULL ORDER BY 1 LIMIT ?""",
         [*params, end, start, limit],
@@ -111,7 +111,7 @@ def affected_sessions(con: duckdb.DuckDBPyConnection, row: pd.Series) -> int:
     dimension = str(row["dimension"])
     params: list[Any] = [row["value"]] if dimension in DIMENSIONS else []
     r = con.execute(
-        f"""SELECT count(*) FROM dash_sessions WHERE {_dimension_condition(dimension)}
+        f"""SELECT count(*) FROM sessions WHERE {_dimension_condition(dimension)}
         AND {SESSION_TIME} < ? AND coalesce(ended_at, last_event_at) >= ?""",
         [*params, end, start],
     ).fetchone()

@@ -10,11 +10,11 @@ from typing import Final
 import duckdb
 import pandas as pd
 
+from contract.dimensions import DIMENSIONS
+from contract.metrics import SQL_METRICS
 from dashboards.filters import Filters
 from dashboards.queries.common import PLAY_END, PLAY_START, SESSION_TIME, query_df, sessions_cte
-from dashboards.schema import DIMENSIONS
 from dashboards.warehouse import columns
-from streams.metrics import SQL_METRICS
 
 # Minutes at the end of a session-based series shaded as incomplete (sessions are summarised
 # when they end; most sessions of the stub and of real services end within this).
@@ -76,7 +76,7 @@ def minutes_cte(filters: Filters) -> tuple[str, list[object]]:
 def per_minute(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame:
     """One row per minute: plays, concurrent viewers and the QoE of sessions started then.
 
-    Concurrent viewers follow `streams.metrics.concurrent_viewers`: sessions whose playing
+    Concurrent viewers follow `contract.metrics.concurrent_viewers`: sessions whose playing
     interval [first frame, end) overlaps the minute. Counted as a running sum of +1 at a
     session's first such minute and -1 after its last, not by joining every minute with
     every session (that range join was most of the overview's time at 200k sessions).
@@ -157,7 +157,7 @@ class MinuteSeries:
 
 
 def _sketch_quantiles(sketches: list[str], qs: tuple[float, ...]) -> list[float | None]:
-    from streams.sketch import LatencySketch
+    from contract.sketch import LatencySketch
 
     merged = LatencySketch()
     for text in sketches:
@@ -197,7 +197,7 @@ def rollup_series(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFr
 
 def newest_event_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """Event time of the newest stored event (where the data ends)."""
-    row = con.execute("SELECT max(event_time) FROM dash_events").fetchone()
+    row = con.execute("SELECT max(event_time) FROM events").fetchone()
     return None if row is None or row[0] is None else pd.Timestamp(row[0]).to_pydatetime()
 
 
@@ -383,7 +383,7 @@ def dimension_values(con: duckdb.DuckDBPyConnection, dimension: str) -> list[str
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}")
     rows = con.execute(
-        f"SELECT DISTINCT {dimension} FROM dash_sessions WHERE {dimension} IS NOT NULL ORDER BY 1"
+        f"SELECT DISTINCT {dimension} FROM sessions WHERE {dimension} IS NOT NULL ORDER BY 1"
     ).fetchall()
     return [str(r[0]) for r in rows]
 
@@ -391,7 +391,7 @@ def dimension_values(con: duckdb.DuckDBPyConnection, dimension: str) -> list[str
 def custom_dimension_values(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
     """Distinct values of a custom dimension (Settings.custom_dimensions), for the pickers."""
     rows = con.execute(
-        "SELECT DISTINCT json_extract_string(dimensions, '$.' || ?) AS v FROM dash_sessions "
+        "SELECT DISTINCT json_extract_string(dimensions, '$.' || ?) AS v FROM sessions "
         "WHERE v IS NOT NULL ORDER BY 1",
         [name],
     ).fetchall()
@@ -400,5 +400,5 @@ def custom_dimension_values(con: duckdb.DuckDBPyConnection, name: str) -> list[s
 
 def time_bounds(con: duckdb.DuckDBPyConnection) -> tuple[object, object]:
     """First and last session time in the warehouse (None, None when empty)."""
-    row = con.execute(f"SELECT min({SESSION_TIME}), max({PLAY_END}) FROM dash_sessions").fetchone()
+    row = con.execute(f"SELECT min({SESSION_TIME}), max({PLAY_END}) FROM sessions").fetchone()
     return (row[0], row[1]) if row else (None, None)

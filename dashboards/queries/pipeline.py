@@ -13,7 +13,7 @@ from dashboards.queries.common import query_df
 
 # Freshness is measured from the collector's receipt, not the client's event time: a
 # player's clock, a backfill or a replay says nothing about how fast the pipeline is.
-_FRESHNESS = "(epoch_ms(stored_at) - epoch_ms(received_at)) / 1000.0"
+_FRESHNESS = "(epoch_ms(ingested_at) - epoch_ms(received_at)) / 1000.0"
 
 
 def freshness(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, float | None]:
@@ -21,7 +21,7 @@ def freshness(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, flo
     where, params = Filters(filters.start, filters.end).where("received_at")
     row = con.execute(
         f"""SELECT quantile_cont(lag_s, 0.5), quantile_cont(lag_s, 0.99), count(lag_s)
-        FROM (SELECT {_FRESHNESS} AS lag_s FROM dash_events WHERE {where})""",
+        FROM (SELECT {_FRESHNESS} AS lag_s FROM events WHERE {where})""",
         params,
     ).fetchone()
     p50, p99, n = row if row else (None, None, 0)
@@ -40,7 +40,7 @@ def freshness_per_minute(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd
         f"""SELECT date_trunc('minute', received_at) AS minute,
           quantile_cont(lag_s, 0.5) AS p50_s, quantile_cont(lag_s, 0.99) AS p99_s
         FROM (SELECT received_at, {_FRESHNESS} AS lag_s
-              FROM dash_events WHERE {where} AND stored_at IS NOT NULL)
+              FROM events WHERE {where} AND ingested_at IS NOT NULL)
         GROUP BY 1 ORDER BY 1""",
         params,
     )
@@ -49,14 +49,14 @@ def freshness_per_minute(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd
 def stage_rates(con: duckdb.DuckDBPyConnection, filters: Filters) -> pd.DataFrame:
     """Records per second per stage and minute: received, stored, dead-lettered.
 
-    Each stage is counted at its own clock (received_at, stored_at, rejected_at), so a
+    Each stage is counted at its own clock (received_at, ingested_at, rejected_at), so a
     stage falling behind shows as its curve lagging the one before.
     """
     parts, params = [], []
     for stage, table, col in (
-        ("collector (received)", "dash_events", "received_at"),
-        ("warehouse (stored)", "dash_events", "stored_at"),
-        ("dead-lettered", "dash_deadletters", "rejected_at"),
+        ("collector (received)", "events", "received_at"),
+        ("warehouse (stored)", "events", "ingested_at"),
+        ("dead-lettered", "deadletters", "rejected_at"),
     ):
         where, p = Filters(filters.start, filters.end).where(col)
         parts.append(
@@ -75,7 +75,7 @@ def deadletters_by_reason(con: duckdb.DuckDBPyConnection, filters: Filters) -> p
         f"""SELECT reason, source, count(*) AS dead_letters,
           count(*) / greatest(1, (epoch_ms(max(rejected_at)) - epoch_ms(min(rejected_at)))
                                / 60000.0) AS per_minute
-        FROM dash_deadletters WHERE {where} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2""",
+        FROM deadletters WHERE {where} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2""",
         params,
     )
 
@@ -85,8 +85,8 @@ def deadletter_ratio(con: duckdb.DuckDBPyConnection, filters: Filters) -> float 
     ew, ep = Filters(filters.start, filters.end).where("received_at")
     dw, dp = Filters(filters.start, filters.end).where("rejected_at")
     row = con.execute(
-        f"""SELECT (SELECT count(*) FROM dash_events WHERE {ew}),
-                   (SELECT count(*) FROM dash_deadletters WHERE {dw})""",
+        f"""SELECT (SELECT count(*) FROM events WHERE {ew}),
+                   (SELECT count(*) FROM deadletters WHERE {dw})""",
         [*ep, *dp],
     ).fetchone()
     ok, dead = (int(row[0]), int(row[1])) if row else (0, 0)

@@ -9,7 +9,7 @@ from dashboards import capacity, charts, tables, ui, warehouse
 from dashboards.queries import capacity as q
 from dashboards.queries import control_plane as cpq
 from dashboards.storage import storage_by_day
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 
 st.title("Capacity")
 cfg = ui.settings()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from contract.dimensions import DIMENSION_LABELS, DIMENSIONS
 from dashboards import charts, tables, ui
 from dashboards.queries import overview
-from dashboards.schema import DIMENSION_LABELS, DIMENSIONS
 
 st.title("QoE overview")
 cfg = ui.settings()

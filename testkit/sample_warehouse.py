@@ -25,11 +25,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ingest.deadletter import DeadLetter
+from contract.deadletter import DeadLetter
+from contract.records import Incident, MinuteRollup, SessionSummary
 from platform_stub.config import PlayerConfig, StubConfig
 from platform_stub.generator import RunOptions, StubRun
 from platform_stub.scenarios import ScenarioTruth
-from streams.records import Incident, MinuteRollup, SessionSummary
 from streams.replay import replay
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)  # the dead-letter-only warehouse's start
@@ -152,8 +152,9 @@ def write_table(
 
     `ingested_at` is the record's time plus `ingest_delay_s` (a fixed, known freshness).
     """
+    from contract.tables import TABLE_BY_NAME
     from indexers.arrow_rows import rows_to_table
-    from indexers.documents import TABLE_BY_NAME, flatten, source_fields
+    from indexers.documents import flatten, source_fields
     from indexers.warehouse_writer import write_partitioned
 
     if not objs:
@@ -191,18 +192,12 @@ def write_warehouse(root: Path, sample: SampleRun) -> dict[str, int]:
             root, "sessions", [s.model_dump(mode="json") for s in sample.sessions], "first_event_at"
         ),
         "qoe_minute": write_table(
-            root, "qoe_minute", [_rollup_row(r) for r in sample.rollups], "window_start"
+            root, "qoe_minute", [r.model_dump(mode="json") for r in sample.rollups], "window_start"
         ),
         "incidents": write_table(
             root, "incidents", [i.model_dump(mode="json") for i in sample.incidents], "started_at"
         ),
     }
-
-
-def _rollup_row(r: MinuteRollup) -> dict[str, Any]:
-    d = r.model_dump(mode="json", exclude={"counts"})
-    counts = r.counts.model_dump(mode="json", exclude={"startup", "errors_by_code"})
-    return {**d, **counts}
 
 
 def write_deadletters(root: Path, count: int, start: datetime = T0) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from indexers.reconcile import ReconcileReport, reconcile, render_report
 from indexers.services import run_search_sink, run_warehouse_sink
+from ops.reconcile import ReconcileReport, reconcile, render_report
 from streamwatch.settings import Settings
 from tests.conftest import on_backend
 from tests.infra_helpers import free_port

@@ -30,14 +30,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from indexers import naming
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from indexers.warehouse_reader import connect_readonly
 from streamwatch import topics
 from streamwatch.settings import Settings
-
-# streams.app.app_id(settings) + "-validate-stats-changelog" (read, not imported: importing
-# streams.app pulls in Faust). Values: {"raw", "valid", "dead_lettered", "duplicates"} JSON.
-VALIDATE_STATS = "streamwatch-streams-validate-stats-changelog"
 
 
 @dataclass(frozen=True)
@@ -273,7 +269,7 @@ async def reconcile(
         c["validated"] = await topic_count(
             consumer, settings.bootstrap_servers, settings.topic(topics.EVENTS), since, until
         )
-        stats_topic = f"{settings.topic_prefix}{VALIDATE_STATS}"
+        stats_topic = settings.topic(topics.VALIDATE_STATS_CHANGELOG)
         latest: dict[bytes | None, dict[str, int]] = {}
         for key, value in await read_all(consumer, settings.bootstrap_servers, stats_topic):
             if value:

@@ -60,6 +60,8 @@ class Column:
     name: str
     kind: Kind
     doc: str
+    # The upstream record field it holds when not the one of the same name ("payload.code").
+    source: str | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ingest.events import EVENT_ADAPTER, Event
+from contract.events import EVENT_ADAPTER, Event
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

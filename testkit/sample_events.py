@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.events import EVENT_TYPES
+from contract.events import EVENT_TYPES
 
 _PAYLOADS: dict[str, dict[str, Any]] = {
     "play_requested": {"autoplay": False, "resume_position_ms": 0},

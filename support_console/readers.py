@@ -1,19 +1,19 @@
 """Search documents → the console's view models.
 
-The sessions and incidents indices are written by the search sink from the streams records
-(`streams.records.SessionSummary`, `Incident`), flattened by `indexers.documents`: a record
-field without a search column lands in the document's `extra` map. So each reader here
-looks for a field at the top level first and then in `extra`, and accepts the few names
-that differ between the record and the column list (`value` / `dimension_value`,
-`started_at` / `opened_at`, ...). Unparseable documents are skipped, never fatal.
+The sessions and incidents indices are written by the search sink from the streams records,
+flattened into the columns of `contract.tables`; this module reads those columns by their
+contract names (a name that is not a column fails loudly instead of reading nothing).
+Unparseable documents are skipped, never fatal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from contract.dimensions import DIMENSIONS
+from contract.tables import TABLE_BY_NAME
 from ingest.error_catalog import ErrorCatalog, load_catalog
 from support_console.catalog import explain
 from support_console.models import (
@@ -28,21 +28,20 @@ from support_console.models import (
 Doc = Mapping[str, Any]
 
 
-def field(doc: Doc, *names: str) -> Any:
-    """The first of `names` present in `doc` or its `extra` map (also as `prefix.name`)."""
-    extra = doc.get("extra")
-    extra_map: Mapping[str, Any] = extra if isinstance(extra, Mapping) else {}
-    for name in names:
-        value = doc.get(name)
-        if value is not None:
-            return value
-        value = extra_map.get(name)
-        if value is not None:
-            return value
-        for key, v in extra_map.items():
-            if v is not None and key.endswith(f".{name}"):
-                return v
-    return None
+def _reader(table: str) -> Callable[[Doc, str], Any]:
+    names = frozenset(TABLE_BY_NAME[table].column_names)
+
+    def read(doc: Doc, column: str) -> Any:
+        if column not in names:
+            raise KeyError(f"{column!r} is not a column of the {table} table (contract.tables)")
+        return doc.get(column)
+
+    return read
+
+
+_session = _reader("sessions")
+_incident = _reader("incidents")
+_event = _reader("events")
 
 
 def as_time(value: Any) -> datetime | None:
@@ -77,17 +76,16 @@ def _float(value: Any) -> float | None:
 
 
 def outcome_of(doc: Doc, has_warnings: bool) -> Outcome:
-    """Classify a session from either the summary's fields or the search columns."""
-    start = field(doc, "start_outcome")
-    failed = field(doc, "playback_failed", "playback_failure")
-    if start == "start_failure" or field(doc, "video_start_failure") is True:
+    """Classify a session from its start outcome, failure and stalls."""
+    start = _session(doc, "start_outcome")
+    if start == "start_failure":
         return "start_failure"
-    if failed is True:
+    if _session(doc, "playback_failed") is True:
         return "failed"
-    if start == "exit_before_start" or field(doc, "exit_before_video_start") is True:
+    if start == "exit_before_start":
         return "exit_before_start"
-    rebuffer_count = _int(field(doc, "rebuffer_count")) or 0
-    rebuffer_pct = _float(field(doc, "rebuffer_pct")) or 0.0
+    rebuffer_count = _int(_session(doc, "rebuffer_count")) or 0
+    rebuffer_pct = _float(_session(doc, "rebuffer_pct")) or 0.0
     # A session that played but stalled noticeably is worth an agent's look too.
     if has_warnings or rebuffer_count >= 3 or rebuffer_pct >= 5.0:
         return "degraded"
@@ -96,7 +94,7 @@ def outcome_of(doc: Doc, has_warnings: bool) -> Outcome:
 
 def errors_of(doc: Doc, catalog: ErrorCatalog) -> tuple[ErrorView, ...]:
     """The session's errors, each explained from the catalog, in time order."""
-    raw = field(doc, "session_errors", "errors")
+    raw = _session(doc, "session_errors")
     out: list[ErrorView] = []
     if isinstance(raw, list):
         for e in raw:
@@ -116,10 +114,10 @@ def errors_of(doc: Doc, catalog: ErrorCatalog) -> tuple[ErrorView, ...]:
                     catalog=catalog,
                 )
             )
-    fatal = field(doc, "fatal_error_code")
+    fatal = _session(doc, "fatal_error_code")
     if fatal and not any(e.code == fatal for e in out):
         # The search columns keep the fatal code even when the error list is not indexed.
-        at = as_time(field(doc, "ended_at", "last_event_at")) or datetime.now(UTC)
+        at = _ended_at(doc) or datetime.now(UTC)
         entry = catalog.get(str(fatal))
         out.append(
             explain(
@@ -133,71 +131,80 @@ def errors_of(doc: Doc, catalog: ErrorCatalog) -> tuple[ErrorView, ...]:
     return tuple(sorted(out, key=lambda e: e.at))
 
 
+def _ended_at(doc: Doc) -> datetime | None:
+    # A session closed by timeout has no end event: it ended with its last event.
+    return as_time(_session(doc, "ended_at")) or as_time(_session(doc, "last_event_at"))
+
+
 def session_from_doc(doc: Doc, catalog: ErrorCatalog | None = None) -> SessionView | None:
     """A session view, or None when the document lacks a session id, member or start."""
     catalog = catalog or load_catalog()
-    started = as_time(field(doc, "started_at", "play_requested_at", "first_event_at"))
-    session_id = field(doc, "session_id")
-    member_id = field(doc, "member_id")
+    # A session without a play request (its first events were lost) starts at its first event.
+    started = as_time(_session(doc, "play_requested_at")) or as_time(
+        _session(doc, "first_event_at")
+    )
+    session_id = _session(doc, "session_id")
+    member_id = _session(doc, "member_id")
     if started is None or not session_id or not member_id:
         return None
     errors = errors_of(doc, catalog)
     return SessionView(
         session_id=str(session_id),
         member_id=str(member_id),
-        profile_id=_str(field(doc, "profile_id")),
-        title_id=_str(field(doc, "title_id")),
-        device_id=_str(field(doc, "device_id")),
-        device_type=_str(field(doc, "device_type")),
-        device_model=_str(field(doc, "device_model")),
-        device_family=field(doc, "device_family"),
-        os=_str(field(doc, "os")),
-        app_version=_str(field(doc, "app_version")),
-        country=_str(field(doc, "country")),
-        region=_str(field(doc, "region")),
-        isp=_str(field(doc, "isp")),
-        oca_id=_str(field(doc, "oca_id")),
-        cdn_tier=_str(field(doc, "cdn_tier")),
+        profile_id=_str(_session(doc, "profile_id")),
+        title_id=_str(_session(doc, "title_id")),
+        device_id=_str(_session(doc, "device_id")),
+        device_type=_str(_session(doc, "device_type")),
+        device_model=_str(_session(doc, "device_model")),
+        device_family=_session(doc, "device_family"),
+        os=_str(_session(doc, "os")),
+        app_version=_str(_session(doc, "app_version")),
+        country=_str(_session(doc, "country")),
+        region=_str(_session(doc, "region")),
+        isp=_str(_session(doc, "isp")),
+        oca_id=_str(_session(doc, "oca_id")),
+        cdn_tier=_str(_session(doc, "cdn_tier")),
         started_at=started,
-        ended_at=as_time(field(doc, "ended_at", "last_event_at")),
+        ended_at=as_time(_ended_at(doc)),
         outcome=outcome_of(doc, has_warnings=bool(errors)),
-        exit_reason=field(doc, "exit_reason"),
-        startup_ms=_int(field(doc, "startup_ms")),
-        watch_ms=_int(field(doc, "watch_ms")) or 0,
-        rebuffer_ms=_int(field(doc, "rebuffer_ms")) or 0,
-        rebuffer_count=_int(field(doc, "rebuffer_count")) or 0,
-        rebuffer_pct=_float(field(doc, "rebuffer_pct")),
-        avg_bitrate_kbps=_float(field(doc, "avg_bitrate_kbps")),
-        score=_float(field(doc, "score_aggregate", "aggregate_score")),
-        fatal_error_code=field(doc, "fatal_error_code"),
+        exit_reason=_session(doc, "exit_reason"),
+        startup_ms=_int(_session(doc, "startup_ms")),
+        watch_ms=_int(_session(doc, "watch_ms")) or 0,
+        rebuffer_ms=_int(_session(doc, "rebuffer_ms")) or 0,
+        rebuffer_count=_int(_session(doc, "rebuffer_count")) or 0,
+        rebuffer_pct=_float(_session(doc, "rebuffer_pct")),
+        avg_bitrate_kbps=_float(_session(doc, "avg_bitrate_kbps")),
+        score=_float(_session(doc, "score_aggregate")),
+        fatal_error_code=_session(doc, "fatal_error_code"),
         errors=errors,
+        rollup_values={d: str(v) for d in DIMENSIONS if (v := _session(doc, d)) not in (None, "")},
     )
 
 
 def incident_from_doc(doc: Doc) -> IncidentView | None:
     """An incident view, or None when the document lacks its id, dimension or start."""
-    started = as_time(field(doc, "started_at", "opened_at"))
-    iid = field(doc, "incident_id")
-    dim = field(doc, "dimension")
-    value = field(doc, "value", "dimension_value")
+    started = as_time(_incident(doc, "started_at"))
+    iid = _incident(doc, "incident_id")
+    dim = _incident(doc, "dimension")
+    value = _incident(doc, "value")
     if started is None or not iid or not dim or value is None:
         return None
     status: Literal["open", "resolved"] = (
-        "resolved" if field(doc, "status") == "resolved" else "open"
+        "resolved" if _incident(doc, "status") == "resolved" else "open"
     )
-    ended = as_time(field(doc, "resolved_at"))
+    ended = as_time(_incident(doc, "resolved_at"))
     if ended is None and status == "resolved":
-        ended = as_time(field(doc, "last_anomalous_at", "updated_at"))
+        ended = as_time(_incident(doc, "last_anomalous_at"))
     return IncidentView(
         incident_id=str(iid),
         status=status,
-        metric=_str(field(doc, "metric")),
+        metric=_str(_incident(doc, "metric")),
         dimension=str(dim),
         value=str(value),
         started_at=started,
         ended_at=ended,
-        severity=_str(field(doc, "severity")),
-        explanation=_str(field(doc, "explanation", "summary")),
+        severity=_str(_incident(doc, "severity")),
+        explanation=_str(_incident(doc, "explanation")),
     )
 
 
@@ -217,25 +224,17 @@ def member_from_doc(doc: Doc) -> MemberRecord | None:
 
 
 def point_from_event(doc: Doc) -> HeartbeatPoint | None:
-    """One drill-down sample from a flat (or nested) event document."""
-    at = as_time(doc.get("event_time"))
-    etype = doc.get("event_type")
+    """One drill-down sample from a flat event document (the columns of `events`)."""
+    at = as_time(_event(doc, "event_time"))
+    etype = _event(doc, "event_type")
     if at is None or not etype:
         return None
-    payload = doc.get("payload") if isinstance(doc.get("payload"), Mapping) else {}
-    assert isinstance(payload, Mapping)
-
-    def get(flat: str, nested: str) -> Any:
-        return doc.get(flat, payload.get(nested))
-
-    bitrate = get("bitrate_kbps", "bitrate_kbps")
-    if etype == "bitrate_change":
-        bitrate = get("to_kbps", "to_kbps")
+    bitrate = _event(doc, "to_kbps" if etype == "bitrate_change" else "bitrate_kbps")
     return HeartbeatPoint(
         at=at,
         event_type=str(etype),
         bitrate_kbps=_int(bitrate),
-        buffer_ms=_int(get("buffer_ms", "buffer_ms")),
+        buffer_ms=_int(_event(doc, "buffer_ms")),
         rebuffering=etype == "rebuffer_start",
-        error_code=get("error_code", "code") if etype == "error" else None,
+        error_code=_event(doc, "error_code") if etype == "error" else None,
     )

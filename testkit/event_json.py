@@ -57,7 +57,7 @@ def make_event(
     member: int,
     event_type: str | None = None,
 ) -> dict[str, Any]:
-    """One Event as a JSON-ready dict (valid against `ingest.events.Event`)."""
+    """One Event as a JSON-ready dict (valid against `contract.events.Event`)."""
     etype = event_type or rng.choice(EVENT_TYPES)
     model = DEVICE_MODELS[member % len(DEVICE_MODELS)]
     return {

@@ -1,0 +1,1 @@
+"""Operations that span the whole pipeline: reconciliation and running the platform locally."""
