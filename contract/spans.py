@@ -104,7 +104,7 @@ class ServiceMinute(BaseModel):
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     revision: int = 0
-    # Additive: the latency histogram (log buckets of `streams.sketch`, index -> count),
+    # Additive: the latency histogram (log buckets of `contract.sketch`, index -> count),
     # so minutes merge exactly; and requests/errors per instance group (a bad deploy).
     latency_buckets: dict[int, int] = Field(default_factory=dict)
     instance_groups: dict[str, GroupCounts] = Field(default_factory=dict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contract.columns import Column
+from contract.span_tables import SERVICE_MINUTE_COLUMNS, SPAN_COLUMNS
 from streamwatch import topics
 
 _C = Column
@@ -277,6 +278,15 @@ TABLES: tuple[TableSpec, ...] = (
         "deadletters", topics.DEADLETTER, DEADLETTER_COLUMNS,
         ("source_partition", "source_offset"), "rejected_at",
         "ingested_at ASC",
+    ),
+    # Control-plane spans (first delivery wins) and their minute rollups (contract.span_tables).
+    TableSpec(
+        "spans", topics.SPANS, SPAN_COLUMNS, ("trace_id", "span_id"), "start_time",
+        "ingested_at ASC, source_offset ASC",
+    ),
+    TableSpec(
+        "service_minute", topics.SERVICE_MINUTE, SERVICE_MINUTE_COLUMNS,
+        ("minute", "service", "endpoint", "region"), "minute", _LATEST,
     ),
 )  # fmt: skip
 TABLE_BY_TOPIC: dict[str, TableSpec] = {t.topic: t for t in TABLES}

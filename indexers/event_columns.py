@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from indexers.columns import COERCE, Column
-from indexers.documents import EVENT_COLUMNS
+from contract.columns import COERCE, Column
+from contract.tables import EVENT_COLUMNS
 from indexers.sink_loop import Record
 
 _UNSET: Any = msgspec.UNSET

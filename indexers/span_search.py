@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from contract.columns import SEARCH_TYPES, parse_timestamp
+from contract.span_tables import SPAN_COLUMNS
 from indexers import naming
-from indexers.columns import SEARCH_TYPES, parse_timestamp
 from indexers.deadletters import dead_letter_for
 from indexers.decode import Decoded
 from indexers.search_backend import BulkOp, SearchBackend
-from indexers.span_tables import SPAN_COLUMNS
 from ingest.deadletter import DeadLetter
 from streamwatch.settings import Settings
 

@@ -1,7 +1,7 @@
 """Event generation across concurrent sessions, in event-time order.
 
 Sessions arrive as a Poisson process whose intensity follows the regions' daily load
-curves; each session is a `player.play` generator. A heap keyed by (next event time,
+curves; each session is a `session_run.play` generator. A heap keyed by (next event time,
 session number) interleaves them, so the output is globally ordered by event time and, for
 one seed and options, byte-for-byte identical on every run.
 """
@@ -20,9 +20,10 @@ from platform_stub.config import StubConfig
 from platform_stub.control_plane.plane import ControlPlane
 from platform_stub.encoding import uuid4_from
 from platform_stub.error_codes import build_error_table
-from platform_stub.player import PlayerWorld, SessionEvents, SessionPlan, SessionState, play
+from platform_stub.player import PlayerWorld, SessionPlan, SessionState
 from platform_stub.population import REGIONS, Population, build_population, region_load
 from platform_stub.scenarios import Fault, ScenarioTruth, choose_fault, scenario_truth
+from platform_stub.session_run import SessionEvents, play
 from platform_stub.truth import SessionTruth
 
 _EVENT_TYPE_AT = len('{"event_id":"') + 36 + len('","event_type":"')

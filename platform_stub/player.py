@@ -5,9 +5,10 @@ license_acquired -> first_frame -> heartbeats, bitrate changes, rebuffers, pause
 and warnings -> playback_end; or it ends early with a fatal error (always followed by
 playback_end with exit_reason "error") or an exit before video start ("abandoned_startup").
 
-The startup phases live in `platform_stub.startup` (with the control plane's calls when it
-is on), the tick-by-tick playback in `platform_stub.playback`; this module holds the
-shared world, the plan and the state. Everything the session emits is also accumulated in
+This module holds the shared world, the plan and the state; `platform_stub.session_run`
+runs one session through the startup phases (`platform_stub.startup`, with the control
+plane's calls when it is on) and the tick-by-tick playback (`platform_stub.playback`).
+Everything the session emits is also accumulated in
 `SessionState`, from which the truth record is built, so the truth and the events agree by
 construction.
 """
@@ -17,20 +18,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
 from platform_stub.config import PlayerConfig
 from platform_stub.control_plane.plane import ControlPlane
 from platform_stub.error_codes import ErrorTable, InjectedError, Phase
-from platform_stub.playback import Playback
 from platform_stub.population import Device, Member, Oca, Population, Title
 from platform_stub.scenarios import Fault
-from platform_stub.startup import Session, startup
 from platform_stub.truth import SessionTruth
-
-SessionEvents = Generator[tuple[int, str], None, None]
 
 _STARTUP_PHASES: tuple[Phase, ...] = ("play", "manifest", "license", "segments", "first_frame")
 
@@ -265,17 +261,3 @@ def _network(oca: Oca, member: Member, connection_type: str) -> dict[str, object
         "cdn_tier": oca.cdn_tier,
         "connection_type": connection_type,
     }
-
-
-def play(plan: SessionPlan, world: PlayerWorld, state: SessionState) -> SessionEvents:
-    """Simulate one session, yielding (event_ms, event_json) in time order.
-
-    The startup phases (`platform_stub.startup`) run first; a session that reaches its
-    first frame then plays tick by tick (`platform_stub.playback`). Everything is recorded
-    in `state`; the generator returns when the session has ended.
-    """
-    session = Session(plan, world, state)
-    started = yield from startup(session)
-    if started is not None:
-        t, link = started
-        yield from Playback(session, t, link).run(t)

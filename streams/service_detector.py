@@ -26,9 +26,9 @@ from statistics import NormalDist
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.records import Incident, IncidentMetric, Severity
+from contract.sketch import bucket_value
 from contract.spans import ServiceMinute
-from streams.records import Incident, IncidentMetric, Severity
-from streams.sketch import bucket_value
 
 # Who calls whom (the stub's control plane; a real deployment would read its service map).
 CALLEES: dict[str, tuple[str, ...]] = {

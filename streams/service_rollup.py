@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contract.sketch import LatencySketch
 from contract.spans import GroupCounts, ServiceMinute, Span
 from streams.sessionizer import from_ms
-from streams.sketch import LatencySketch
 
 MINUTE_MS = 60_000
 

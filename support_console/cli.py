@@ -47,7 +47,13 @@ def _lookup(args: argparse.Namespace) -> int:
         from support_console.trace_cli import print_with_traces
 
         print_with_traces(
-            service, agent, result, args.id, as_json=args.json, case_id=args.case or ""
+            service,
+            agent,
+            result,
+            args.id,
+            as_json=args.json,
+            print_result=_print_result,
+            case_id=args.case or "",
         )
     elif args.json:
         print(result.model_dump_json(indent=2))

@@ -8,6 +8,7 @@ trouble, so a member who was not hit sees a clean trace.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from support_console.identity import AgentIdentity
 from support_console.models import LookupResult, SessionView
@@ -53,11 +54,10 @@ def print_with_traces(
     query: str,
     *,
     as_json: bool,
+    print_result: Callable[[LookupResult], None],
     case_id: str = "",
 ) -> None:
-    """Print the lookup (as `support lookup` does) followed by the traces."""
-    from support_console.cli import _print_result
-
+    """Print the lookup (with `print_result`, as `support lookup` does) and the traces."""
     chosen = sessions_to_trace(result, query)
     traces = [
         t
@@ -80,7 +80,7 @@ def print_with_traces(
         }
         print(json.dumps(out, indent=2))
         return
-    _print_result(result)
+    print_result(result)
     print()
     print(account.summary)
     for trace in traces:

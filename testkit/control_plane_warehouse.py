@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract.tables import TABLE_BY_NAME
 from indexers.arrow_rows import rows_to_table
-from indexers.documents import TABLE_BY_NAME, flatten
+from indexers.documents import flatten
 from indexers.warehouse_writer import write_partitioned
 from platform_stub.generator import RunOptions, StubRun
 from testkit.spans import minutes_of, sessions_of, spans_for_session

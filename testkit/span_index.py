@@ -1,6 +1,6 @@
 """Load spans straight into the span indices (no Kafka), as the search sink would write them.
 
-For the support console's tests, alongside `support_console.replay` (which does the same for
+For the support console's tests, alongside `testkit.search_loader` (which does the same for
 events, sessions and incidents).
 """
 
@@ -10,7 +10,8 @@ import json
 from collections.abc import Iterable
 
 from contract.spans import Span
-from indexers.documents import TABLE_BY_NAME, document_id, flatten
+from contract.tables import TABLE_BY_NAME
+from indexers.documents import document_id, flatten
 from indexers.search_backend import BulkOp, SearchBackend
 from indexers.span_search import spans_alias, spans_index
 from streamwatch.settings import Settings

@@ -11,14 +11,14 @@ import pyarrow as pa
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from contract.tables import EVENT_COLUMNS
 from indexers.arrow_rows import rows_to_table
 from indexers.decode import Decoded, Decoder
-from indexers.documents import EVENT_COLUMNS
 from indexers.event_columns import events_table
-from indexers.sample_data import events
 from indexers.sink_loop import Record
 from streamwatch import topics
 from streamwatch.settings import Settings
+from testkit.event_json import events
 
 STAMP = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).isoformat()
 

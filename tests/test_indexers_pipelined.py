@@ -16,7 +16,6 @@ from indexers import naming
 from indexers.deadletters import DeadLetterWriter
 from indexers.opensearch_backend import OpenSearchBackend
 from indexers.retry import RetryPolicy
-from indexers.sample_data import events
 from indexers.search_backend import BulkItemResult, BulkOp
 from indexers.search_setup import ensure_search_ready
 from indexers.search_sink import SEARCH_TOPICS, SearchSink
@@ -31,6 +30,7 @@ from indexers.sink_loop import (
 from indexers.warehouse_sink import WarehouseSink
 from streamwatch import topics
 from streamwatch.settings import Settings
+from testkit.event_json import events
 from tests.test_indexers_support import (
     SwitchableProxy,
     cleanup_search,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from contract.spans import trace_id_of
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from indexers.search_setup import apply_retention, ensure_search_ready
 from indexers.services import run_search_sink, run_warehouse_sink
 from indexers.span_search import spans_alias, spans_index, spans_index_pattern

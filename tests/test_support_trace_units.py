@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from indexers.documents import TABLE_BY_NAME, flatten
+from contract.tables import TABLE_BY_NAME
+from indexers.documents import flatten
 from ingest.error_catalog import load_catalog
 from platform_stub.generator import RunOptions, StubRun
 from support_console.trace import SessionTrace, build_trace, step_from_span, summarize_account

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from indexers.search_backend import make_backend
+from indexers.search_factory import make_backend
 from platform_stub.generator import RunOptions, StubRun
 from streamwatch.settings import Settings
 from testkit.span_index import index_spans

@@ -2,12 +2,12 @@
 (`ops.service_minute.v1`), shaped after `contract.spans.Span` / `ServiceMinute`.
 
 The same flat record is the search document (trace view) and the warehouse row (SQL), as for
-every other table of `indexers.documents`, which lists these two beside its own.
+every other table of `contract.tables`, which lists these two beside its own.
 """
 
 from __future__ import annotations
 
-from indexers.columns import Column
+from contract.columns import Column
 
 _C = Column
 
@@ -64,7 +64,7 @@ SERVICE_MINUTE_COLUMNS: tuple[Column, ...] = (
     _C(
         "latency_buckets",
         "json",
-        "Latency histogram as JSON {log bucket index: count} (streams.sketch); merges exactly.",
+        "Latency histogram as JSON {log bucket index: count} (contract.sketch); merges exactly.",
     ),
     _C("instance_groups", "json", "Requests and errors per instance group as JSON."),
     _C("extra", "json", "Fields of the rollup without a column, as JSON."),
