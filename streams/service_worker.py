@@ -55,7 +55,6 @@ class ServiceWorker:
         )
         self.spans = 0
         self.invalid = 0
-        self._published = (0, 0)  # minutes, incidents already sent
 
     async def start(self) -> None:
         """Connect."""
@@ -100,18 +99,19 @@ class ServiceWorker:
 
     async def _publish(self) -> list[asyncio.Future[object]]:
         out = self.pipeline.out
-        n_min, n_inc = self._published
         minute_topic = self.settings.topic(topics.SERVICE_MINUTE)
         incident_topic = self.settings.topic(topics.INCIDENTS)
         futures = []
-        for row in out.minutes[n_min:]:
+        for row in out.minutes:
             value = row.model_dump_json().encode()
             futures.append(await self.producer.send(minute_topic, value, key=minute_key(row)))
-        for inc in out.incidents[n_inc:]:
+        for inc in out.incidents:
             value = inc.model_dump_json().encode()
             key = inc.incident_id.encode()
             futures.append(await self.producer.send(incident_topic, value, key=key))
-        self._published = (len(out.minutes), len(out.incidents))
+        # Handed to the producer: a long-running worker must not keep every minute it made.
+        out.minutes.clear()
+        out.incidents.clear()
         return futures
 
 
