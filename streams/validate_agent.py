@@ -25,7 +25,6 @@ from streams import dedupe
 from streams.offset_guard import OffsetGuard
 from streams.sessionizer import to_ms
 from streams.validate import Rejected, parse
-from streamwatch import topics
 
 if TYPE_CHECKING:
     from streams.app import StreamsApp
@@ -61,8 +60,6 @@ class ValidateAgent:
         self._raw_watermark: dict[int, int] = {}
         self._last_purge = 0.0
         self._seen_index = dedupe.SeenIndex()
-        s = rt.settings
-        self._same_partitioning = s.partitions_for(topics.RAW) == s.partitions_for(topics.EVENTS)
 
     def forget(self, partition: int) -> None:
         """Drop what this worker indexed of a raw partition (revoked or reassigned)."""
@@ -84,6 +81,7 @@ class ValidateAgent:
         """Validate, dedupe and forward one batch, then record its stats per partition."""
         rt = self.rt
         stats: dict[int, ValidateStats] = {}
+        admitted: set[int] = set()
         for ev in batch:
             msg = ev.message
             p = msg.partition
@@ -97,6 +95,7 @@ class ValidateAgent:
                 continue
             st.raw += 1
             st.last_offset = msg.offset
+            admitted.add(p)
             value: bytes = msg.value or b""
             try:
                 await self._one(ev, value, st)
@@ -107,12 +106,16 @@ class ValidateAgent:
         # The stats say "offsets up to here are done": they must not land before the
         # forwards, seen-set entries and dead letters they count.
         await rt.app.producer.flush()
-        for p, st in stats.items():
-            await rt.put(rt.validate_stats, p, f"p{p}".encode(), st.model_dump_json().encode())
+        # Only partitions this batch advanced: the stats of a partition read but not
+        # admitted (e.g. revoked, now another worker's) must never be written back.
+        for p in sorted(admitted):
+            await rt.put(
+                rt.validate_stats, p, f"p{p}".encode(), stats[p].model_dump_json().encode()
+            )
         rt.counters["validate.raw"] += len(batch)
         if time.monotonic() - self._last_purge >= rt.config.seen_purge_every_s:
             self._last_purge = time.monotonic()
-            await self._purge_seen(set(stats))
+            await self._purge_seen(admitted)
 
     async def _one(self, ev: Ev, value: bytes, st: ValidateStats) -> None:
         rt, msg = self.rt, ev.message
@@ -144,21 +147,15 @@ class ValidateAgent:
             if seen is None:
                 self._seen_index.add_id(p, key, t, parsed.session_id)
             st.valid += 1
-        await self._forward(parsed, p, headers)
+        await self._forward(parsed, headers)
 
-    async def _forward(
-        self, event: Event, raw_partition: int, headers: list[tuple[str, bytes]] | None
-    ) -> None:
+    async def _forward(self, event: Event, headers: list[tuple[str, bytes]] | None) -> None:
         enriched = self.rt.catalog.enrich(event)
-        # Both topics are keyed by session_id: with as many partitions, the raw partition is
-        # the events partition, and hashing the key again (pure-Python murmur2 plus a
-        # metadata lookup in aiokafka, ~5 % of the worker's time) is skipped.
-        partition = raw_partition if self._same_partitioning else None
         await self.rt.app.producer.send(
             self.rt.events_topic.get_topic_name(),
             event.session_id.encode(),
             enriched.model_dump_json().encode(),
-            partition,
+            None,
             None,
             headers,
         )
