@@ -1,11 +1,12 @@
 """The stream worker's Prometheus series, attached from outside `streams.app`.
 
-`StreamsApp` is left untouched: its three agents each hand a batch of events to one method
-(`_validate_batch`, `_qoe_batch`, `_detect_batch`) and send rejects through `_dead_letter`.
-`instrument` wraps those bound methods on the instance, so batch sizes, step latencies,
-throughput, failures, dead letters and freshness (Kafka append -> batch done) are measured
-without a line in the hot code. A method that is renamed is logged and skipped, never fatal:
-the worker keeps working, and the Prometheus acceptance test notices the missing series.
+The agents are left untouched: each hands a batch of events to its `batch` method
+(`StreamsApp.validator`, `.qoe`, `.detect`) and sends rejects through
+`StreamsApp.dead_letter`. `instrument` wraps those bound methods on the instances, so batch
+sizes, step latencies, throughput, failures, dead letters and freshness (Kafka append ->
+batch done) are measured without a line in the hot code. A method that is renamed is logged
+and skipped, never fatal: the worker keeps working, and the Prometheus acceptance test
+notices the missing series.
 
 Consumer lag is read from Kafka itself: end offset minus the group's committed offset per
 partition, polled by a background thread with its own consumer (the worker's consumer is
@@ -31,13 +32,14 @@ from streamwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Agent batch method -> the stage it reports as.
+# Agent (an attribute of StreamsApp) whose `batch` method is measured -> its stage.
 BATCH_STEPS: dict[str, str] = {
-    "_validate_batch": "streams.validate",
-    "_qoe_batch": "streams.qoe",
-    "_detect_batch": "streams.detect",
+    "validator": "streams.validate",
+    "qoe": "streams.qoe",
+    "detect": "streams.detect",
 }
-DEAD_LETTER_METHOD = "_dead_letter"
+BATCH_METHOD = "batch"
+DEAD_LETTER_METHOD = "dead_letter"
 LAG_STAGE = "streams"
 # The topics the worker's group consumes (logical names).
 CONSUMED = (topics.RAW, topics.EVENTS)
@@ -48,8 +50,8 @@ def instrument(app: StreamsApp, settings: Settings, index: int = 0) -> int | Non
 
     Returns the exporter's port (None when exporters are off or the port is taken).
     """
-    for method, stage in BATCH_STEPS.items():
-        _wrap_batch(app, method, stage_metrics(stage))
+    for agent, stage in BATCH_STEPS.items():
+        _wrap_batch(getattr(app, agent, None), agent, stage_metrics(stage))
     _wrap_dead_letter(app, stage_metrics(LAG_STAGE))
     port = start_service_exporter(settings, "worker", index)
     if port is not None and index == 0:
@@ -58,10 +60,10 @@ def instrument(app: StreamsApp, settings: Settings, index: int = 0) -> int | Non
     return port
 
 
-def _wrap_batch(app: StreamsApp, method: str, metrics: StageMetrics) -> None:
-    inner: Callable[[Sequence[Any]], Awaitable[None]] | None = getattr(app, method, None)
+def _wrap_batch(agent: object, name: str, metrics: StageMetrics) -> None:
+    inner: Callable[[Sequence[Any]], Awaitable[None]] | None = getattr(agent, BATCH_METHOD, None)
     if inner is None:
-        log.warning("streams metrics: StreamsApp.%s is gone; %s not measured", method, method)
+        log.warning("streams metrics: StreamsApp.%s.batch is gone; not measured", name)
         return
     metrics.up(True)
 
@@ -83,7 +85,7 @@ def _wrap_batch(app: StreamsApp, method: str, metrics: StageMetrics) -> None:
             # behind its input this stage is now.
             metrics.freshness(time.time() - appended_s)
 
-    setattr(app, method, measured)
+    setattr(agent, BATCH_METHOD, measured)
 
 
 def _wrap_dead_letter(app: StreamsApp, metrics: StageMetrics) -> None:

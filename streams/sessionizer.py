@@ -9,13 +9,22 @@ produces a new `revision` of the summary, so the latest revision is always the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ingest.events import Event
+from ingest.events import (
+    BitrateChange,
+    Event,
+    FirstFrame,
+    Heartbeat,
+    PlaybackEnd,
+    PlaybackError,
+    RebufferEnd,
+)
 from streams import metrics
 from streams.records import EndedBy, SessionError, SessionSummary
 
@@ -192,9 +201,83 @@ def apply(  # noqa: C901, PLR0915  (s2-worker splits it, issue 10)
     dropped without a trace, so a crash changes nothing in the summary. `duplicates` (the
     summary's `duplicate_events`) counts the input's duplicates only without offsets.
     """
+    if _is_duplicate(state, event, policy, offset):
+        return _DUPLICATE
+    t = to_ms(event.event_time)
+    late = state.closed
+    _count(state, event, t)
+    minute = minute_of(t)
+    new_active = _mark_minute(state.active_minutes, minute, policy.max_minutes_tracked)
+    watch_kbps = state.current_kbps
+    watch, in_order = _advance_clock(state, t, policy)
+    step = _Step(playing_now=event.event_type in _PLAYING_TYPES)
+    _PAYLOAD_STEPS[event.payload.event_type](_Ctx(state, event, t, minute, in_order, policy), step)
+    for mark in step.marks:
+        state.transitions.append((t, state.event_count, mark))
+        if in_order:
+            _set_flag(state, mark)
+    new_playing = step.playing_now and _mark_minute(
+        state.playing_minutes, minute, policy.max_minutes_tracked
+    )
+    closed_now, summary = _closing(state, event, late)
+    return Applied(
+        late=late,
+        new_play=step.new_play,
+        new_active_minute=new_active,
+        new_playing_minute=new_playing,
+        new_failure=step.new_failure,
+        new_start_failure=step.new_start_failure,
+        new_rebuffer_minute=step.new_rebuffer_minute,
+        startup_ms=step.startup_ms,
+        watch_ms=watch,
+        bitrate_kbps=watch_kbps,
+        rebuffer_ms=step.rebuffer_ms,
+        rebuffer_count=step.rebuffer_count,
+        upshift=step.upshift,
+        downshift=step.downshift,
+        error_code=step.error_code,
+        closed_now=closed_now,
+        summary=summary,
+    )
+
+
+@dataclass
+class _Step:
+    """What an event's payload changed beyond the session state (typed, for `Applied`)."""
+
+    playing_now: bool
+    marks: list[metrics.Mark] = field(default_factory=list)
+    new_play: bool = False
+    startup_ms: int | None = None
+    upshift: int = 0
+    downshift: int = 0
+    rebuffer_ms: int = 0
+    rebuffer_count: int = 0
+    new_rebuffer_minute: bool = False
+    error_code: str | None = None
+    new_failure: bool = False
+    new_start_failure: bool = False
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """One event being applied: the state, the event and what `apply` derived from it."""
+
+    state: SessionState
+    event: Event
+    t: int
+    minute: int
+    in_order: bool
+    policy: SessionPolicy
+
+
+def _is_duplicate(
+    state: SessionState, event: Event, policy: SessionPolicy, offset: int | None
+) -> bool:
+    """Whether the event was applied already (by offset, else by id); records it if not."""
     if offset is not None:
         if state.max_offset is not None and offset <= state.max_offset:
-            return _DUPLICATE
+            return True
         state.max_offset = offset
     if policy.max_seen_ids > 0:
         # 60 random bits of the UUID are plenty within one session and keep state small.
@@ -202,12 +285,14 @@ def apply(  # noqa: C901, PLR0915  (s2-worker splits it, issue 10)
         if eid in state.seen_ids:
             if offset is None:
                 state.duplicates += 1
-            return _DUPLICATE
+            return True
         state.seen_ids.append(eid)
         del state.seen_ids[: -policy.max_seen_ids]
+    return False
 
-    t = to_ms(event.event_time)
-    late = state.closed
+
+def _count(state: SessionState, event: Event, t: int) -> None:
+    """Event count, first/last event time, and the dimensions of the earliest event."""
     if state.event_count == 0:
         state.first_event_ms = state.last_event_ms = t
     state.event_count += 1
@@ -218,155 +303,180 @@ def apply(  # noqa: C901, PLR0915  (s2-worker splits it, issue 10)
         state.dims = _envelope_dims(event)
         state.dims_from_ms = t
 
-    minute = minute_of(t)
-    new_active = _mark_minute(state.active_minutes, minute, policy.max_minutes_tracked)
 
-    # Watch time estimate: credit the time since the previous in-order event if playing.
+def _advance_clock(state: SessionState, t: int, policy: SessionPolicy) -> tuple[int, bool]:
+    """Watch time credited since the previous in-order event (if playing), and whether
+    this event is in order."""
+    if state.clock_ms is not None and t < state.clock_ms:
+        return 0, False
     watch = 0
-    watch_kbps = state.current_kbps
-    if state.clock_ms is None or t >= state.clock_ms:
-        if state.clock_ms is not None and _playing(state):
-            watch = min(t - state.clock_ms, policy.max_watch_gap_ms)
-            state.watch_est_ms += watch
-        state.clock_ms = t
-        in_order = True
-    else:
-        in_order = False
+    if state.clock_ms is not None and _playing(state):
+        watch = min(t - state.clock_ms, policy.max_watch_gap_ms)
+        state.watch_est_ms += watch
+    state.clock_ms = t
+    return watch, True
 
-    p = event.payload
-    out: dict[str, Any] = {}
-    playing_now = event.event_type in _PLAYING_TYPES
-    marks: list[metrics.Mark] = []
-    match p.event_type:
-        case "play_requested":
-            if state.play_requested_ms is None:
-                out["new_play"] = True
-            state.play_requested_ms = (
-                t if state.play_requested_ms is None else min(t, state.play_requested_ms)
-            )
-        case "first_frame":
-            if state.first_frame_ms is None:
-                # A player that cannot measure startup (CMCD) leaves it null: the event
-                # times tell it (play_requested -> first_frame).
-                out["startup_ms"] = metrics.startup_ms(state.play_requested_ms, t, p.startup_ms)
-                state.reported_startup_ms = p.startup_ms
-                state.first_frame_ms = t
-            elif t < state.first_frame_ms:
-                state.first_frame_ms = t
-            if p.bitrate_kbps is not None:
-                state.bitrate_samples.append((t, p.bitrate_kbps))
-                if in_order:
-                    state.current_kbps = p.bitrate_kbps
-            marks.append("start")
-        case "heartbeat":
-            # Heartbeats repeat what is already known most of the time; in order, only a
-            # change is worth a sample or a mark (the timeline result is the same).
-            if p.bitrate_kbps is not None:
-                if not in_order or p.bitrate_kbps != state.current_kbps:
-                    state.bitrate_samples.append((t, p.bitrate_kbps))
-                if in_order:
-                    state.current_kbps = p.bitrate_kbps
-            # playing None: the player did not say (a CMCD report without a state).
-            playing_now = bool(p.playing) if p.playing is not None else _playing(state)
-            if p.playing is not None and (not in_order or p.playing == state.paused):
-                marks.append("resumed" if p.playing else "paused")
-        case "bitrate_change":
-            state.bitrate_samples.append((t, p.to_kbps))
-            # An unknown starting rendition (CMCD) falls back to the last one seen.
-            from_kbps = p.from_kbps if p.from_kbps is not None else state.current_kbps
-            shifts = [] if from_kbps is None else [(from_kbps, p.to_kbps)]
-            up, down = metrics.shift_counts(shifts)
-            state.upshifts += up
-            state.downshifts += down
-            out["upshift"], out["downshift"] = up, down
-            if in_order:
-                state.current_kbps = p.to_kbps
-        case "rebuffer_start":
-            marks.append("buffering")
-        case "rebuffer_end":
-            duration = p.duration_ms
-            if duration is None:
-                # Not reported (CMCD): from the stall's own start, when it was seen.
-                duration = _since_last_mark(state, t, "buffering")
-            state.rebuffer_ms += duration
-            state.rebuffer_count += 1
-            out["rebuffer_ms"], out["rebuffer_count"] = duration, 1
-            # Sessions, not stalls, are the unit of "how many viewers stalled".
-            out["new_rebuffer_minute"] = _mark_minute(
-                state.rebuffer_minutes, minute, policy.max_minutes_tracked
-            )
-            marks.append("buffered")
-        case "pause":
-            state.pauses += 1
-            marks.append("paused")
-        case "resume":
-            marks.append("resumed")
-        case "seek":
-            state.seeks += 1
-            marks.append("seek")  # no effect on playing; where unreported buffering starts
-        case "error":
-            out["error_code"] = p.code
-            if len(state.errors) < policy.max_errors:
-                state.errors.append(
-                    SessionError(
-                        code=p.code,
-                        category=p.category,
-                        severity=p.severity,
-                        at=event.event_time,
-                        http_status=p.http_status,
-                    )
-                )
-            if p.severity == "fatal":
-                if state.first_fatal_ms is None:
-                    out["new_failure"] = True
-                    out["new_start_failure"] = state.first_frame_ms is None
-                if state.first_fatal_ms is None or t < state.first_fatal_ms:
-                    state.first_fatal_ms = t
-                    state.fatal_code = p.code
-                elif state.fatal_code == _UNKNOWN_CODE and p.code != _UNKNOWN_CODE:
-                    # A failed state reported without its code (CMCD), then the code itself.
-                    state.fatal_code = p.code
-                marks.append("end")
-        case "playback_end":
-            if state.ended_ms is None or t > state.ended_ms:
-                state.ended_ms = t
-                state.exit_reason = p.exit_reason
-                state.player_watched_ms = p.watched_ms
-            marks.append("end")
-        case "manifest_loaded" | "license_acquired":
-            pass
-    for mark in marks:
-        state.transitions.append((t, state.event_count, mark))
-        if in_order:
-            _set_flag(state, mark)
 
-    new_playing = playing_now and _mark_minute(
-        state.playing_minutes, minute, policy.max_minutes_tracked
-    )
-
-    closed_now = False
-    summary: SessionSummary | None = None
+def _closing(state: SessionState, event: Event, late: bool) -> tuple[bool, SessionSummary | None]:
+    """(closed by this event, the summary to publish): a playback_end closes; an event
+    after the close publishes a new revision."""
+    ends = event.payload.event_type == "playback_end"
     if late:
         state.late_events += 1
         # A late playback_end still tells how the session really ended.
-        ended_by: EndedBy = (
-            "playback_end" if p.event_type == "playback_end" else (state.ended_by or "timeout")
-        )
-        summary = _close(state, ended_by)
-    elif p.event_type == "playback_end":
-        closed_now = True
-        summary = _close(state, "playback_end")
+        ended_by: EndedBy = "playback_end" if ends else (state.ended_by or "timeout")
+        return False, _close(state, ended_by)
+    if ends:
+        return True, _close(state, "playback_end")
+    return False, None
 
-    return Applied(
-        late=late,
-        new_active_minute=new_active,
-        new_playing_minute=new_playing,
-        watch_ms=watch,
-        bitrate_kbps=watch_kbps,
-        closed_now=closed_now,
-        summary=summary,
-        **out,
+
+def _on_play_requested(c: _Ctx, step: _Step) -> None:
+    st = c.state
+    step.new_play = st.play_requested_ms is None
+    st.play_requested_ms = c.t if st.play_requested_ms is None else min(c.t, st.play_requested_ms)
+
+
+def _on_first_frame(c: _Ctx, step: _Step) -> None:
+    st, p = c.state, c.event.payload
+    assert isinstance(p, FirstFrame)
+    if st.first_frame_ms is None:
+        # A player that cannot measure startup (CMCD) leaves it null: the event times
+        # tell it (play_requested -> first_frame).
+        step.startup_ms = metrics.startup_ms(st.play_requested_ms, c.t, p.startup_ms)
+        st.reported_startup_ms = p.startup_ms
+        st.first_frame_ms = c.t
+    elif c.t < st.first_frame_ms:
+        st.first_frame_ms = c.t
+    if p.bitrate_kbps is not None:
+        st.bitrate_samples.append((c.t, p.bitrate_kbps))
+        if c.in_order:
+            st.current_kbps = p.bitrate_kbps
+    step.marks.append("start")
+
+
+def _on_heartbeat(c: _Ctx, step: _Step) -> None:
+    st, p = c.state, c.event.payload
+    assert isinstance(p, Heartbeat)
+    # Heartbeats repeat what is already known most of the time; in order, only a change
+    # is worth a sample or a mark (the timeline result is the same).
+    if p.bitrate_kbps is not None:
+        if not c.in_order or p.bitrate_kbps != st.current_kbps:
+            st.bitrate_samples.append((c.t, p.bitrate_kbps))
+        if c.in_order:
+            st.current_kbps = p.bitrate_kbps
+    # playing None: the player did not say (a CMCD report without a state).
+    step.playing_now = bool(p.playing) if p.playing is not None else _playing(st)
+    if p.playing is not None and (not c.in_order or p.playing == st.paused):
+        step.marks.append("resumed" if p.playing else "paused")
+
+
+def _on_bitrate_change(c: _Ctx, step: _Step) -> None:
+    st, p = c.state, c.event.payload
+    assert isinstance(p, BitrateChange)
+    st.bitrate_samples.append((c.t, p.to_kbps))
+    # An unknown starting rendition (CMCD) falls back to the last one seen.
+    from_kbps = p.from_kbps if p.from_kbps is not None else st.current_kbps
+    shifts = [] if from_kbps is None else [(from_kbps, p.to_kbps)]
+    step.upshift, step.downshift = metrics.shift_counts(shifts)
+    st.upshifts += step.upshift
+    st.downshifts += step.downshift
+    if c.in_order:
+        st.current_kbps = p.to_kbps
+
+
+def _on_rebuffer_end(c: _Ctx, step: _Step) -> None:
+    st, p = c.state, c.event.payload
+    assert isinstance(p, RebufferEnd)
+    duration = p.duration_ms
+    if duration is None:
+        # Not reported (CMCD): from the stall's own start, when it was seen.
+        duration = _since_last_mark(st, c.t, "buffering")
+    st.rebuffer_ms += duration
+    st.rebuffer_count += 1
+    step.rebuffer_ms, step.rebuffer_count = duration, 1
+    # Sessions, not stalls, are the unit of "how many viewers stalled".
+    step.new_rebuffer_minute = _mark_minute(
+        st.rebuffer_minutes, c.minute, c.policy.max_minutes_tracked
     )
+    step.marks.append("buffered")
+
+
+def _on_error(c: _Ctx, step: _Step) -> None:
+    st, p = c.state, c.event.payload
+    assert isinstance(p, PlaybackError)
+    step.error_code = p.code
+    if len(st.errors) < c.policy.max_errors:
+        st.errors.append(
+            SessionError(
+                code=p.code,
+                category=p.category,
+                severity=p.severity,
+                at=c.event.event_time,
+                http_status=p.http_status,
+            )
+        )
+    if p.severity != "fatal":
+        return
+    if st.first_fatal_ms is None:
+        step.new_failure = True
+        step.new_start_failure = st.first_frame_ms is None
+    if st.first_fatal_ms is None or c.t < st.first_fatal_ms:
+        st.first_fatal_ms = c.t
+        st.fatal_code = p.code
+    elif st.fatal_code == _UNKNOWN_CODE and p.code != _UNKNOWN_CODE:
+        # A failed state reported without its code (CMCD), then the code itself.
+        st.fatal_code = p.code
+    step.marks.append("end")
+
+
+def _on_playback_end(c: _Ctx, step: _Step) -> None:
+    st, p = c.state, c.event.payload
+    assert isinstance(p, PlaybackEnd)
+    if st.ended_ms is None or c.t > st.ended_ms:
+        st.ended_ms = c.t
+        st.exit_reason = p.exit_reason
+        st.player_watched_ms = p.watched_ms
+    step.marks.append("end")
+
+
+def _on_pause(c: _Ctx, step: _Step) -> None:
+    c.state.pauses += 1
+    step.marks.append("paused")
+
+
+def _on_seek(c: _Ctx, step: _Step) -> None:
+    c.state.seeks += 1
+    step.marks.append("seek")  # no effect on playing; where unreported buffering starts
+
+
+def _mark_only(mark: metrics.Mark) -> Callable[[_Ctx, _Step], None]:
+    def step_of(c: _Ctx, step: _Step) -> None:
+        step.marks.append(mark)
+
+    return step_of
+
+
+def _nothing(c: _Ctx, step: _Step) -> None:
+    return None
+
+
+# What each event type's payload does to a session (one function per type).
+_PAYLOAD_STEPS: dict[str, Callable[[_Ctx, _Step], None]] = {
+    "play_requested": _on_play_requested,
+    "manifest_loaded": _nothing,
+    "license_acquired": _nothing,
+    "first_frame": _on_first_frame,
+    "heartbeat": _on_heartbeat,
+    "bitrate_change": _on_bitrate_change,
+    "rebuffer_start": _mark_only("buffering"),
+    "rebuffer_end": _on_rebuffer_end,
+    "pause": _on_pause,
+    "resume": _mark_only("resumed"),
+    "seek": _on_seek,
+    "error": _on_error,
+    "playback_end": _on_playback_end,
+}
 
 
 def _since_last_mark(state: SessionState, t: int, mark: str) -> int:

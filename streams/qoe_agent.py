@@ -1,0 +1,233 @@
+"""The qoe agent (telemetry.events.v1 -> qoe.sessions.v1, qoe.minute.v1, partials).
+
+Each events partition this worker owns is a `streams.partition.PartitionState` (the same
+code `streams.replay` runs) whose states live in two changelogged tables, sessions and
+windows. A batch is committed per partition all or nothing (`streams.committed_state`):
+every state it writes is stored as an entry with its undo image, and the partition's
+checkpoint, written last, is the commit point (`QoeAgent.commit`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import faust
+from faust.types import EventT, StreamT
+
+from ingest.events import EVENT_ADAPTER
+from ingest.validation import UNPROCESSABLE
+from streams import dedupe
+from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
+from streams.offset_guard import OffsetGuard
+from streams.partition import PartitionState, Published, partition_of_key
+from streams.rollup import WindowState
+from streams.sessionizer import SessionState
+
+if TYPE_CHECKING:
+    from streams.app import StreamsApp
+
+log = logging.getLogger("streamwatch.streams")
+
+Ev = EventT[Any]
+
+
+def _session_hints(cur: bytes) -> tuple[int, bool]:
+    st = SessionState.model_validate_json(cur)
+    return st.last_event_ms, st.closed
+
+
+def _window_hints(cur: bytes) -> tuple[int, bool]:
+    w = WindowState.model_validate_json(cur)
+    return w.window_start_ms, w.closed
+
+
+@dataclass
+class TableStore:
+    """A partition's states in the sessions and windows tables, with the undo images of
+    what the current batch writes (key -> committed image)."""
+
+    sessions: Any
+    windows: Any
+    dirty_sessions: dict[bytes, bytes] = field(default_factory=dict)
+    dirty_windows: dict[bytes, bytes] = field(default_factory=dict)
+
+    def load_session(self, key: bytes) -> SessionState | None:
+        """The committed session state of `key`, parsed."""
+        cur = committed_value(self.sessions.get(key))
+        return SessionState.model_validate_json(cur) if cur else None
+
+    def load_window(self, key: bytes) -> WindowState | None:
+        """The committed window state of `key`, parsed."""
+        cur = committed_value(self.windows.get(key))
+        return WindowState.model_validate_json(cur) if cur else None
+
+    def touch_session(self, key: bytes) -> None:
+        """Keep the committed image of a session the batch writes (its undo image)."""
+        if key not in self.dirty_sessions:
+            self.dirty_sessions[key] = committed_value(self.sessions.get(key))
+
+    def touch_window(self, key: bytes) -> None:
+        """Keep the committed image of a window the batch writes (its undo image)."""
+        if key not in self.dirty_windows:
+            self.dirty_windows[key] = committed_value(self.windows.get(key))
+
+
+class _Partition(PartitionState):
+    store: TableStore
+
+
+class QoeAgent:
+    """Runs on the events topic; its tables are sessions, windows and checkpoints."""
+
+    def __init__(self, rt: StreamsApp, guard: OffsetGuard) -> None:
+        self.rt = rt
+        self.guard = guard
+        self._parts: dict[int, _Partition] = {}
+
+    def forget(self, partition: int) -> None:
+        """Drop what this worker holds of an events partition (revoked or reassigned)."""
+        self._parts.pop(partition, None)
+
+    async def run(self, stream: StreamT[Any]) -> None:
+        """The agent: batches of events, each committed per partition."""
+        cfg = self.rt.config
+        stream_ = cast("faust.Stream[bytes]", stream)
+        async for batch in stream_.take_events(cfg.batch_size, within=cfg.batch_within_s):
+            try:
+                await self.batch(batch)
+            except Exception:
+                # Not one event's fault (those are dead-lettered): e.g. the producer failed.
+                # Forget what this worker holds in memory; the next batch recovers the
+                # partitions from their checkpoints and the offset guard rewinds to them.
+                log.exception("qoe: batch failed; recovering from the last checkpoints")
+                self.rt.counters["qoe.batch_failures"] += 1
+                self._parts.clear()
+
+    async def batch(self, batch: Sequence[Ev]) -> None:
+        """Apply one batch, then commit it (see `commit`)."""
+        # The previous batch's checkpoints must be durable before anything of this batch
+        # is: a checkpoint is what says the entries written before it are committed.
+        await self.rt.app.producer.flush()
+        touched: dict[int, _Partition] = {}
+        out = Published()
+        for ev in batch:
+            msg = ev.message
+            part = touched.get(msg.partition)
+            if part is None:
+                part = touched[msg.partition] = await self._partition(msg.partition)
+                await self._drop_tombstones(part)
+            if not await self.guard.admit(msg.topic, msg.partition, msg.offset, part.cp.upto):
+                continue
+            try:
+                if dedupe.is_late(msg.headers):
+                    # Counted by the validator already (streams.dedupe): kept in the stores,
+                    # never counted again by a summary, rollup or incident.
+                    self.rt.counters["qoe.late_closed"] += 1
+                else:
+                    part.apply(EVENT_ADAPTER.validate_json(msg.value or b""), msg.offset, out)
+            except Exception as exc:
+                log.exception("qoe: %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                await self.rt.dead_letter(
+                    msg.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
+                )
+                self.rt.counters["qoe.dead_lettered"] += 1
+            part.done_with(msg.offset, out)
+            await self._send(out)
+        await self.commit(list(touched.values()))
+
+    async def commit(self, parts: list[_Partition]) -> None:
+        """Commit the batch of each partition; its outputs were sent already.
+
+        1. Write every state the batch touched as an entry (new image + undo image) under
+           the partition's next batch number.
+        2. Flush the producer: outputs, dead letters and entries are durable.
+        3. Write each partition's checkpoint (batch number, last input offset, event-time
+           clock): the commit point. A crash before it rolls the entries back on restart.
+        """
+        for part in parts:  # 1.
+            await self._write_entries(part)
+        await self.rt.app.producer.flush()  # 2.
+        for part in parts:  # 3.
+            part.cp.seq += 1
+            cp = part.cp.model_dump_json().encode()
+            await self.rt.put(self.rt.checkpoints, part.p, str(part.p).encode(), cp)
+
+    async def _send(self, out: Published) -> None:
+        rt = self.rt
+        for summary in out.summaries:
+            await rt.sessions_topic.send(
+                key=summary.session_id.encode(), value=summary.model_dump_json().encode()
+            )
+        for r in out.rollups:
+            await rt.minute_topic.send(key=r.key.encode(), value=r.model_dump_json().encode())
+        for key, value in out.partials:
+            await rt.partials_topic.send(key=key, value=value)
+        out.clear()
+
+    async def _partition(self, p: int) -> _Partition:
+        """This worker's state of events partition `p`, recovered to its checkpoint."""
+        part = self._parts.get(p)
+        if part is not None:
+            return part
+        rt = self.rt
+        raw = rt.checkpoints.get(str(p).encode())
+        cp = Checkpoint.model_validate_json(raw) if raw else Checkpoint()
+        store = TableStore(rt.sessions, rt.windows)
+        part = _Partition(p, cp, rt.config, store, rt.counters)
+        for table, index, hints in (
+            (rt.sessions, part.session_index, _session_hints),
+            (rt.windows, part.window_index, _window_hints),
+        ):
+            mine = [(k, v) for k, v in list(table.items()) if partition_of_key(k) == p]
+            for repair in recover(mine, part.cp):
+                if repair.entry is None:
+                    await rt.put(table, p, repair.key, None)
+                    continue
+                entry = repair.entry
+                if repair.action == "rewrite":
+                    entry = with_hints(entry, hints)
+                    await rt.put(table, p, repair.key, entry.encode())
+                    rt.counters["qoe.rolled_back"] += 1
+                index[repair.key] = (entry.ms, entry.closed)
+        self._parts[p] = part
+        return part
+
+    async def _drop_tombstones(self, part: _Partition) -> None:
+        """Delete for good what the last (now durable) checkpoint committed as forgotten."""
+        rt = self.rt
+        for table, keys in (
+            (rt.sessions, part.forgotten_sessions),
+            (rt.windows, part.forgotten_windows),
+        ):
+            for key in keys:
+                raw = table.get(key)
+                if raw is not None and not Entry.decode(raw).cur:
+                    await rt.put(table, part.p, key, None)
+            keys.clear()
+
+    async def _write_entries(self, part: _Partition) -> None:
+        """Write every state the batch touched, with its undo image, under the next seq."""
+        seq = part.cp.seq + 1
+        store = part.store
+        written: list[tuple[Any, dict[bytes, bytes], dict[bytes, Any]]] = [
+            (self.rt.sessions, store.dirty_sessions, part.sessions),
+            (self.rt.windows, store.dirty_windows, part.windows),
+        ]
+        for table, dirty, mem in written:
+            for key, prev in dirty.items():
+                state = mem.get(key)
+                if state is None:  # forgotten in this batch: an uncommitted deletion
+                    entry = Entry(seq, 0, True, b"", prev)
+                else:
+                    entry = Entry(seq, *_hints_of(state), state.model_dump_json().encode(), prev)
+                await self.rt.put(table, part.p, key, entry.encode())
+            dirty.clear()
+
+
+def _hints_of(state: SessionState | WindowState) -> tuple[int, bool]:
+    if isinstance(state, SessionState):
+        return state.last_event_ms, state.closed
+    return state.window_start_ms, state.closed
