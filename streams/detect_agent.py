@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -22,11 +22,9 @@ from streams import detector, minute_gate, rollup
 from streams.offset_guard import OffsetGuard
 from streams.records import MinuteCounts
 from streams.rollup import WindowState
+from streams.runtime import AgentRuntime
 from streams.sessionizer import from_ms
 from streamwatch import topics
-
-if TYPE_CHECKING:
-    from streams.app import StreamsApp
 
 log = logging.getLogger("streamwatch.streams")
 
@@ -67,7 +65,7 @@ def _pending_key(start_ms: int, partial: str) -> bytes:
 class DetectAgent:
     """Runs on the one-partition partials topic; its table is the detector's."""
 
-    def __init__(self, rt: StreamsApp, guard: OffsetGuard) -> None:
+    def __init__(self, rt: AgentRuntime, guard: OffsetGuard) -> None:
         self.rt = rt
         self.guard = guard
         events_parts = rt.settings.partitions_for(topics.EVENTS)

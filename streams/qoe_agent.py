@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -24,10 +24,8 @@ from streams.committed_state import Checkpoint, Entry, committed_value, recover,
 from streams.offset_guard import OffsetGuard
 from streams.partition import PartitionState, Published, partition_of_key
 from streams.rollup import WindowState
+from streams.runtime import AgentRuntime
 from streams.sessionizer import SessionState
-
-if TYPE_CHECKING:
-    from streams.app import StreamsApp
 
 log = logging.getLogger("streamwatch.streams")
 
@@ -82,7 +80,7 @@ class _Partition(PartitionState):
 class QoeAgent:
     """Runs on the events topic; its tables are sessions, windows and checkpoints."""
 
-    def __init__(self, rt: StreamsApp, guard: OffsetGuard) -> None:
+    def __init__(self, rt: AgentRuntime, guard: OffsetGuard) -> None:
         self.rt = rt
         self.guard = guard
         self._parts: dict[int, _Partition] = {}

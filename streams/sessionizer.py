@@ -182,7 +182,7 @@ def new_state(session_id: str) -> SessionState:
     return SessionState(session_id=session_id)
 
 
-def apply(  # noqa: C901, PLR0915  (s2-worker splits it, issue 10)
+def apply(
     state: SessionState,
     event: Event,
     policy: SessionPolicy = DEFAULT_POLICY,

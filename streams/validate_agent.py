@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -23,11 +23,9 @@ from ingest.events import Event
 from ingest.validation import UNPROCESSABLE
 from streams import dedupe
 from streams.offset_guard import OffsetGuard
+from streams.runtime import AgentRuntime
 from streams.sessionizer import to_ms
 from streams.validate import Rejected, parse
-
-if TYPE_CHECKING:
-    from streams.app import StreamsApp
 
 log = logging.getLogger("streamwatch.streams")
 
@@ -54,7 +52,7 @@ class ValidateStats(BaseModel):
 class ValidateAgent:
     """Runs on the raw topic; its tables are the seen-set and the validate stats."""
 
-    def __init__(self, rt: StreamsApp, guard: OffsetGuard) -> None:
+    def __init__(self, rt: AgentRuntime, guard: OffsetGuard) -> None:
         self.rt = rt
         self.guard = guard
         self._raw_watermark: dict[int, int] = {}
