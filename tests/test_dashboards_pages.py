@@ -9,8 +9,11 @@ import typing
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -168,7 +171,45 @@ def test_every_page_on_a_deadletter_only_warehouse(  # type: ignore[no-untyped-d
         assert int(reasons["Dead letters"].sum()) == 40
 
 
-@pytest.mark.parametrize("metric", typing.get_args(IncidentMetric))
+SESSION_METRICS = [m for m in typing.get_args(IncidentMetric) if m in incidents.INCIDENT_METRIC_SQL]
+SERVICE_METRICS = [m for m in typing.get_args(IncidentMetric) if m not in SESSION_METRICS]
+
+
+def test_every_incident_metric_has_a_chart_query_and_a_unit() -> None:
+    for metric in typing.get_args(IncidentMetric):
+        assert metric in incidents.METRIC_UNITS
+        assert (metric in incidents.INCIDENT_METRIC_SQL) != (metric in incidents.SERVICE_METRIC_SQL)
+
+
+@pytest.mark.parametrize("metric", SERVICE_METRICS)
+def test_a_service_incident_charts_its_service_against_the_others(metric: str) -> None:
+    con = duckdb.connect()
+    con.execute(
+        """CREATE TABLE service_minute (minute TIMESTAMPTZ, service VARCHAR, requests BIGINT,
+        errors BIGINT, fallbacks BIGINT, latency_p50_ms DOUBLE)"""
+    )
+    t0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    rows = []
+    for i in range(10):
+        bad = 3 <= i < 6
+        rows.append((t0 + timedelta(minutes=i), "license", 100, 40 if bad else 1, 20 if bad else 0,
+                     900.0 if bad else 80.0))  # fmt: skip
+        rows.append((t0 + timedelta(minutes=i), "manifest", 300, 3, 0, 40.0))
+    con.executemany("INSERT INTO service_minute VALUES (?, ?, ?, ?, ?, ?)", rows)
+    row = pd.Series(
+        {"metric": metric, "dimension": "service", "value": "license",
+         "started_at": pd.Timestamp(t0 + timedelta(minutes=3)),
+         "resolved_at": pd.Timestamp(t0 + timedelta(minutes=6)), "last_anomalous_at": pd.NaT}
+    )  # fmt: skip
+    frame = incidents.metric_around(con, row, margin=timedelta(minutes=5))
+    assert set(frame["cohort"]) == {"service=license", "rest"}
+    mine = frame[frame["cohort"] == "service=license"].set_index("minute")["metric_value"]
+    rest = frame[frame["cohort"] == "rest"]["metric_value"]
+    assert mine.max() > rest.max()  # the failing service stands out against the others
+    assert int(frame["requests"].sum()) == 10 * 100 + 10 * 300
+
+
+@pytest.mark.parametrize("metric", SESSION_METRICS)
 def test_every_incident_metric_charts_around_the_incident(congestion, metric: str) -> None:  # type: ignore[no-untyped-def]
     root, run = congestion
     con = warehouse.connect(Settings(warehouse_dir=root))

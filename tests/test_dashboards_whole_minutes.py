@@ -39,7 +39,7 @@ def test_the_overview_series_stops_at_the_last_whole_minute() -> None:
         failed_sessions BIGINT, rebuffer_ms BIGINT, watch_ms BIGINT, exits_before_start BIGINT,
         ended_sessions BIGINT, bitrate_kbps_ms DOUBLE, bitrate_ms BIGINT, startup_sketch VARCHAR)"""
     )
-    con.execute("CREATE TABLE dash_events (event_time TIMESTAMPTZ)")
+    con.execute("CREATE TABLE events (event_time TIMESTAMPTZ)")
     rows = []
     for i in range(5):
         parts = 3 if i < 4 else 1  # minute 4: one partition's partial stored so far
@@ -49,7 +49,7 @@ def test_the_overview_series_stops_at_the_last_whole_minute() -> None:
             )
     rows.append((_m(2), "all", "all", "p0.late.x", 1, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, None))
     con.executemany(f"INSERT INTO qoe_minute VALUES ({', '.join('?' * 15)})", rows)
-    con.execute("INSERT INTO dash_events VALUES (?)", [_m(5) + timedelta(seconds=20)])
+    con.execute("INSERT INTO events VALUES (?)", [_m(5) + timedelta(seconds=20)])
 
     series = minute_series(con, Filters(_m(0), _m(6)))
 

@@ -23,12 +23,21 @@ INCIDENT_METRIC_SQL: Final[dict[str, str]] = {
     # (metric_around groups by minute and cohort, explicitly: GROUP BY ALL rejects this.)
     "plays_share_pct": "100.0 * count(*) / sum(count(*)) OVER (PARTITION BY minute)",
 }
+# Control-plane incident metric (dimension "service") -> its SQL over `service_minute`.
+SERVICE_METRIC_SQL: Final[dict[str, str]] = {
+    "service_error_pct": "100.0 * sum(errors) / nullif(sum(requests), 0)",
+    "service_latency_p50_ms": "sum(latency_p50_ms * requests) / nullif(sum(requests), 0)",
+    "service_fallback_pct": "100.0 * sum(fallbacks) / nullif(sum(requests), 0)",
+}
 METRIC_UNITS: Final[dict[str, str]] = {
     "rebuffer_pct": "%",
     "playback_failure_pct": "%",
     "startup_p95_ms": "ms",
     "start_failure_pct": "%",
     "plays_share_pct": "% of plays",
+    "service_error_pct": "% of requests",
+    "service_latency_p50_ms": "ms",
+    "service_fallback_pct": "% of requests",
 }
 
 
@@ -72,8 +81,15 @@ def _dimension_condition(dimension: str) -> str:
 def metric_around(
     con: duckdb.DuckDBPyConnection, row: pd.Series, margin: timedelta = timedelta(minutes=15)
 ) -> pd.DataFrame:
-    """The incident's metric per minute, for its dimension value and for the rest."""
+    """The incident's metric per minute, for its dimension value and for the rest.
+
+    Session metrics come from `sessions` (column `sessions`: sessions per minute and
+    cohort); a service's metrics from `service_minute`, the named service against the
+    other services (column `requests`).
+    """
     metric = str(row["metric"])
+    if metric in SERVICE_METRIC_SQL:
+        return _service_metric_around(con, row, margin)
     expr = INCIDENT_METRIC_SQL.get(metric, SQL_METRICS["session_rebuffer_pct"])
     start, end = incident_window(row)
     dimension, value = str(row["dimension"]), row["value"]
@@ -88,6 +104,22 @@ def metric_around(
     GROUP BY 1, 2 ORDER BY 1, 2
     """
     return query_df(con, sql, [*params, start - margin, end + margin])
+
+
+def _service_metric_around(
+    con: duckdb.DuckDBPyConnection, row: pd.Series, margin: timedelta
+) -> pd.DataFrame:
+    start, end = incident_window(row)
+    service = str(row["value"])
+    sql = f"""
+    SELECT minute, CASE WHEN service = ? THEN ? ELSE 'rest' END AS cohort,
+           {SERVICE_METRIC_SQL[str(row["metric"])]} AS metric_value,
+           sum(requests) AS requests
+    FROM service_minute
+    WHERE minute >= ? AND minute < ?
+    GROUP BY 1, 2 ORDER BY 1, 2
+    """
+    return query_df(con, sql, [service, f"service={service}", start - margin, end + margin])
 
 
 def affected_members(con: duckdb.DuckDBPyConnection, row: pd.Series, limit: int = 500) -> list[str]:
