@@ -100,7 +100,7 @@ async def test_worker_reconciles_and_matches_stub_truth(
 ) -> None:
     s = own_settings
     # At least 100,000 events (issue #4, acceptance 2): 4,000 members at 840 events/s.
-    run = StubRun(RunOptions(seed=11, members=4000, rate=840, duration_s=120))
+    run = StubRun(RunOptions(seed=11, members=4000, rate=840, duration_s=130))
     lines: list[tuple[bytes | None, bytes]] = []
     for batch in run.batches():
         lines += [(k.encode(), v.encode()) for k, v in zip(batch.keys, batch.lines, strict=True)]
