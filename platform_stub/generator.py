@@ -20,7 +20,7 @@ from platform_stub.config import StubConfig
 from platform_stub.control_plane.plane import ControlPlane
 from platform_stub.encoding import uuid4_from
 from platform_stub.error_codes import build_error_table
-from platform_stub.player import PlayerWorld, SessionPlan, SessionState
+from platform_stub.player import PlayerWorld, SessionPlan, SessionProgress
 from platform_stub.population import REGIONS, Population, build_population, region_load
 from platform_stub.scenarios import Fault, ScenarioTruth, choose_fault, scenario_truth
 from platform_stub.session_run import SessionEvents, play
@@ -131,7 +131,7 @@ class StubRun:
         self.sessions_finished = 0
         self.affected: dict[str, str] = {}  # session id -> member id
         self.stopped_early = False
-        self._heap: list[tuple[int, int, str, SessionEvents, SessionState]] = []
+        self._heap: list[tuple[int, int, str, SessionEvents, SessionProgress]] = []
         self._rng = random.Random(f"arrivals:{options.seed}:{options.scenario}")
         self._sessions_per_ms = (
             options.rate / expected_events_per_session(self.population, cfg) / 1000.0
@@ -215,7 +215,7 @@ class StubRun:
             autoplay=rng.random() < 0.15,
         )
 
-    def _session_ended(self, state: SessionState) -> None:
+    def _session_ended(self, state: SessionProgress) -> None:
         truth = state.truth()
         self.sessions_finished += 1
         if self._keep_truths:
@@ -259,7 +259,7 @@ class StubRun:
         while True:
             if t_next < end and (not heap or t_next <= heap[0][0]):
                 plan = self._plan(t_next)
-                state = SessionState(plan)
+                state = SessionProgress(plan)
                 gen = play(plan, self.world, state)
                 t, line = next(gen)
                 push(heap, (t, seq, line, gen, state))

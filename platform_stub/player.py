@@ -9,7 +9,7 @@ This module holds the shared world, the plan and the state; `platform_stub.sessi
 runs one session through the startup phases (`platform_stub.startup`, with the control
 plane's calls when it is on) and the tick-by-tick playback (`platform_stub.playback`).
 Everything the session emits is also accumulated in
-`SessionState`, from which the truth record is built, so the truth and the events agree by
+`SessionProgress`, from which the truth record is built, so the truth and the events agree by
 construction.
 """
 
@@ -111,7 +111,7 @@ class PlayerWorld:
         return text
 
 
-class SessionState:
+class SessionProgress:
     """What a session has done so far (mutable; the runner reads it for the truth record)."""
 
     __slots__ = (

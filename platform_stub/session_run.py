@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from platform_stub.playback import Playback
-from platform_stub.player import PlayerWorld, SessionPlan, SessionState
+from platform_stub.player import PlayerWorld, SessionPlan, SessionProgress
 from platform_stub.startup import Session, startup
 
 SessionEvents = Generator[tuple[int, str], None, None]
 
 
-def play(plan: SessionPlan, world: PlayerWorld, state: SessionState) -> SessionEvents:
+def play(plan: SessionPlan, world: PlayerWorld, state: SessionProgress) -> SessionEvents:
     """Simulate one session, yielding (event_ms, event_json) in time order.
 
     The startup phases (`platform_stub.startup`) run first; a session that reaches its

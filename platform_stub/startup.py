@@ -23,7 +23,7 @@ from platform_stub.population import CONNECTION_KBPS, REGIONS, Oca
 
 if TYPE_CHECKING:
     from platform_stub.control_plane.plane import ControlPlane, PlayStart
-    from platform_stub.player import PlayerWorld, SessionPlan, SessionState
+    from platform_stub.player import PlayerWorld, SessionPlan, SessionProgress
 
 Lines = Generator[tuple[int, str], None, None]
 _ORIGIN_THROUGHPUT = 0.6  # origin is farther away and shared: less throughput than an edge
@@ -71,7 +71,7 @@ class Session:
         "plan", "rng", "start", "state", "world",
     )  # fmt: skip
 
-    def __init__(self, plan: SessionPlan, world: PlayerWorld, state: SessionState) -> None:
+    def __init__(self, plan: SessionPlan, world: PlayerWorld, state: SessionProgress) -> None:
         self.plan = plan
         self.world = world
         self.state = state
