@@ -200,7 +200,7 @@ async def test_stub_cli_with_the_collectors_base_url(
     try:
         async with serve(settings) as base_url:
             argv = ["stub", "run", "--target", "http", "--collector-url", base_url]
-            argv += ["--members", "50", "--rate", "20", "--duration", "30", "--max-events", "200"]
+            argv += ["--members", "50", "--rate", "20", "--duration", "120", "--max-events", "200"]
             argv += ["--speed", "0", "--start", "now", "--run-name", "base-url"]
             code = await asyncio.to_thread(main, argv)
     finally:
