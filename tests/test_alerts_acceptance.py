@@ -9,7 +9,9 @@ weeks apart so that one warehouse and one set of topics hold them all.
    recording HTTP receiver (webhook, Slack and PagerDuty bodies) and a real Alertmanager.
    The receiver is down from the start for 60 s; meanwhile the notifier is killed with
    SIGKILL once it has written every notification and failed to deliver some. After both
-   are back, every notification arrives exactly once; the right rule fired once per fault,
+   are back, every notification arrives exactly once at the recording receiver (down at the
+   kill) and at least once at Alertmanager (up throughout; it keys alerts by their labels,
+   so a repeat is harmless); the right rule fired once per fault,
    named the ground-truth value and resolved after the fault; `normal` sent nothing.
 2. The same rollups in a warehouse: `streamwatch alerts backtest` of the shipped rules
    prints, per rule, hits, misses, false alarms and time to fire.
@@ -36,7 +38,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from alerts import actions
-from alerts.records import Notification
+from alerts.records import FINAL_OUTCOMES, Notification
 from alerts.rules import SHIPPED_RULES, load_rules
 from infra.alertmanager_server import AlertmanagerServer
 from streamwatch import topics
@@ -172,6 +174,17 @@ def _am_received(am: AlertmanagerServer) -> Counter[str]:
     return out
 
 
+def _alertmanager_in_doubt(settings: Settings) -> Counter[str]:
+    """Alertmanager notifications with no final delivery entry yet, by alert status."""
+    notes, deliveries = actions.read_log(settings)
+    final = {d.notification_id for d in deliveries if d.outcome in FINAL_OUTCOMES}
+    return Counter(
+        n.alert.status
+        for n in notes
+        if n.receiver == "alertmanager" and n.notification_id not in final
+    )
+
+
 def _am_active(am: AlertmanagerServer) -> list[object]:
     with urllib.request.urlopen(f"{am.address}/api/v2/alerts", timeout=10) as resp:
         found: list[object] = json.load(resp)
@@ -208,6 +221,7 @@ def test_alerts_reach_every_receiver_once_through_a_crash_and_an_outage(
         _wait("the outbox and failed attempts", written_and_failing, 120, proc, log)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        in_doubt = _alertmanager_in_doubt(settings)
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
         receiver.up()
         proc = _notifier(settings, receivers, log)
@@ -245,11 +259,15 @@ def test_alerts_reach_every_receiver_once_through_a_crash_and_an_outage(
             expected_ids.add(n.notification_id)
     assert set(ids) == expected_ids
     # ... and at the real Alertmanager, which ends with nothing active.
+    # Alertmanager is up throughout, so a post it answered just before the SIGKILL, whose
+    # "delivered" entry was never written, is posted again after the restart: at least once,
+    # at most once more for each Alertmanager notification in doubt at the kill. Alertmanager
+    # keys alerts by their labels, so a repeat changes nothing (nothing stays active).
     am_notes = [n for n in notes if n.receiver == "alertmanager"]
-    assert _am_received(alertmanager) == Counter(
-        firing=sum(n.alert.status == "firing" for n in am_notes),
-        resolved=sum(n.alert.status == "resolved" for n in am_notes),
-    )
+    received = _am_received(alertmanager)
+    for status in ("firing", "resolved"):
+        sent = sum(n.alert.status == status for n in am_notes)
+        assert sent <= received[status] <= sent + in_doubt[status], (status, received, in_doubt)
     assert _am_active(alertmanager) == []
 
     _check_against_ground_truth(runs, [n for n in notes if n.receiver == "webhook"])

@@ -186,12 +186,21 @@ def _incident(demo: Demo) -> tuple[str, str] | None:
 
 
 def _affected_member(demo: Demo) -> str | None:
+    """A member whose play on the failing OCA never started during the incident.
+
+    The detector opens the incident at the first whole minute it finds anomalous, which can
+    be a minute after the fault began, and a player that times out on the dead cache before
+    failing over leaves with `exit_before_start` rather than a start failure: both count.
+    With the demo's small population the OCA gets only a few plays a minute, so waiting for
+    one kind of failure after the incident's first minute alone could outlast the fault."""
     con = connect_readonly(demo.settings)
     try:
         row = con.execute(
             """SELECT s.member_id FROM sessions s, incidents i
-            WHERE i.value = ? AND s.oca_id = i.value AND s.start_outcome = 'start_failure'
-              AND s.first_event_at >= i.started_at ORDER BY s.first_event_at LIMIT 1""",
+            WHERE i.value = ? AND s.oca_id = i.value
+              AND s.start_outcome IN ('start_failure', 'exit_before_start')
+              AND s.first_event_at >= i.started_at - INTERVAL 2 MINUTE
+            ORDER BY s.first_event_at LIMIT 1""",
             [demo.oca],
         ).fetchone()
     finally:
