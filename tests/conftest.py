@@ -62,13 +62,7 @@ def elasticsearch_url(stack_settings: Settings, settings: Settings) -> Iterator[
         pytest.fail(f"Elasticsearch could not start: {exc}", pytrace=False)
     yield server.address
     if not os.environ.get("STREAMWATCH_KEEP_TOPICS"):
-        own = f"streamwatch-{settings.topic_prefix}*"
-        for path in (f"/{own}?expand_wildcards=all", f"/_index_template/{own}"):
-            request = urllib.request.Request(server.address + path, method="DELETE")
-            try:
-                urllib.request.urlopen(request, timeout=30).close()
-            except OSError as exc:  # housekeeping only
-                print(f"\nnote: Elasticsearch {path} not deleted: {exc!r}")
+        delete_indices(server.address, settings.topic_prefix)
     if started and not os.environ.get("STREAMWATCH_KEEP_STACK"):
         server.down()
 
@@ -106,6 +100,21 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
             asyncio.run(_delete_topics(scoped.bootstrap_servers, prefix))
         except Exception as exc:  # housekeeping only: the tests' verdict stands
             print(f"\nnote: test topics under {prefix!r} were not deleted: {exc!r}")
+        delete_indices(scoped.search_endpoint, prefix)
+
+
+def delete_indices(base_url: str, prefix: str) -> None:
+    """Delete the search indices and templates named after a test prefix.
+
+    The engine's data outlives the session (a shared or demo stack), so without this every
+    run would leave its indices behind."""
+    own = f"streamwatch-{prefix}*"
+    for path in (f"/{own}?expand_wildcards=all", f"/_index_template/{own}"):
+        request = urllib.request.Request(base_url + path, method="DELETE")
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except OSError as exc:  # housekeeping only: the tests' verdict stands
+            print(f"\nnote: {base_url}{path} not deleted: {exc!r}")
 
 
 async def _delete_topics(bootstrap_servers: str, prefix: str) -> None:

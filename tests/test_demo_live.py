@@ -38,7 +38,7 @@ from playwright.sync_api import Page, sync_playwright
 from indexers.warehouse_reader import connect_readonly
 from streamwatch.service_metrics import EXPORTER_OFFSETS, scrape_targets
 from streamwatch.settings import Settings
-from tests.conftest import _delete_topics
+from tests.conftest import _delete_topics, delete_indices
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -167,6 +167,7 @@ def demo(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         down = demo.cli("demo", "down")
         print(down.stdout)
         asyncio.run(_delete_topics(stack_settings.bootstrap_servers, prefix))
+        delete_indices(stack_settings.search_endpoint, prefix)
 
 
 def _read(path: Path) -> str:

@@ -215,7 +215,7 @@
       `bitrate ${kbps === null ? "-" : kbps + " kbps"}  average ${m.avgBitrateKbps === null ? "-" : Math.round(m.avgBitrateKbps) + " kbps"}`,
       `fatal error ${m.fatalErrorCode || "none"}  ${m.ended ? "ended" : ""}`,
       "",
-      cfg.member ? `In a few seconds: streamwatch support lookup ${cfg.member}` +
+      cfg.member ? `In a few seconds: streamwatch support lookup ${cfg.member} --agent YOUR_NAME` +
         " (or the support console) shows this playback." : "",
     ].join("\n");
   }, 250);
