@@ -59,7 +59,9 @@ def axis_format(times: pd.Series) -> str:
 
 
 def _value_y(y: str, unit: str, nonnegative: bool) -> alt.Y:
-    scale = alt.Scale(zero=True, domainMin=0) if nonnegative else alt.Scale(zero=False)
+    # domainMin alone turns Vega's rounding of the domain off: the top point would sit on
+    # (and be clipped at) the plot's edge.
+    scale = alt.Scale(zero=True, domainMin=0, nice=True) if nonnegative else alt.Scale(zero=False)
     return alt.Y(f"{y}:Q", title=unit, scale=scale, axis=alt.Axis(format=",~f"))
 
 
@@ -167,7 +169,7 @@ def stacked_area(
         _marked(alt.Chart(df).mark_area(clip=True))
         .encode(
             x=time_x(fmt=fmt),
-            y=alt.Y(f"{y}:Q", stack=True, title=unit, scale=alt.Scale(zero=True, domainMin=0)),
+            y=alt.Y(f"{y}:Q", stack=True, title=unit, scale=alt.Scale(zero=True, domainMin=0, nice=True)),
             color=alt.Color(
                 f"{color}:N", title=color.replace("_", " "), legend=alt.Legend(orient="bottom")
             ),
