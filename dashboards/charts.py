@@ -58,6 +58,12 @@ def axis_format(times: pd.Series) -> str:
     return TIME_FORMAT
 
 
+def _bottom_legend(**kw: Any) -> alt.Legend:
+    # In rows of four: one row of eight services is wider than a half-page chart and the
+    # last names were cut off.
+    return alt.Legend(orient="bottom", columns=4, **kw)
+
+
 def _value_y(y: str, unit: str, nonnegative: bool) -> alt.Y:
     # domainMin alone turns Vega's rounding of the domain off: the top point would sit on
     # (and be clipped at) the plot's edge.
@@ -128,7 +134,7 @@ def line(
         enc["color"] = alt.Color(
             f"{color}:N",
             title=color.replace("_", " "),
-            legend=alt.Legend(orient="bottom", labelLimit=280),
+            legend=_bottom_legend(labelLimit=280),
         )
         enc["tooltip"].append(alt.Tooltip(f"{color}:N"))
     chart = (
@@ -169,10 +175,10 @@ def stacked_area(
         _marked(alt.Chart(df).mark_area(clip=True))
         .encode(
             x=time_x(fmt=fmt),
-            y=alt.Y(f"{y}:Q", stack=True, title=unit, scale=alt.Scale(zero=True, domainMin=0, nice=True)),
-            color=alt.Color(
-                f"{color}:N", title=color.replace("_", " "), legend=alt.Legend(orient="bottom")
+            y=alt.Y(
+                f"{y}:Q", stack=True, title=unit, scale=alt.Scale(zero=True, domainMin=0, nice=True)
             ),
+            color=alt.Color(f"{color}:N", title=color.replace("_", " "), legend=_bottom_legend()),
             tooltip=[
                 time_tooltip(),
                 alt.Tooltip(f"{color}:N"),
