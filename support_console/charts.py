@@ -36,11 +36,17 @@ SECONDS_FORMAT: Final = "%H:%M:%S"
 def _utc_x(
     field: str, times: pd.Series, title: str | None = "time (UTC)", fmt: str | None = None
 ) -> alt.X:
-    """A UTC time axis, `%H:%M`, with the day when the times span more than most of a day."""
+    """A UTC time axis: `%H:%M`, with the day when the times span more than most of a day,
+    and with seconds when they span less than a few minutes (every label would otherwise
+    read the same minute)."""
     span = pd.Timestamp(times.max()) - pd.Timestamp(times.min()) if len(times) else None
     if fmt is None:
-        long = span is not None and span > pd.Timedelta(hours=20)
-        fmt = "%a %d %b %H:%M" if long else "%H:%M"
+        if span is not None and span > pd.Timedelta(hours=20):
+            fmt = "%a %d %b %H:%M"
+        elif span is not None and span < pd.Timedelta(minutes=5):
+            fmt = SECONDS_FORMAT
+        else:
+            fmt = "%H:%M"
     return alt.X(
         f"{field}:T",
         timeUnit=UTC_SECOND,
@@ -117,7 +123,8 @@ def timeline(
         alt.Tooltip("startup_ms:Q"),
         alt.Tooltip("rebuffer_pct:Q"),
     ]
-    axis_x = _utc_x("start", frame["start"])
+    extent = pd.concat([frame["start"], frame["end"]])
+    axis_x = _utc_x("start", extent)
     base = alt.Chart(frame).encode(
         x=axis_x,
         y=_device_y(),
@@ -133,7 +140,7 @@ def timeline(
             alt.Chart(incidents_frame(incidents, devices, now or datetime.now(UTC)))
             .mark_bar(color="#fb8c00", opacity=0.25, height=34)
             .encode(
-                x=_utc_x("start", frame["start"]),
+                x=axis_x,
                 x2=alt.X2("end:T", timeUnit=UTC_SECOND),
                 y=_device_y(),
                 tooltip=[alt.Tooltip("incident:N")],

@@ -109,9 +109,8 @@ def summarize(sessions: Sequence[SessionView], since: datetime) -> str:
     n = len(sessions)
     if not troubled:
         devices = _device_phrase([s.device_label for s in sessions])
-        return (
-            f"All {_plural(n, 'session')} since {_day(since)} played without errors on {devices}."
-        )
+        which = "The one session" if n == 1 else f"All {_plural(n, 'session')}"
+        return f"{which} since {_day(since)} played without errors on {devices}."
     bad_devices = [s.device_label for s in troubled]
     text = (
         f"{len(troubled)} of {_plural(n, 'session')} since {_day(since)} {_verb(troubled)}"
