@@ -23,6 +23,13 @@ INCIDENT_METRIC_SQL: Final[dict[str, str]] = {
     # (metric_around groups by minute and cohort, explicitly: GROUP BY ALL rejects this.)
     "plays_share_pct": "100.0 * count(*) / sum(count(*)) OVER (PARTITION BY minute)",
 }
+# Incident metrics charted from the minute rollups (complete per minute), and the rollup
+# columns they are sums of.
+ROLLUP_METRICS: Final = frozenset({"rebuffer_pct", "playback_failure_pct", "start_failure_pct"})
+ROLLUP_ADDITIVE: Final = (
+    "active_sessions", "ended_sessions", "failed_sessions", "start_failures",
+    "rebuffer_ms", "watch_ms",
+)  # fmt: skip
 # Control-plane incident metric (dimension "service") -> its SQL over `service_minute`.
 SERVICE_METRIC_SQL: Final[dict[str, str]] = {
     "service_error_pct": "100.0 * sum(errors) / nullif(sum(requests), 0)",
@@ -90,6 +97,8 @@ def metric_around(
     metric = str(row["metric"])
     if metric in SERVICE_METRIC_SQL:
         return _service_metric_around(con, row, margin)
+    if metric in ROLLUP_METRICS and str(row["dimension"]) in DIMENSIONS:
+        return _rollup_metric_around(con, row, margin)
     expr = INCIDENT_METRIC_SQL.get(metric, SQL_METRICS["session_rebuffer_pct"])
     start, end = incident_window(row)
     dimension, value = str(row["dimension"]), row["value"]
@@ -104,6 +113,40 @@ def metric_around(
     GROUP BY 1, 2 ORDER BY 1, 2
     """
     return query_df(con, sql, [*params, start - margin, end + margin])
+
+
+def _rollup_metric_around(
+    con: duckdb.DuckDBPyConnection, row: pd.Series, margin: timedelta
+) -> pd.DataFrame:
+    """The metric from the minute rollups: the value's minutes against all traffic minus it.
+
+    Session summaries are written when sessions end, so in the newest minutes they hold the
+    failed and short sessions and not yet the ones still playing: by session, a failure
+    rate there reads far too high (the rest of the traffic "failing" at 50 %). A rollup
+    minute counts every session active in it; the rest is the "all" rollup minus the value,
+    column by column, since every metric is a ratio of sums.
+    """
+    start, end = incident_window(row)
+    dimension, value = str(row["dimension"]), str(row["value"])
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_ADDITIVE)
+    rest = ", ".join(f"a.{c} - coalesce(v.{c}, 0) AS {c}" for c in ROLLUP_ADDITIVE)
+    expr = SQL_METRICS[str(row["metric"])]
+    sql = f"""
+    WITH v AS (SELECT window_start AS minute, {sums} FROM qoe_minute
+               WHERE dimension = ? AND value = ? AND window_start >= ? AND window_start < ?
+               GROUP BY 1),
+         a AS (SELECT window_start AS minute, {sums} FROM qoe_minute
+               WHERE dimension = 'all' AND window_start >= ? AND window_start < ?
+               GROUP BY 1),
+         rest AS (SELECT a.minute, {rest} FROM a LEFT JOIN v USING (minute))
+    SELECT minute, ? AS cohort, {expr} AS metric_value, sum(active_sessions) AS sessions
+    FROM v GROUP BY 1
+    UNION ALL
+    SELECT minute, 'rest', {expr}, sum(active_sessions) FROM rest GROUP BY 1
+    ORDER BY 1, 2
+    """
+    lo, hi = start - margin, end + margin
+    return query_df(con, sql, [dimension, value, lo, hi, lo, hi, f"{dimension}={value}"])
 
 
 def _service_metric_around(

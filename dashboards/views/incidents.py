@@ -45,6 +45,10 @@ def body() -> None:
         st.write(row["explanation"])
     around = q.metric_around(con, row)
     unit = q.METRIC_UNITS.get(str(row["metric"]), "")
+    progress = ui.in_progress(con)
+    if progress is not None and len(around):
+        # Shaded minutes are not complete: shown, they would read as a spike or a drop.
+        around = around[pd.to_datetime(around["minute"], utc=True) < pd.Timestamp(progress[0])]
     if around.empty:
         ui.empty_note("sessions around this incident")
     else:
@@ -52,7 +56,7 @@ def body() -> None:
             st,
             str(row["metric"]).replace("_", " "),
             f"{unit} per minute, root cause against the rest",
-            charts.line(around, "metric_value", unit, "cohort", in_progress=ui.in_progress(con)),
+            charts.line(around, "metric_value", unit, "cohort", in_progress=progress),
         )
     members = q.affected_members(con, row)
     sessions = q.affected_sessions(con, row)
