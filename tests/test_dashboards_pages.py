@@ -209,6 +209,40 @@ def test_a_service_incident_charts_its_service_against_the_others(metric: str) -
     assert int(frame["requests"].sum()) == 10 * 100 + 10 * 300
 
 
+def test_an_incident_charts_from_whole_rollup_minutes_with_the_rest_as_all_minus_it() -> None:
+    """Rollup minutes count every active session (session summaries only the ended ones)."""
+    con = duckdb.connect()
+    cols = ", ".join(f"{c} BIGINT" for c in incidents.ROLLUP_ADDITIVE)
+    con.execute(
+        f"CREATE TABLE qoe_minute (window_start TIMESTAMPTZ, dimension VARCHAR, value VARCHAR, "
+        f"partial VARCHAR, {cols})"
+    )
+    t0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    rows = []
+    for i in range(6):
+        bad = i >= 3
+        for part in ("p0", "p1"):  # two partitions' partials of each minute
+            # (active, ended, failed, start_failures, rebuffer_ms, watch_ms)
+            oca = (10, 4, 0, 2 if bad else 0, 0, 60_000)
+            everyone = (100, 20, 1, 5 if bad else 1, 500, 600_000)
+            rows.append((t0 + timedelta(minutes=i), "oca_id", "oca-1", part, *oca))
+            rows.append((t0 + timedelta(minutes=i), "all", "all", part, *everyone))
+    con.executemany(f"INSERT INTO qoe_minute VALUES ({', '.join('?' * 10)})", rows)
+    row = pd.Series(
+        {"metric": "start_failure_pct", "dimension": "oca_id", "value": "oca-1",
+         "started_at": pd.Timestamp(t0 + timedelta(minutes=3)), "resolved_at": pd.NaT,
+         "last_anomalous_at": pd.Timestamp(t0 + timedelta(minutes=5))}
+    )  # fmt: skip
+    frame = incidents.metric_around(con, row, margin=timedelta(minutes=5))
+    by = frame.set_index(["cohort", "minute"])["metric_value"]
+    late = t0 + timedelta(minutes=4)
+    assert by[("oca_id=oca-1", late)] == pytest.approx(100.0 * 4 / 8)
+    # The rest: (5 - 2) start failures of (20 - 4) ended sessions per partition.
+    assert by[("rest", late)] == pytest.approx(100.0 * 6 / 32)
+    assert by[("rest", t0)] == pytest.approx(100.0 * 2 / 32)
+    assert int(frame[frame["cohort"] == "rest"]["sessions"].iloc[0]) == 2 * 90
+
+
 @pytest.mark.parametrize("metric", SESSION_METRICS)
 def test_every_incident_metric_charts_around_the_incident(congestion, metric: str) -> None:  # type: ignore[no-untyped-def]
     root, run = congestion
