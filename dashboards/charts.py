@@ -58,10 +58,10 @@ def axis_format(times: pd.Series) -> str:
     return TIME_FORMAT
 
 
-def _bottom_legend(**kw: Any) -> alt.Legend:
-    # In rows of four: one row of eight services is wider than a half-page chart and the
-    # last names were cut off.
-    return alt.Legend(orient="bottom", columns=4, **kw)
+def _bottom_legend(columns: int = 4, **kw: Any) -> alt.Legend:
+    # In rows: one row of eight services is wider than a half-page chart and the last names
+    # were cut off.
+    return alt.Legend(orient="bottom", columns=columns, **kw)
 
 
 def _value_y(y: str, unit: str, nonnegative: bool) -> alt.Y:
@@ -191,3 +191,23 @@ def stacked_area(
         return chart
     band = in_progress_band(*in_progress, fmt=fmt)
     return cast(alt.LayerChart, alt.layer(band, chart))
+
+
+def stacked_bars(df: pd.DataFrame, x: str, y: str, color: str, unit: str) -> alt.Chart:
+    """Vertical bars of `y` per `x` (a day), stacked by `color`, with a legend that wraps."""
+    return (
+        _marked(alt.Chart(df).mark_bar())
+        .encode(
+            x=alt.X(f"{x}:N", title=f"{x} (UTC)", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(f"{y}:Q", stack=True, title=unit, scale=alt.Scale(zero=True, nice=True)),
+            color=alt.Color(
+                f"{color}:N",
+                title=None,
+                scale=alt.Scale(scheme="category20"),  # ten colours repeat over ~20 stores
+                legend=_bottom_legend(columns=3, labelLimit=300),
+            ),
+            tooltip=[f"{x}:N", f"{color}:N", alt.Tooltip(f"{y}:Q", title=unit, format=",.1f")],
+        )
+        # Streamlit fits the legend into the chart's height: make room for its rows.
+        .properties(height=HEIGHT + 60 + 22 * -(-df[color].nunique() // 3))
+    )

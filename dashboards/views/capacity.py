@@ -93,9 +93,14 @@ def body() -> None:
         )
         st.caption("The shaded minutes are still in progress and left out of the lines.")
     if not storage.empty:
-        by_store = storage.pivot_table("bytes", "day", "store", aggfunc="sum", fill_value=0)
-        st.markdown("**Storage by day and store (MB)**: warehouse, search indices, Kafka topics")
-        st.bar_chart(by_store / 1e6, x_label="day (UTC)", y_label="MB", stack=True)
+        by_store = storage.groupby(["day", "store"], as_index=False)["bytes"].sum()
+        by_store = by_store.assign(mb=by_store["bytes"] / 1e6, day=by_store["day"].astype(str))
+        ui.chart(
+            st,
+            "Storage by day and store",
+            "MB: warehouse, search indices, Kafka topics",
+            charts.stacked_bars(by_store, "day", "mb", "store", "MB"),
+        )
         tables.show(tables.storage_table(storage), key="storage")
     for note in storage_notes:
         st.caption(note)
