@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contract.records import Incident, IncidentMetric, Severity
 from contract.sketch import bucket_value
 from contract.spans import ServiceMinute
+from streams.detector.model import Baseline
 
 # Who calls whom (the stub's control plane; a real deployment would read its service map).
 CALLEES: dict[str, tuple[str, ...]] = {
@@ -62,26 +63,25 @@ DEFAULT_POLICY = ServiceDetectorPolicy()
 
 
 class RateBaseline(BaseModel):
-    """EWMA of error %, fallback % and log median latency of one (service, endpoint, region)."""
+    """EWMA baselines (the QoE detector's) of error rate, fallback rate and log median latency
+    of one (service, endpoint, region)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    error: float = 0.0
-    fallback: float = 0.0
-    log_p50: float = 0.0
-    n: int = 0
+    error: Baseline = Field(default_factory=Baseline)
+    fallback: Baseline = Field(default_factory=Baseline)
+    log_p50: Baseline = Field(default_factory=Baseline)
+
+    @property
+    def n(self) -> int:
+        """Normal minutes folded in."""
+        return self.error.n
 
     def update(self, row: ServiceMinute, p50: float, alpha: float) -> None:
         """Fold in one normal minute."""
-        err, fb = row.errors / row.requests, row.fallbacks / row.requests
-        lp = math.log(max(p50, 1.0))
-        if self.n == 0:
-            self.error, self.fallback, self.log_p50 = err, fb, lp
-        else:
-            self.error += alpha * (err - self.error)
-            self.fallback += alpha * (fb - self.fallback)
-            self.log_p50 += alpha * (lp - self.log_p50)
-        self.n += 1
+        self.error.update(row.errors / row.requests, alpha)
+        self.fallback.update(row.fallbacks / row.requests, alpha)
+        self.log_p50.update(math.log(max(p50, 1.0)), alpha)
 
 
 class OpenServiceIncident(BaseModel):
@@ -162,13 +162,13 @@ def findings(row: ServiceMinute, b: RateBaseline, p: ServiceDetectorPolicy) -> l
     """This minute's departures of one (service, endpoint, region) from its baseline."""
     out: list[Finding] = []
     for metric, k, usual in (
-        ("service_error_pct", row.errors, b.error),
-        ("service_fallback_pct", row.fallbacks, b.fallback),
+        ("service_error_pct", row.errors, b.error.mean),
+        ("service_fallback_pct", row.fallbacks, b.fallback.mean),
     ):
         found = _rate_finding(metric, row, k, usual, p)  # type: ignore[arg-type]
         if found is not None:
             out.append(found)
-    p50, usual_p50 = _p50(row), math.exp(b.log_p50)
+    p50, usual_p50 = _p50(row), math.exp(b.log_p50.mean)
     if (
         p50 is not None
         and row.requests >= p.min_latency_requests
