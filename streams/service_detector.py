@@ -22,14 +22,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from statistics import NormalDist
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.records import Incident, IncidentMetric, Severity
 from contract.sketch import bucket_value
 from contract.spans import ServiceMinute
-from streams.detector.model import Baseline
+from streams.detector.model import Baseline, OpenIncident
+from streams.detector.tail_stats import _binom_sf, _z_of
 
 # Who calls whom (the stub's control plane; a real deployment would read its service map).
 CALLEES: dict[str, tuple[str, ...]] = {
@@ -84,22 +84,13 @@ class RateBaseline(BaseModel):
         self.log_p50.update(math.log(max(p50, 1.0)), alpha)
 
 
-class OpenServiceIncident(BaseModel):
-    """An incident not resolved yet, and its normal minutes in a row."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    incident: Incident
-    normal_streak: int = 0
-
-
 class ServiceDetectorState(BaseModel):
     """Everything the detector remembers between minutes (serializable)."""
 
     model_config = ConfigDict(extra="forbid")
 
     baselines: dict[str, RateBaseline] = Field(default_factory=dict)
-    open: dict[str, OpenServiceIncident] = Field(default_factory=dict)
+    open: dict[str, OpenIncident] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,27 +102,6 @@ class Finding:
     observed: float
     expected: float
     z: float
-
-
-def _binom_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), exact."""
-    if k <= n * p:
-        return 1.0
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    lg_n, log_p, log_q = math.lgamma(n + 1), math.log(p), math.log(1 - p)
-    total = 0.0
-    for i in range(k, n + 1):
-        term = math.exp(
-            lg_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-        )
-        total += term
-        if term < 1e-15 * total:
-            break
-    return min(1.0, total)
-
-
-def _z_of(p_value: float) -> float:
-    return -NormalDist().inv_cdf(min(max(p_value, 1e-300), 0.5))
 
 
 def _p50(row: ServiceMinute) -> float | None:
@@ -288,7 +258,7 @@ def _lifecycle(
         current = state.open.get(key)
         if current is None:
             incident = _open(f, minute, p)
-            state.open[key] = OpenServiceIncident(incident=incident)
+            state.open[key] = OpenIncident(incident=incident)
             out.append(incident)
         else:
             current.normal_streak = 0
