@@ -17,14 +17,22 @@ from pathlib import Path
 
 import duckdb
 
+from contract.dimensions import DIMENSIONS
 from dashboards import warehouse
 from dashboards.filters import Filters
 from dashboards.queries import overview
 from streamwatch.settings import Settings
 
+# Dimensions the query below spells out; every other contract dimension gets a few values, so
+# that a dimension added to the contract needs no change here.
+_SPELLED_OUT = frozenset({"title_id", "device_type", "app_version", "region", "isp", "oca_id"})
+
 
 def build(root: Path, events: int, per_session: int) -> int:
     sessions = max(1, events // per_session)
+    other_dimensions = "".join(
+        f"'{d}-' || (i % 4) AS {d}, " for d in DIMENSIONS if d not in _SPELLED_OUT
+    )
     out = root / "sessions" / "date=2026-01-01" / "hour=12"
     out.mkdir(parents=True)
     con = duckdb.connect()
@@ -34,7 +42,7 @@ def build(root: Path, events: int, per_session: int) -> int:
         't-' || (i % 500) AS title_id, ['tv','mobile','web'][1 + i % 3] AS device_type,
         ['5.1.0','5.2.0'][1 + i % 2] AS app_version, ['us-east','us-west','eu-west'][1 + i % 3]
         AS region, 'isp-' || (i % 20) AS isp, 'oca-' || (i % 60) AS oca_id,
-        CASE WHEN i % 10 = 0 THEN 'origin' ELSE 'edge' END AS cdn_tier,
+        CASE WHEN i % 10 = 0 THEN 'origin' ELSE 'edge' END AS cdn_tier, {other_dimensions}
         TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_milliseconds(i * 86400000 // {sessions})
           AS first_event_at,
         first_event_at AS play_requested_at,

@@ -74,6 +74,20 @@ class Column:
         return DUCKDB_TYPES[self.kind]
 
 
+# The provenance columns every sink adds to every table's rows, after the record's own.
+SOURCE_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "ingested_at",
+        "timestamp",
+        "When the sink wrote the row (UTC); freshness = this - the record's own time.",
+    ),
+    Column("source_partition", "int", "Kafka partition the record was read from."),
+    Column(
+        "source_offset", "long", "Kafka offset the record was read from (tie-break for dedupe)."
+    ),
+)
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """ISO-8601 text or epoch milliseconds → aware UTC datetime (naive text is taken as UTC)."""
     if value is None or value == "":

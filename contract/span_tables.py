@@ -7,15 +7,9 @@ every other table of `contract.tables`, which lists these two beside its own.
 
 from __future__ import annotations
 
-from contract.columns import Column
+from contract.columns import SOURCE_COLUMNS, Column
 
 _C = Column
-
-_SOURCE = (
-    _C("ingested_at", "timestamp", "When the sink wrote the row (UTC)."),
-    _C("source_partition", "int", "Kafka partition the record was read from."),
-    _C("source_offset", "long", "Kafka offset the record was read from (tie-break for dedupe)."),
-)
 
 SPAN_COLUMNS: tuple[Column, ...] = (
     _C("trace_id", "keyword", "OpenTelemetry trace id; a play's is its session id's hex."),
@@ -45,7 +39,7 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     _C("member_id", "keyword", "Member the request was made for, if known."),
     _C("country", "keyword", "Member's country, if known."),
     _C("extra", "json", "Fields of the span without a column, as JSON."),
-    *_SOURCE,
+    *SOURCE_COLUMNS,
 )  # fmt: skip
 
 SERVICE_MINUTE_COLUMNS: tuple[Column, ...] = (
@@ -68,5 +62,5 @@ SERVICE_MINUTE_COLUMNS: tuple[Column, ...] = (
     ),
     _C("instance_groups", "json", "Requests and errors per instance group as JSON."),
     _C("extra", "json", "Fields of the rollup without a column, as JSON."),
-    *_SOURCE,
+    *SOURCE_COLUMNS,
 )

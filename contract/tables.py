@@ -12,21 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contract.columns import Column
+from contract.columns import SOURCE_COLUMNS, Column
 from contract.span_tables import SERVICE_MINUTE_COLUMNS, SPAN_COLUMNS
 from streamwatch import topics
 
 _C = Column
-
-SOURCE_COLUMNS: tuple[Column, ...] = (
-    _C(
-        "ingested_at",
-        "timestamp",
-        "When the sink wrote the row (UTC); freshness = this - event_time.",
-    ),
-    _C("source_partition", "int", "Kafka partition the record was read from."),
-    _C("source_offset", "long", "Kafka offset the record was read from (tie-break for dedupe)."),
-)
 
 DEVICE_NETWORK_COLUMNS: tuple[Column, ...] = (
     _C("device_id", "keyword", "Device identifier."),

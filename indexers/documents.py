@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from contract.tables import EVENT_COLUMNS, SOURCE_COLUMNS, TABLES, TableSpec
+from contract.columns import SOURCE_COLUMNS
+from contract.tables import EVENT_COLUMNS, TABLES, TableSpec
 
 # The column each differently named record field lands in, derived from `Column.source`.
 _PAYLOAD_COLUMNS: dict[str, str] = {

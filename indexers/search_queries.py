@@ -2,36 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+Body = dict[str, Any]
 
 
-def _range(field: str, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+def time_range(
+    field: str, since: datetime | None, until: datetime | None, *, until_inclusive: bool = False
+) -> Body:
+    """A range filter on a time field: from `since` (inclusive) to `until` (exclusive unless
+    `until_inclusive`); a missing bound is left open."""
     bounds: dict[str, str] = {}
     if since is not None:
         bounds["gte"] = since.isoformat()
     if until is not None:
-        bounds["lt"] = until.isoformat()
+        bounds["lte" if until_inclusive else "lt"] = until.isoformat()
     return {"range": {field: bounds}}
+
+
+def filtered_in_time(
+    filters: Sequence[Body],
+    time_field: str,
+    *,
+    size: int,
+    order: Literal["asc", "desc"] = "desc",
+    tie_break: str | None = None,
+    may_be_unmapped: bool = False,
+) -> Body:
+    """A search body: documents matching every filter, sorted by `time_field` (then by
+    `tie_break`, ascending, for a stable order).
+
+    `may_be_unmapped` keeps the sort from failing on an index that has no such field yet (a
+    span index before its first span, for example).
+    """
+    by_time: dict[str, str] = {"order": order}
+    if may_be_unmapped:
+        by_time["unmapped_type"] = "date"
+    sort: list[Body] = [{time_field: by_time}]
+    if tie_break is not None:
+        sort.append({tie_break: {"order": "asc"}})
+    return {"size": size, "query": {"bool": {"filter": list(filters)}}, "sort": sort}
 
 
 def member_errors(
     member_id: str, since: datetime, until: datetime | None = None, size: int = 100
 ) -> dict[str, Any]:
     """One member's error events in a time range, newest first (the support lookup)."""
-    return {
-        "size": size,
-        "query": {
-            "bool": {
-                "filter": [
-                    {"term": {"member_id": member_id}},
-                    {"term": {"event_type": "error"}},
-                    _range("event_time", since, until),
-                ]
-            }
-        },
-        "sort": [{"event_time": {"order": "desc"}}, {"event_id": {"order": "asc"}}],
-    }
+    return member_events(member_id, since, until, size, ["error"])
 
 
 def member_events(
@@ -42,33 +61,19 @@ def member_events(
     event_types: list[str] | None = None,
 ) -> dict[str, Any]:
     """One member's events (optionally only some types), newest first: the timeline."""
-    filters: list[dict[str, Any]] = [
-        {"term": {"member_id": member_id}},
-        _range("event_time", since, until),
-    ]
-    if event_types:
+    filters: list[Body] = [{"term": {"member_id": member_id}}]
+    if event_types is not None and len(event_types) == 1:
+        filters.append({"term": {"event_type": event_types[0]}})
+    elif event_types:
         filters.append({"terms": {"event_type": event_types}})
-    return {
-        "size": size,
-        "query": {"bool": {"filter": filters}},
-        "sort": [{"event_time": {"order": "desc"}}, {"event_id": {"order": "asc"}}],
-    }
+    filters.append(time_range("event_time", since, until))
+    return filtered_in_time(filters, "event_time", size=size, tie_break="event_id")
 
 
 def member_sessions(member_id: str, since: datetime, size: int = 200) -> dict[str, Any]:
     """One member's session summaries whose first event is after `since`, newest first."""
-    return {
-        "size": size,
-        "query": {
-            "bool": {
-                "filter": [
-                    {"term": {"member_id": member_id}},
-                    _range("first_event_at", since, None),
-                ]
-            }
-        },
-        "sort": [{"first_event_at": {"order": "desc"}}],
-    }
+    filters = [{"term": {"member_id": member_id}}, time_range("first_event_at", since, None)]
+    return filtered_in_time(filters, "first_event_at", size=size)
 
 
 def find_members(field: str, value: str, size: int = 20) -> dict[str, Any]:
@@ -84,9 +89,9 @@ def error_message_search(
     text: str, since: datetime | None = None, size: int = 50
 ) -> dict[str, Any]:
     """Error events whose message matches words of `text`, best match first."""
-    filters: list[dict[str, Any]] = [{"term": {"event_type": "error"}}]
+    filters: list[Body] = [{"term": {"event_type": "error"}}]
     if since is not None:
-        filters.append(_range("event_time", since, None))
+        filters.append(time_range("event_time", since, None))
     return {
         "size": size,
         "query": {"bool": {"must": [{"match": {"error_message": text}}], "filter": filters}},

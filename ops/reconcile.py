@@ -183,7 +183,8 @@ async def read_all(
             out.extend((r.key, r.value or b"") for r in records)
 
 
-async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop a group-less consumer, letting only a cancellation of the calling task through."""
     # aiokafka 0.14: a group-less consumer whose internal task was cancelled before it first
     # ran re-raises that CancelledError from stop(); only ours may propagate.
     try:
@@ -278,7 +279,7 @@ async def reconcile(
             consumer, settings.bootstrap_servers, settings.topic(topics.DEADLETTER)
         )
     finally:
-        await _stop_quietly(consumer)
+        await stop_quietly(consumer)
 
     if latest and not ranged:
         totals: Counter[str] = Counter()

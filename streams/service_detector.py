@@ -22,13 +22,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from statistics import NormalDist
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.records import Incident, IncidentMetric, Severity
 from contract.sketch import bucket_value
 from contract.spans import ServiceMinute
+from streams.detector.model import Baseline, OpenIncident
+from streams.detector.tail_stats import _binom_sf, _z_of
 
 # Who calls whom (the stub's control plane; a real deployment would read its service map).
 CALLEES: dict[str, tuple[str, ...]] = {
@@ -62,35 +63,25 @@ DEFAULT_POLICY = ServiceDetectorPolicy()
 
 
 class RateBaseline(BaseModel):
-    """EWMA of error %, fallback % and log median latency of one (service, endpoint, region)."""
+    """EWMA baselines (the QoE detector's) of error rate, fallback rate and log median latency
+    of one (service, endpoint, region)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    error: float = 0.0
-    fallback: float = 0.0
-    log_p50: float = 0.0
-    n: int = 0
+    error: Baseline = Field(default_factory=Baseline)
+    fallback: Baseline = Field(default_factory=Baseline)
+    log_p50: Baseline = Field(default_factory=Baseline)
+
+    @property
+    def n(self) -> int:
+        """Normal minutes folded in."""
+        return self.error.n
 
     def update(self, row: ServiceMinute, p50: float, alpha: float) -> None:
         """Fold in one normal minute."""
-        err, fb = row.errors / row.requests, row.fallbacks / row.requests
-        lp = math.log(max(p50, 1.0))
-        if self.n == 0:
-            self.error, self.fallback, self.log_p50 = err, fb, lp
-        else:
-            self.error += alpha * (err - self.error)
-            self.fallback += alpha * (fb - self.fallback)
-            self.log_p50 += alpha * (lp - self.log_p50)
-        self.n += 1
-
-
-class OpenServiceIncident(BaseModel):
-    """An incident not resolved yet, and its normal minutes in a row."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    incident: Incident
-    normal_streak: int = 0
+        self.error.update(row.errors / row.requests, alpha)
+        self.fallback.update(row.fallbacks / row.requests, alpha)
+        self.log_p50.update(math.log(max(p50, 1.0)), alpha)
 
 
 class ServiceDetectorState(BaseModel):
@@ -99,7 +90,7 @@ class ServiceDetectorState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     baselines: dict[str, RateBaseline] = Field(default_factory=dict)
-    open: dict[str, OpenServiceIncident] = Field(default_factory=dict)
+    open: dict[str, OpenIncident] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,27 +102,6 @@ class Finding:
     observed: float
     expected: float
     z: float
-
-
-def _binom_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), exact."""
-    if k <= n * p:
-        return 1.0
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    lg_n, log_p, log_q = math.lgamma(n + 1), math.log(p), math.log(1 - p)
-    total = 0.0
-    for i in range(k, n + 1):
-        term = math.exp(
-            lg_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-        )
-        total += term
-        if term < 1e-15 * total:
-            break
-    return min(1.0, total)
-
-
-def _z_of(p_value: float) -> float:
-    return -NormalDist().inv_cdf(min(max(p_value, 1e-300), 0.5))
 
 
 def _p50(row: ServiceMinute) -> float | None:
@@ -162,13 +132,13 @@ def findings(row: ServiceMinute, b: RateBaseline, p: ServiceDetectorPolicy) -> l
     """This minute's departures of one (service, endpoint, region) from its baseline."""
     out: list[Finding] = []
     for metric, k, usual in (
-        ("service_error_pct", row.errors, b.error),
-        ("service_fallback_pct", row.fallbacks, b.fallback),
+        ("service_error_pct", row.errors, b.error.mean),
+        ("service_fallback_pct", row.fallbacks, b.fallback.mean),
     ):
         found = _rate_finding(metric, row, k, usual, p)  # type: ignore[arg-type]
         if found is not None:
             out.append(found)
-    p50, usual_p50 = _p50(row), math.exp(b.log_p50)
+    p50, usual_p50 = _p50(row), math.exp(b.log_p50.mean)
     if (
         p50 is not None
         and row.requests >= p.min_latency_requests
@@ -288,7 +258,7 @@ def _lifecycle(
         current = state.open.get(key)
         if current is None:
             incident = _open(f, minute, p)
-            state.open[key] = OpenServiceIncident(incident=incident)
+            state.open[key] = OpenIncident(incident=incident)
             out.append(incident)
         else:
             current.normal_streak = 0

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from indexers.search_queries import filtered_in_time, time_range
 from support_console.masking import email_hash, looks_like_email
 
 MAX_INPUT_CHARS = 256
@@ -29,10 +30,9 @@ _ID = re.compile(r"[\w.:\-]{1,128}")
 # Query clause types the console may send; tests assert nothing else ever leaves.
 ALLOWED_CLAUSES: frozenset[str] = frozenset({"term", "terms", "range", "exists", "bool"})
 
-# Time fields a session document may carry its start in, in order of preference: the search
-# sink's column (`started_at`) and the session summary's own fields. Range filters try all of
-# them so a lookup works whichever one the sessions index has.
-SESSION_TIME_FIELDS: tuple[str, ...] = ("started_at", "play_requested_at", "first_event_at")
+# The sessions table's columns a session's start is read from (readers.session_view: play
+# requested, else first event): a range matches a session by either of them.
+SESSION_TIME_FIELDS: tuple[str, ...] = ("play_requested_at", "first_event_at")
 
 DRILLDOWN_EVENT_TYPES: tuple[str, ...] = (
     "play_requested",
@@ -148,59 +148,39 @@ def events_of_member(
     member_id: str, start: datetime, end: datetime, event_types: tuple[str, ...], size: int
 ) -> Body:
     """A member's events of `event_types` in [start, end], oldest first (no directory needed)."""
-    span = {"gte": start.isoformat(), "lte": end.isoformat()}
-    return {
-        "size": size,
-        "query": {
-            "bool": {
-                "filter": [
-                    _term("member_id", member_id),
-                    {"terms": {"event_type": list(event_types)}},
-                    {"range": {"event_time": span}},
-                ]
-            }
-        },
-        "sort": [{"event_time": {"order": "asc", "unmapped_type": "date"}}],
-    }
+    filters = [
+        _term("member_id", member_id),
+        {"terms": {"event_type": list(event_types)}},
+        time_range("event_time", start, end, until_inclusive=True),
+    ]
+    return filtered_in_time(filters, "event_time", size=size, order="asc", may_be_unmapped=True)
 
 
 def _time_range(start: datetime, end: datetime) -> Body:
-    span = {"gte": start.isoformat(), "lte": end.isoformat()}
-    return _any_of(*({"range": {f: dict(span)}} for f in SESSION_TIME_FIELDS))
+    return _any_of(*(time_range(f, start, end, until_inclusive=True) for f in SESSION_TIME_FIELDS))
 
 
 def sessions_of_member(member_id: str, start: datetime, end: datetime, size: int) -> Body:
     """The member's sessions that started in [start, end], newest first."""
-    return {
-        "size": size,
-        "query": {"bool": {"filter": [_term("member_id", member_id), _time_range(start, end)]}},
-        # unmapped_type: an index without the field sorts nothing instead of failing.
-        "sort": [{"first_event_at": {"order": "desc", "unmapped_type": "date"}}],
-    }
+    filters = [_term("member_id", member_id), _time_range(start, end)]
+    return filtered_in_time(filters, "first_event_at", size=size, may_be_unmapped=True)
 
 
 def incidents_for_values(values: list[str], size: int = 500) -> Body:
     """Incidents whose root-cause value is one of `values` (time overlap is checked after)."""
     return {
         "size": size,
-        "query": _any_of({"terms": {"dimension_value": values}}, {"terms": {"value": values}}),
+        "query": {"bool": {"filter": [{"terms": {"value": values}}]}},
     }
 
 
 def session_events(session_id: str, size: int = 5000) -> Body:
     """A session's playback-state events in time order (for the drill-down)."""
-    return {
-        "size": size,
-        "query": {
-            "bool": {
-                "filter": [
-                    _term("session_id", session_id),
-                    {"terms": {"event_type": list(DRILLDOWN_EVENT_TYPES)}},
-                ]
-            }
-        },
-        "sort": [{"event_time": {"order": "asc", "unmapped_type": "date"}}],
-    }
+    filters = [
+        _term("session_id", session_id),
+        {"terms": {"event_type": list(DRILLDOWN_EVENT_TYPES)}},
+    ]
+    return filtered_in_time(filters, "event_time", size=size, order="asc", may_be_unmapped=True)
 
 
 def audit_of(field: str, value: str, size: int = 100) -> Body:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from contract.spans import trace_id_of
+from indexers.search_queries import filtered_in_time, time_range
 from indexers.span_search import spans_alias
 from ingest.error_catalog import ErrorCatalog
 from support_console import audit, indices
@@ -102,46 +103,29 @@ class AccountRequests(BaseModel):
 
 def trace_spans_body(trace_id: str, size: int = MAX_SPANS) -> dict[str, Any]:
     """Every span of one trace, in start order."""
-    return {
-        "size": size,
-        "query": {"bool": {"filter": [{"term": {"trace_id": trace_id}}]}},
-        "sort": [{"start_time": {"order": "asc", "unmapped_type": "date"}}],
-    }
+    filters = [{"term": {"trace_id": trace_id}}]
+    return filtered_in_time(filters, "start_time", size=size, order="asc", may_be_unmapped=True)
 
 
 def player_events_body(session_id: str, size: int = 1000) -> dict[str, Any]:
     """The play's startup, stall, error and end events, in time order."""
-    return {
-        "size": size,
-        "query": {
-            "bool": {
-                "filter": [
-                    {"term": {"session_id": session_id}},
-                    {"terms": {"event_type": list(TRACE_EVENT_TYPES)}},
-                ]
-            }
-        },
-        "sort": [{"event_time": {"order": "asc", "unmapped_type": "date"}}],
-    }
+    filters: list[dict[str, Any]] = [
+        {"term": {"session_id": session_id}},
+        {"terms": {"event_type": list(TRACE_EVENT_TYPES)}},
+    ]
+    return filtered_in_time(filters, "event_time", size=size, order="asc", may_be_unmapped=True)
 
 
 def account_requests_body(
     member_id: str, start: datetime, end: datetime, size: int = 200
 ) -> dict[str, Any]:
     """A member's auth spans (login, signup) in [start, end], newest first."""
-    return {
-        "size": size,
-        "query": {
-            "bool": {
-                "filter": [
-                    {"term": {"member_id": member_id}},
-                    {"term": {"service": "auth"}},
-                    {"range": {"start_time": {"gte": start.isoformat(), "lte": end.isoformat()}}},
-                ]
-            }
-        },
-        "sort": [{"start_time": {"order": "desc", "unmapped_type": "date"}}],
-    }
+    filters = [
+        {"term": {"member_id": member_id}},
+        {"term": {"service": "auth"}},
+        time_range("start_time", start, end, until_inclusive=True),
+    ]
+    return filtered_in_time(filters, "start_time", size=size, may_be_unmapped=True)
 
 
 # --- pure builders -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from indexers import naming
 from indexers.search_factory import make_backend
 from indexers.search_setup import drop_all
 from indexers.warehouse_reader import connect_readonly
+from ops.reconcile import stop_quietly
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
@@ -119,18 +120,7 @@ async def read_topic(settings: Settings, logical_topic: str) -> list[bytes]:
                 out.extend(r.value or b"" for r in records)
         return out
     finally:
-        await _stop_quietly(consumer)
-
-
-async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
-    # aiokafka 0.14 can leak a CancelledError from a group-less consumer's internal task on
-    # stop(); swallow it unless this task itself is being cancelled.
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
+        await stop_quietly(consumer)
 
 
 async def wait_until(
