@@ -244,6 +244,20 @@ def _player_error(player: Sequence[TraceStep]) -> TraceStep | None:
     return fatal[-1] if fatal else None
 
 
+# Where to look when every server call answered OK: what the player's error is about.
+_LOOK_AT: dict[str, str] = {
+    "cdn": "look at the session's cache (OCA) and the member's network",
+    "network": "look at the member's network and ISP",
+    "decoder": "look at the device and the title's encoding",
+    "device": "look at the device and app version",
+}
+
+
+def _where_to_look(gave_up: TraceStep | None, catalog: ErrorCatalog) -> str:
+    entry = catalog.get(gave_up.label.removeprefix("error ")) if gave_up else None
+    return _LOOK_AT.get(entry.category if entry else "", "look at device or network")
+
+
 def summarize(
     server: Sequence[TraceStep], player: Sequence[TraceStep], catalog: ErrorCatalog
 ) -> str:
@@ -263,7 +277,8 @@ def summarize(
         services = ", ".join(dict.fromkeys(s.lane for s in server))
         text = f"Clean trace: all {len(server)} server calls of this play answered OK ({services})"
         if ending:
-            return f"{text}; {ending}, which no server call explains (look at device or network)."
+            look = _where_to_look(gave_up, catalog)
+            return f"{text}; {ending}, which no server call explains ({look})."
         return text + "."
     # The cause is a failing span none of whose calls failed; its failing callers only
     # passed the failure on (the gateway answering the player 503 because license did).

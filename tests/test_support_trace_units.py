@@ -11,7 +11,14 @@ from contract.tables import TABLE_BY_NAME
 from indexers.documents import flatten
 from ingest.error_catalog import load_catalog
 from platform_stub.generator import RunOptions, StubRun
-from support_console.trace import SessionTrace, build_trace, step_from_span, summarize_account
+from support_console.trace import (
+    SessionTrace,
+    TraceStep,
+    build_trace,
+    step_from_span,
+    summarize,
+    summarize_account,
+)
 from support_console.trace_chart import drawn_steps, trace_chart
 from testkit.spans import login_spans, sessions_of, spans_for_session
 
@@ -72,3 +79,25 @@ def test_no_spans_and_logins_are_said_plainly() -> None:
     steps = [s for s in good if s is not None and s.service == "auth"]
     assert summarize_account("m", steps).endswith("all answered OK.")
     assert summarize_account("m", []).startswith("No login or signup requests")
+
+
+def test_a_clean_trace_ending_in_a_player_error_says_where_to_look() -> None:
+    at = datetime(2026, 11, 30, 0, 34, tzinfo=UTC)
+    server = [
+        TraceStep(at=at, end=at, lane="gateway", source="server", label="gateway /play"),
+        TraceStep(at=at, end=at, lane="license", source="server", label="license /acquire"),
+    ]
+
+    def ended_with(code: str) -> str:
+        error = TraceStep(at=at, lane="player", source="player", label=f"error {code}",
+                          status="error")  # fmt: skip
+        return summarize(server, [error], CATALOG)
+
+    assert ended_with("CDN-3001").endswith(
+        "which no server call explains (look at the session's cache (OCA) and the member's "
+        "network)."
+    )
+    assert "(look at the member's network and ISP)" in ended_with("NW-1002")
+    assert summarize(server, [], CATALOG) == (
+        "Clean trace: all 2 server calls of this play answered OK (gateway, license)."
+    )
