@@ -123,7 +123,13 @@ def timeline(
         alt.Tooltip("startup_ms:Q"),
         alt.Tooltip("rebuffer_pct:Q"),
     ]
-    extent = pd.concat([frame["start"], frame["end"]])
+    devices = sorted(frame["device"].unique())
+    shaded = incidents_frame(incidents, devices, now or datetime.now(UTC)) if incidents else None
+    # The axis spans every bar drawn: sessions and the incidents' shading alike.
+    extent = pd.concat(
+        [frame["start"], frame["end"]]
+        + ([shaded["start"], shaded["end"]] if shaded is not None else [])
+    )
     axis_x = _utc_x("start", extent)
     base = alt.Chart(frame).encode(
         x=axis_x,
@@ -133,11 +139,10 @@ def timeline(
     )
     bars = base.mark_bar(height=12, opacity=0.45).encode(x2=alt.X2("end:T", timeUnit=UTC_SECOND))
     dots = base.mark_point(filled=True, size=140, opacity=1.0)
-    devices = sorted(frame["device"].unique())
     layers: list[alt.Chart] = [bars, dots]
-    if incidents:
+    if shaded is not None:
         spans = (
-            alt.Chart(incidents_frame(incidents, devices, now or datetime.now(UTC)))
+            alt.Chart(shaded)
             .mark_bar(color="#fb8c00", opacity=0.25, height=34)
             .encode(
                 x=axis_x,

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from streamwatch.settings import Settings
 from support_console import correlation, identity, masking, queries, summary
+from support_console.charts import timeline
 from support_console.models import ErrorView, IncidentView, MemberRecord, SessionView
 
 T0 = datetime(2026, 11, 17, 20, 0, tzinfo=UTC)  # a Tuesday
@@ -244,3 +245,28 @@ def test_summary_names_the_best_explanation_and_counts_the_rest() -> None:
     text = summary.summarize([marked], T0)
     assert "it was during incident inc-os-tizen (os tizen)" in text
     assert "(and 1 related incident at the same time)" in text
+
+
+def _axis_format(chart: object) -> set[str]:
+    spec = chart.to_dict()  # type: ignore[attr-defined]
+    return {
+        layer["encoding"]["x"]["axis"]["format"]
+        for layer in spec["layer"]
+        if "axis" in layer["encoding"]["x"]
+    }
+
+
+def test_the_timeline_axis_has_seconds_only_when_everything_drawn_spans_minutes() -> None:
+    t0 = datetime(2026, 11, 29, 21, 1, tzinfo=UTC)
+    short = SessionView(
+        session_id="s-1", member_id="m-1", device_type="tv", started_at=t0,
+        ended_at=t0 + timedelta(seconds=12), outcome="start_failure",
+    )  # fmt: skip
+    assert _axis_format(timeline([short])) == {"%H:%M:%S"}
+    # An incident shaded for hours widens the axis: minutes, not seconds, then.
+    incident = IncidentView(
+        incident_id="i-1", status="open", dimension="oca_id", value="oca-1",
+        started_at=t0 + timedelta(minutes=2),
+    )  # fmt: skip
+    wide = timeline([short], [incident], now=t0 + timedelta(hours=4))
+    assert _axis_format(wide) == {"%H:%M"}
