@@ -103,6 +103,8 @@ DECLINED = {
     "error code on a heartbeat": _edit(_one_heartbeat(), "payload.code", "X-1"),
     "seek field on a heartbeat": _edit(_one_heartbeat(), "payload.from_ms", 5),
     "int32 overflow": _edit(_one_heartbeat(), "payload.buffer_ms", 2**40),
+    "int64 overflow": _edit(_one_heartbeat(), "network.asn", 2**70),
+    "null renamed field on a heartbeat": _edit(_one_heartbeat(), "payload.message", None),
     "float in an int column": _edit(_one_heartbeat(), "payload.buffer_ms", 1.5),
     "number as text": _edit(_one_heartbeat(), "network.asn", "7922"),
     "empty event_id": _edit(_one_error(), "event_id", ""),
