@@ -6,7 +6,8 @@ Prints rows/s of (1) our append: one Arrow table → immutable date/hour Parquet
 (what the sink does after decoding), (2) the sink step end to end: Kafka record bytes →
 flat rows → typed Arrow → Parquet, pipelined as the sink loop runs it, and (3) the
 reference: DuckDB `INSERT INTO ... SELECT * FROM arrow_table` into a DuckDB table on disk,
-once before and once after (2), their mean time; then the ratios, and the time of a deduplicated count through the read-only views.
+once before and once after (2), their mean time; then the ratios, and the time of a
+deduplicated count through the read-only views.
 """
 
 from __future__ import annotations
