@@ -200,6 +200,9 @@ def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None
         events = [_DECODER.decode(r.value or b"") for r in records]
         python = _checked_columns(events, records, ingested_at)
         extracted = _extract(records)
+        if extracted["event_id"].to_pylist() != python["event_id"]:
+            # DuckDB keeps the scan's order (preserve_insertion_order); never trust it blindly.
+            raise Declined("the extracted rows are not in record order")
         arrays = [
             _array(python[c.name], c) if c.name in python else _cast(extracted[c.name], c)
             for c in EVENT_COLUMNS
@@ -221,7 +224,8 @@ def _checked_columns(
     Python loop runs only for what needs one (extra present, renamed payload fields set).
     """
     n = len(events)
-    if "" in map(operator.attrgetter("event_id"), events):
+    ids = list(map(operator.attrgetter("event_id"), events))
+    if "" in ids:
         raise Declined("an event without event_id (the exact path dead-letters it)")
     payloads = [e.payload for e in events]
     _check_renamed(payloads, list(map(operator.attrgetter("event_type"), events)), n)
@@ -229,6 +233,7 @@ def _checked_columns(
         name: _json_texts(list(map(operator.attrgetter(name), events)), n) for name in _JSON_COLUMNS
     }
     values.update(_lifted_from_extra(events))
+    values["event_id"] = ids
     values["source_partition"] = [r.partition for r in records]
     values["source_offset"] = [r.offset for r in records]
     values["ingested_at"] = [stamp] * n
