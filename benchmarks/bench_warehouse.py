@@ -5,8 +5,9 @@
 Prints rows/s of (1) our append: one Arrow table → immutable date/hour Parquet partitions
 (what the sink does after decoding), (2) the sink step end to end: Kafka record bytes →
 flat rows → typed Arrow → Parquet, pipelined as the sink loop runs it, and (3) the
-reference: DuckDB `INSERT INTO ... SELECT * FROM arrow_table` into a DuckDB table on disk;
-then the ratios, and the time of a deduplicated count through the read-only views.
+reference: DuckDB `INSERT INTO ... SELECT * FROM arrow_table` into a DuckDB table on disk,
+once before and once after (2), their mean time; then the ratios, and the time of a
+deduplicated count through the read-only views.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 from aiokafka.structs import ConsumerRecord
 
 from contract.tables import EVENT_COLUMNS, TABLE_BY_NAME
@@ -53,6 +55,22 @@ async def _sink_step(settings: Settings, records: list[Record], batch: int) -> f
     if sink.pending():
         raise RuntimeError(f"{sink.pending()} rows left unwritten")
     return time.perf_counter() - t
+
+
+def _duckdb_insert(path: Path, arrow_table: pa.Table, batch: int) -> float:
+    """Seconds for DuckDB's own insert of `arrow_table` in `batch`-row slices into a table
+    in a new database file, checkpointed (the reference)."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE TABLE events AS SELECT * FROM arrow_table LIMIT 0")
+        t = time.perf_counter()
+        for start in range(0, arrow_table.num_rows, batch):
+            part = arrow_table.slice(start, batch)  # noqa: F841 - read by DuckDB's replacement scan
+            con.execute("INSERT INTO events SELECT * FROM part")
+        con.execute("CHECKPOINT")
+        return time.perf_counter() - t
+    finally:
+        con.close()
 
 
 def main() -> None:
@@ -90,20 +108,22 @@ def main() -> None:
             write_partitioned(root / "append", spec, arrow_table.slice(start, args.batch))
         append_s = time.perf_counter() - t
 
+        # Warm-up, untimed: one batch through each side (a running sink has its decoders,
+        # DuckDB connection and memory pools warm; so does a running DuckDB).
+        _duckdb_insert(root / "warm.duckdb", arrow_table.slice(0, args.batch), args.batch)
+        asyncio.run(_sink_step(Settings(warehouse_dir=root / "warm"), records[: args.batch],
+                               args.batch))  # fmt: skip
+
+        # (3) reference, before and after the sink step (the load of a shared machine drifts
+        # within a minute: one reference after the step gave 0.30, 0.85 and 0.61 in a row)
+        before = _duckdb_insert(root / "ref-before.duckdb", arrow_table, args.batch)
+
         # (2) the sink step: bytes → rows → Arrow → Parquet (no Kafka, no commit)
         settings = Settings(warehouse_dir=root / "sink")
         step_s = asyncio.run(_sink_step(settings, records, args.batch))
 
-        # (3) reference: DuckDB's own insert of the same Arrow table
-        con = duckdb.connect(str(root / "ref.duckdb"))
-        con.execute("CREATE TABLE events AS SELECT * FROM arrow_table LIMIT 0")
-        t = time.perf_counter()
-        for start in range(0, n, args.batch):
-            part = arrow_table.slice(start, args.batch)  # noqa: F841 - read by DuckDB's replacement scan
-            con.execute("INSERT INTO events SELECT * FROM part")
-        con.execute("CHECKPOINT")
-        ref_s = time.perf_counter() - t
-        con.close()
+        after = _duckdb_insert(root / "ref-after.duckdb", arrow_table, args.batch)
+        ref_s = (before + after) / 2
 
         reader = connect_readonly(settings)
         t = time.perf_counter()
@@ -115,7 +135,8 @@ def main() -> None:
               f"{os.cpu_count()} CPUs (shared machine)")  # fmt: skip
         print(f"our append (Arrow -> Parquet partitions): {n / append_s:12,.0f} rows/s")
         print(f"sink step (bytes -> Arrow -> Parquet):    {n / step_s:12,.0f} rows/s")
-        print(f"DuckDB INSERT ... SELECT FROM arrow:      {n / ref_s:12,.0f} rows/s")
+        print(f"DuckDB INSERT ... SELECT FROM arrow:      {n / ref_s:12,.0f} rows/s "
+              f"({n / before:,.0f} before the sink step, {n / after:,.0f} after)")  # fmt: skip
         print(f"ratio append / DuckDB insert:  {ref_s / append_s:.2f}")
         print(f"ratio sink step / DuckDB insert: {ref_s / step_s:.2f}")
         print(f"deduplicated count(*) over {n:,} rows via read-only views: {count_s * 1000:.0f} ms")

@@ -30,15 +30,16 @@ def write_partitioned(root: Path, spec: TableSpec, table: pa.Table) -> list[Path
     if table.num_rows == 0:
         return []
     when = pc.coalesce(table[spec.time_column], table["ingested_at"])
-    days = pc.strftime(when, format="%Y-%m-%d")
-    hours = pc.hour(when)
-    keys = pa.Table.from_arrays([days, hours], names=["d", "h"])
+    # Hours as floored timestamps and their few distinct values: formatting every row's
+    # date and hour as text, then grouping on the text, was a quarter of the write.
+    hours = pc.floor_temporal(when, unit="hour")
     written: list[Path] = []
-    for group in keys.group_by(["d", "h"]).aggregate([]).to_pylist():
-        day, hour = group["d"], group["h"]
-        mask = pc.and_(pc.equal(days, day), pc.equal(hours, hour))
-        part = table.filter(mask)
-        written.append(_write_atomically(partition_dir(root, spec.name, day, hour), part))
+    for hour in pc.unique(hours).to_pylist():
+        if hour is None:
+            raise ValueError(f"{spec.name}: rows without {spec.time_column} or ingested_at")
+        part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
+        directory = partition_dir(root, spec.name, hour.strftime("%Y-%m-%d"), hour.hour)
+        written.append(_write_atomically(directory, part))
     return written
 
 

@@ -103,6 +103,8 @@ DECLINED = {
     "error code on a heartbeat": _edit(_one_heartbeat(), "payload.code", "X-1"),
     "seek field on a heartbeat": _edit(_one_heartbeat(), "payload.from_ms", 5),
     "int32 overflow": _edit(_one_heartbeat(), "payload.buffer_ms", 2**40),
+    "int64 overflow": _edit(_one_heartbeat(), "network.asn", 2**70),
+    "null renamed field on a heartbeat": _edit(_one_heartbeat(), "payload.message", None),
     "float in an int column": _edit(_one_heartbeat(), "payload.buffer_ms", 1.5),
     "number as text": _edit(_one_heartbeat(), "network.asn", "7922"),
     "empty event_id": _edit(_one_error(), "event_id", ""),
@@ -116,3 +118,12 @@ DECLINED = {
 def test_what_only_the_exact_path_decides_is_declined(case: str) -> None:
     records = _records([_one_heartbeat(), DECLINED[case]])
     assert events_table(records, STAMP) is None
+
+
+def test_a_large_poll_keeps_record_order() -> None:
+    """DuckDB reads a large poll with several threads; rows must stay in record order."""
+    objs = list(events(30_000, seed=8))
+    table = events_table(_records(objs), STAMP)
+    assert table is not None, "a large poll of usual events must take the column decode"
+    assert table["event_id"].to_pylist() == [o["event_id"] for o in objs]
+    assert table["source_offset"].to_pylist() == list(range(len(objs)))
