@@ -187,6 +187,8 @@ def test_summary_for_member_without_errors_and_without_sessions() -> None:
     assert summary.summarize([], since) == "No playback sessions since Tue 10 Nov."
     text = summary.summarize([session("a", 1), session("b", 2)], since)
     assert text.startswith("All 2 sessions since Tue 10 Nov played without errors")
+    one = summary.summarize([session("a", 1)], since)
+    assert one.startswith("The one session since Tue 10 Nov played without errors")
 
 
 def test_case_note_has_no_raw_email_and_lists_next_steps() -> None:
