@@ -22,8 +22,9 @@ What this module handles for all three:
   the partition the state belongs to, so a flush is a real barrier;
 - after a rebalance, processing resumes where the state is, not where faust committed
   (`_commit_state_offsets`, `streams.offset_guard`);
-- bytes in, bytes out (raw serializers); the app id (hence every changelog topic)
-  includes `topic_prefix`, so test runs and tenants never share state.
+- bytes in, bytes out: raw key/value serializers, explicit JSON via pydantic;
+- the app id (hence every changelog topic) includes `topic_prefix`, so test runs and
+  tenants never share state.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from streams.committed_state import Checkpoint
 from streams.config import StreamsConfig
 from streams.detect_agent import DETECTOR_STATE, DetectAgent, DetectorRuntime
 from streams.enrichment import Catalog, catalog_path
-from streams.handoff import Handoff
 from streams.offset_guard import REWIND_RETRY_S, OffsetGuard
 from streams.qoe_agent import QoeAgent
 from streams.validate_agent import ValidateAgent, ValidateStats
@@ -99,7 +99,6 @@ class StreamsApp:
         self.checkpoints = self._table("checkpoints", events_parts)
         self.detector_table = self._table("detector", 1)
         self.counters: Counter[str] = Counter()
-        self.handoff = Handoff()
         # The state's last offsets, not faust's commits, decide what is processed next.
         consumer = self.app.consumer
         self.validator = ValidateAgent(self, OffsetGuard(consumer, self.counters, "validate"))

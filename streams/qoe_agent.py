@@ -18,7 +18,7 @@ import faust
 from faust.types import EventT, StreamT
 from pydantic import BaseModel
 
-from ingest.events import EVENT_ADAPTER, Event
+from ingest.events import EVENT_ADAPTER
 from ingest.validation import UNPROCESSABLE
 from streams import dedupe
 from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
@@ -126,7 +126,7 @@ class QoeAgent:
                     # never counted again by a summary, rollup or incident.
                     self.rt.counters["qoe.late_closed"] += 1
                 else:
-                    part.apply(self._event(msg.value or b""), msg.offset, out)
+                    part.apply(EVENT_ADAPTER.validate_json(msg.value or b""), msg.offset, out)
             except Exception as exc:
                 log.exception("qoe: %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
                 await self.rt.dead_letter(
@@ -138,12 +138,6 @@ class QoeAgent:
         # before the checkpoint (nothing is awaited per event but the producer's buffer).
         await self._send(out)
         await self.commit(list(touched.values()))
-
-    def _event(self, value: bytes) -> Event:
-        # The validate agent of this process made these bytes from an Event a moment ago
-        # (streams.handoff); parsed only when it was another process or before a restart.
-        event = self.rt.handoff.take(value)
-        return event if event is not None else EVENT_ADAPTER.validate_json(value)
 
     async def commit(self, parts: list[_Partition]) -> None:
         """Commit the batch of each partition; its outputs were sent already.

@@ -14,7 +14,6 @@ from faust.types import EventT
 
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog
-from streams.handoff import Handoff
 from streamwatch.settings import Settings
 
 
@@ -37,7 +36,6 @@ class AgentRuntime(Protocol):
     checkpoints: Any
     detector_table: Any
     counters: Counter[str]
-    handoff: Handoff  # forwarded events, so the qoe agent of this process need not parse
 
     async def put(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """Set (or delete) a table entry and send its changelog record."""

@@ -149,13 +149,10 @@ class ValidateAgent:
 
     async def _forward(self, event: Event, headers: list[tuple[str, bytes]] | None) -> None:
         enriched = self.rt.catalog.enrich(event)
-        value = enriched.model_dump_json().encode()
-        if headers is None:  # a late-tagged event is applied to nothing: not kept
-            self.rt.handoff.put(value, enriched)
         await self.rt.app.producer.send(
             self.rt.events_topic.get_topic_name(),
             event.session_id.encode(),
-            value,
+            enriched.model_dump_json().encode(),
             None,
             None,
             headers,
