@@ -77,6 +77,13 @@ class TableStore:
 class _Partition(PartitionState):
     store: TableStore
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Forgotten by a batch whose checkpoint is written: deleted for good once it is
+        # durable (after the next flush).
+        self.committed_forgotten_sessions: set[bytes] = set()
+        self.committed_forgotten_windows: set[bytes] = set()
+
 
 class QoeAgent:
     """Runs on the events topic; its tables are sessions, windows and checkpoints."""
@@ -107,9 +114,6 @@ class QoeAgent:
 
     async def batch(self, batch: Sequence[Ev]) -> None:
         """Apply one batch, then commit it (see `commit`)."""
-        # The previous batch's checkpoints must be durable before anything of this batch
-        # is: a checkpoint is what says the entries written before it are committed.
-        await self.rt.app.producer.flush()
         touched: dict[int, _Partition] = {}
         out = Published()
         for ev in batch:
@@ -117,7 +121,6 @@ class QoeAgent:
             part = touched.get(msg.partition)
             if part is None:
                 part = touched[msg.partition] = await self._partition(msg.partition)
-                await self._drop_tombstones(part)
             if not await self.guard.admit(msg.topic, msg.partition, msg.offset, part.cp.upto):
                 continue
             try:
@@ -142,12 +145,22 @@ class QoeAgent:
     async def commit(self, parts: list[_Partition]) -> None:
         """Commit the batch of each partition; its outputs were sent already.
 
+        0. Flush the producer: the previous batch's checkpoints are durable (sent when it
+           committed, they were delivered while this batch was applied, so this rarely
+           waits), and only then may this batch write entries; delete for good what those
+           checkpoints committed as forgotten.
         1. Write every state the batch touched as an entry (new image + undo image) under
            the partition's next batch number.
         2. Flush the producer: outputs, dead letters and entries are durable.
         3. Write each partition's checkpoint (batch number, last input offset, event-time
            clock): the commit point. A crash before it rolls the entries back on restart.
+
+        Outputs sent before 0 are safe: a batch replayed after a crash publishes the same
+        records again, as it does when a crash comes between 2 and 3.
         """
+        await self.rt.app.producer.flush()  # 0.
+        for part in parts:
+            await self._drop_tombstones(part)
         for part in parts:  # 1.
             await self._write_entries(part)
         await self.rt.app.producer.flush()  # 2.
@@ -155,6 +168,10 @@ class QoeAgent:
             part.cp.seq += 1
             cp = part.cp.model_dump_json().encode()
             await self.rt.put(self.rt.checkpoints, part.p, str(part.p).encode(), cp)
+            part.committed_forgotten_sessions |= part.forgotten_sessions
+            part.committed_forgotten_windows |= part.forgotten_windows
+            part.forgotten_sessions.clear()
+            part.forgotten_windows.clear()
 
     async def _send(self, out: Published) -> None:
         # The producer itself, not `topic.send`: faust's channel machinery per message cost
@@ -179,6 +196,9 @@ class QoeAgent:
         if part is not None:
             return part
         rt = self.rt
+        # Recovery reads the last checkpoint and may write repairs: what this worker wrote
+        # before must be durable first.
+        await rt.app.producer.flush()
         raw = rt.checkpoints.get(str(p).encode())
         cp = Checkpoint.model_validate_json(raw) if raw else Checkpoint()
         store = TableStore(rt.sessions, rt.windows)
@@ -202,11 +222,15 @@ class QoeAgent:
         return part
 
     async def _drop_tombstones(self, part: _Partition) -> None:
-        """Delete for good what the last (now durable) checkpoint committed as forgotten."""
+        """Delete for good what the last (now durable) checkpoint committed as forgotten.
+
+        Only what earlier batches forgot: what this batch's scans forgot is an uncommitted
+        deletion until this batch's checkpoint.
+        """
         rt = self.rt
         for table, keys in (
-            (rt.sessions, part.forgotten_sessions),
-            (rt.windows, part.forgotten_windows),
+            (rt.sessions, part.committed_forgotten_sessions),
+            (rt.windows, part.committed_forgotten_windows),
         ):
             for key in keys:
                 raw = table.get(key)
