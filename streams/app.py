@@ -230,8 +230,8 @@ class StreamsApp:
         offsets: dict[TP, int] = {}
         for tp in consumer.assignment():
             last = self._state_last_offset(tp)
-            if last is not None:  # -1 (nothing applied yet): from the topic's start, never
-                offsets[tp] = last + 1  # where faust committed (its first batch may be lost)
+            if last is not None and last >= 0:
+                offsets[tp] = last + 1
         for agent in (self.validator, self.qoe, self.detect):
             agent.guard.forget()
         if offsets:
