@@ -18,10 +18,7 @@ from streams.sessionizer import SessionPolicy
 class StreamsConfig:
     """Batching, dedupe and state-keeping knobs of `streams.app`."""
 
-    # Events taken per agent batch. Each batch costs the commit protocol one flush round
-    # trip (two in the qoe agent, one of them overlapped with its work) and writes each
-    # touched session once: 2,000 did 0.84x the CPU per event of 500 in bench_worker.
-    batch_size: int = 2_000
+    batch_size: int = 500
     batch_within_s: float = 0.5
     # Event ids are kept per session until its last event is this far (or the sessions'
     # inactivity timeout + closed retention, if longer) behind its partition's newest event;
