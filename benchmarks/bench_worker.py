@@ -98,6 +98,15 @@ async def _bare_consume(s: Settings, n: int) -> float:
         await c.stop()
 
 
+def _cpu_s(procs: list[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds (user + system) the worker processes used so far (Linux /proc)."""
+    total = 0
+    for proc in procs:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def bench_worker(keys: list[bytes], values: list[bytes], workers: int = 1) -> None:
     base = Settings()
     s = base.model_copy(
@@ -130,10 +139,12 @@ def bench_worker(keys: list[bytes], values: list[bytes], workers: int = 1) -> No
     try:
         t0 = time.perf_counter()
         first: float | None = None
+        cpu0 = 0.0
         validated_at: float | None = None
         while not (now := asyncio.run(progress(s))).done:
             if now.raw_counted and first is None:
                 first = time.perf_counter()  # startup (group join, recovery) excluded
+                cpu0 = _cpu_s(procs)
             if validated_at is None and now.raw_counted >= n:
                 validated_at = time.perf_counter()
             time.sleep(0.5)
@@ -141,6 +152,7 @@ def bench_worker(keys: list[bytes], values: list[bytes], workers: int = 1) -> No
         start = first or t0
         validate_s = validated_at - start
         worker_s = time.perf_counter() - start
+        cpu_s = _cpu_s(procs) - cpu0
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -157,6 +169,11 @@ def bench_worker(keys: list[bytes], values: list[bytes], workers: int = 1) -> No
     print(
         f"  whole stage              {n / worker_s:10.0f} ev/s   "
         f"ratio bare {bare_s / worker_s:.4f}   ratio ConsumerPerformance {n / worker_s / ref:.4f}"
+    )
+    # CPU time depends far less on what else the shared machine runs than wall time does.
+    print(
+        f"  worker CPU               {cpu_s / n * 1e6:10.0f} us/event   "
+        f"({n / cpu_s:.0f} ev per CPU-second)"
     )
 
 

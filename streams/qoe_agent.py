@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
+from pydantic import BaseModel
 
 from ingest.events import EVENT_ADAPTER
 from ingest.validation import UNPROCESSABLE
@@ -76,6 +77,13 @@ class TableStore:
 class _Partition(PartitionState):
     store: TableStore
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Forgotten by a batch whose checkpoint is written: deleted for good once it is
+        # durable (after the next flush).
+        self.committed_forgotten_sessions: set[bytes] = set()
+        self.committed_forgotten_windows: set[bytes] = set()
+
 
 class QoeAgent:
     """Runs on the events topic; its tables are sessions, windows and checkpoints."""
@@ -106,9 +114,6 @@ class QoeAgent:
 
     async def batch(self, batch: Sequence[Ev]) -> None:
         """Apply one batch, then commit it (see `commit`)."""
-        # The previous batch's checkpoints must be durable before anything of this batch
-        # is: a checkpoint is what says the entries written before it are committed.
-        await self.rt.app.producer.flush()
         touched: dict[int, _Partition] = {}
         out = Published()
         for ev in batch:
@@ -116,7 +121,6 @@ class QoeAgent:
             part = touched.get(msg.partition)
             if part is None:
                 part = touched[msg.partition] = await self._partition(msg.partition)
-                await self._drop_tombstones(part)
             if not await self.guard.admit(msg.topic, msg.partition, msg.offset, part.cp.upto):
                 continue
             try:
@@ -133,18 +137,30 @@ class QoeAgent:
                 )
                 self.rt.counters["qoe.dead_lettered"] += 1
             part.done_with(msg.offset, out)
-            await self._send(out)
+        # Sent once per batch, in order per topic; the commit's flush makes them durable
+        # before the checkpoint (nothing is awaited per event but the producer's buffer).
+        await self._send(out)
         await self.commit(list(touched.values()))
 
     async def commit(self, parts: list[_Partition]) -> None:
         """Commit the batch of each partition; its outputs were sent already.
 
+        0. Flush the producer: the previous batch's checkpoints are durable (sent when it
+           committed, they were delivered while this batch was applied, so this rarely
+           waits), and only then may this batch write entries; delete for good what those
+           checkpoints committed as forgotten.
         1. Write every state the batch touched as an entry (new image + undo image) under
            the partition's next batch number.
         2. Flush the producer: outputs, dead letters and entries are durable.
         3. Write each partition's checkpoint (batch number, last input offset, event-time
            clock): the commit point. A crash before it rolls the entries back on restart.
+
+        Outputs sent before 0 are safe: a batch replayed after a crash publishes the same
+        records again, as it does when a crash comes between 2 and 3.
         """
+        await self.rt.app.producer.flush()  # 0.
+        for part in parts:
+            await self._drop_tombstones(part)
         for part in parts:  # 1.
             await self._write_entries(part)
         await self.rt.app.producer.flush()  # 2.
@@ -152,17 +168,26 @@ class QoeAgent:
             part.cp.seq += 1
             cp = part.cp.model_dump_json().encode()
             await self.rt.put(self.rt.checkpoints, part.p, str(part.p).encode(), cp)
+            part.committed_forgotten_sessions |= part.forgotten_sessions
+            part.committed_forgotten_windows |= part.forgotten_windows
+            part.forgotten_sessions.clear()
+            part.forgotten_windows.clear()
 
     async def _send(self, out: Published) -> None:
+        # The producer itself, not `topic.send`: faust's channel machinery per message cost
+        # more than the serialization; the records are the same (raw bytes, default
+        # partitioner on the key).
         rt = self.rt
+        send = rt.app.producer.send
+        name = rt.sessions_topic.get_topic_name()
         for summary in out.summaries:
-            await rt.sessions_topic.send(
-                key=summary.session_id.encode(), value=summary.model_dump_json().encode()
-            )
+            await send(name, summary.session_id.encode(), _json(summary), None, None, None)
+        name = rt.minute_topic.get_topic_name()
         for r in out.rollups:
-            await rt.minute_topic.send(key=r.key.encode(), value=r.model_dump_json().encode())
+            await send(name, r.key.encode(), _json(r), None, None, None)
+        name = rt.partials_topic.get_topic_name()
         for key, value in out.partials:
-            await rt.partials_topic.send(key=key, value=value)
+            await send(name, key, value, None, None, None)
         out.clear()
 
     async def _partition(self, p: int) -> _Partition:
@@ -171,6 +196,9 @@ class QoeAgent:
         if part is not None:
             return part
         rt = self.rt
+        # Recovery reads the last checkpoint and may write repairs: what this worker wrote
+        # before must be durable first.
+        await rt.app.producer.flush()
         raw = rt.checkpoints.get(str(p).encode())
         cp = Checkpoint.model_validate_json(raw) if raw else Checkpoint()
         store = TableStore(rt.sessions, rt.windows)
@@ -194,11 +222,15 @@ class QoeAgent:
         return part
 
     async def _drop_tombstones(self, part: _Partition) -> None:
-        """Delete for good what the last (now durable) checkpoint committed as forgotten."""
+        """Delete for good what the last (now durable) checkpoint committed as forgotten.
+
+        Only what earlier batches forgot: what this batch's scans forgot is an uncommitted
+        deletion until this batch's checkpoint.
+        """
         rt = self.rt
         for table, keys in (
-            (rt.sessions, part.forgotten_sessions),
-            (rt.windows, part.forgotten_windows),
+            (rt.sessions, part.committed_forgotten_sessions),
+            (rt.windows, part.committed_forgotten_windows),
         ):
             for key in keys:
                 raw = table.get(key)
@@ -223,6 +255,10 @@ class QoeAgent:
                     entry = Entry(seq, *_hints_of(state), state.model_dump_json().encode(), prev)
                 await self.rt.put(table, part.p, key, entry.encode())
             dirty.clear()
+
+
+def _json(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
 
 
 def _hints_of(state: SessionState | WindowState) -> tuple[int, bool]:

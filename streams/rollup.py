@@ -196,10 +196,24 @@ def _rollup(window: WindowState, key: str) -> MinuteRollup:
         dimension=d,
         value=v,
         partial=window.partial,
-        counts=window.values[key].model_copy(deep=True),
+        counts=snapshot(window.values[key]),
         revision=window.revision,
         late_events=window.late_events,
     )
+
+
+def snapshot(counts: MinuteCounts) -> MinuteCounts:
+    """A copy of `counts` that later increments leave alone.
+
+    What `model_copy(deep=True)` gives, at a fraction of its cost (its generic deepcopy was
+    a tenth of the pipeline's time): every field is a number but the sketch's buckets and
+    the error counts, which are copied.
+    """
+    out = counts.model_copy()
+    sketch = counts.startup
+    out.__dict__["startup"] = sketch.model_copy(update={"buckets": dict(sketch.buckets)})
+    out.__dict__["errors_by_code"] = dict(counts.errors_by_code)
+    return out
 
 
 class MinuteRoller:

@@ -6,8 +6,8 @@ import pytest
 
 from contract.dimensions import ALL, DIMENSIONS
 from contract.events import Event
-from contract.records import MinuteRollup
-from streams.rollup import MinuteRoller, RollupPolicy
+from contract.records import MinuteCounts, MinuteRollup
+from streams.rollup import MinuteRoller, RollupPolicy, snapshot
 from streams.sessionizer import Sessionizer, SessionState, to_ms
 from testkit.synthetic_sessions import T0, at, event, normal_session
 
@@ -118,3 +118,23 @@ def test_rollup_round_trips_as_json() -> None:
     feed(normal_session(), roller, sz)
     for r in roller.advance(to_ms(T0) + 10 * 60_000):
         assert MinuteRollup.model_validate_json(r.model_dump_json()) == r
+
+
+def test_snapshot_is_a_deep_copy_of_every_mutable_field() -> None:
+    # rollup.snapshot copies the sketch's buckets and the error counts by hand: a new
+    # mutable field of MinuteCounts must be added there too, or published rollups change.
+    c = MinuteCounts(events=3, errors_by_code={"x": 1})
+    c.startup.add(100)
+    mutable = {
+        name
+        for name, value in c.__dict__.items()
+        if not isinstance(value, (int, float, str, type(None)))
+    }
+    assert mutable == {"startup", "errors_by_code"}
+    copy = snapshot(c)
+    assert copy == c
+    c.startup.add(5)
+    c.errors_by_code["x"] += 1
+    c.events += 1
+    assert (copy.events, copy.startup.count, copy.errors_by_code) == (3, 1, {"x": 1})
+    assert copy.startup.buckets != c.startup.buckets
