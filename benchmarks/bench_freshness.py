@@ -123,14 +123,20 @@ class Samples:
         return [seen[e] - t for e, t in self.received.items() if e in seen]
 
 
-async def _follow_raw(s: Settings, every: int, out: Samples, stop: asyncio.Event) -> None:
+async def _reader(s: Settings, topic: str, group: str) -> AIOKafkaConsumer:
+    """A started consumer of `topic` from its start, in a group of its own."""
     consumer = AIOKafkaConsumer(
-        s.topic(topics.RAW),
+        s.topic(topic),
         bootstrap_servers=s.bootstrap_servers,
-        group_id=f"bench-fresh-{uuid.uuid4().hex[:6]}",
+        group_id=f"{group}-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
     )
     await consumer.start()
+    return consumer
+
+
+async def _follow_raw(s: Settings, every: int, out: Samples, stop: asyncio.Event) -> None:
+    consumer = await _reader(s, topics.RAW, "bench-fresh")
     n = 0
     try:
         while not stop.is_set():
@@ -153,13 +159,7 @@ async def _follow_raw(s: Settings, every: int, out: Samples, stop: asyncio.Event
 async def _follow_events(s: Settings, out: Samples, stop: asyncio.Event) -> None:
     """When the worker's output of each followed event reached the events topic (its Kafka
     timestamp): splits each delay into the worker's share and the sinks' share."""
-    consumer = AIOKafkaConsumer(
-        s.topic(topics.EVENTS),
-        bootstrap_servers=s.bootstrap_servers,
-        group_id=f"bench-fresh-ev-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
+    consumer = await _reader(s, topics.EVENTS, "bench-fresh-ev")
     try:
         while not stop.is_set():
             for msgs in (await consumer.getmany(timeout_ms=200, max_records=5_000)).values():
