@@ -39,7 +39,7 @@ from ingest.player_errors import catalog_code
 from players import ladder as ladder_mod
 from players.background import ServerThread
 from players.browser import PlaySpec, play_all
-from players.capture import put_fault
+from players.capture import THROTTLED, put_fault
 from streamwatch import topics
 from streamwatch.settings import Settings
 from testkit.search_loader import index_all
@@ -51,7 +51,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYER_LIB = {"hls": "hls.js", "dash": "dash.js"}
-THROTTLE = {"kind": "throttle", "after_segments": 3, "for_s": 5, "kbps": 120}
 FAIL = {"hls": 404, "dash": 500}
 # The measurements a session summary is made of, by event type.
 MEASURES: dict[str, tuple[str, ...]] = {
@@ -140,7 +139,7 @@ def world(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 for report in ("sdk", "cmcd"):
                     for case in ("throttled", "fatal"):
                         token = f"{player}-{report}-{case}-{run}"
-                        fault = THROTTLE if case == "throttled" else {
+                        fault = THROTTLED if case == "throttled" else {
                             "kind": "fail", "status": FAIL[player], "from_index": 3,
                         }  # fmt: skip
                         put_fault(server.base_url, token, fault)
