@@ -16,7 +16,7 @@ from dashboards.filters import Filters
 from dashboards.queries.overview import (
     custom_dimension_values,
     dimension_values,
-    minute_series,
+    in_progress_band,
     newest_event_time,
     time_bounds,
 )
@@ -70,7 +70,7 @@ def chart(container: Any, title: str, unit: str, figure: Any) -> None:
 
 def in_progress(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
     """The minutes after the newest complete (rolled-up) minute, up to the newest event."""
-    return minute_series(con, Filters()).in_progress
+    return in_progress_band(con)
 
 
 def behind_banner(cfg: Settings) -> None:

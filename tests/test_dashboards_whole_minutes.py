@@ -14,7 +14,7 @@ import pandas as pd
 
 from dashboards.charts import with_gaps
 from dashboards.filters import Filters
-from dashboards.queries.overview import last_whole_minute, minute_series
+from dashboards.queries.overview import in_progress_band, last_whole_minute, minute_series
 
 T0 = datetime(2026, 11, 29, 21, 0, tzinfo=UTC)
 
@@ -57,6 +57,15 @@ def test_the_overview_series_stops_at_the_last_whole_minute() -> None:
     assert minutes == [_m(i) for i in range(4)]
     assert list(series.frame["plays"]) == [30, 30, 31, 30]
     assert series.in_progress == (_m(4), _m(6))
+    # The pages that only shade the band (incidents, capacity) get the same band.
+    assert in_progress_band(con) == series.in_progress
+    con.execute("DELETE FROM qoe_minute WHERE window_start = ?", [_m(4)])
+    con.execute("DELETE FROM events")
+    con.execute("INSERT INTO events VALUES (?)", [_m(3) + timedelta(seconds=5)])
+    assert minute_series(con, Filters(_m(0), _m(6))).in_progress is None
+    assert in_progress_band(con) is None
+    con.execute("DELETE FROM qoe_minute")
+    assert in_progress_band(con) is None
 
 
 def test_a_stretch_without_data_breaks_the_line_instead_of_joining_it() -> None:

@@ -229,6 +229,30 @@ def _stored_partials(con: duckdb.DuckDBPyConnection, since: datetime) -> list[tu
     return [(pd.Timestamp(m).to_pydatetime(), int(n)) for m, n in rows]
 
 
+def _open_minutes(
+    last_complete: datetime, newest: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """The minutes after the last complete one, up to the newest event's (None: none)."""
+    open_from = last_complete + timedelta(minutes=1)
+    if newest is None or newest < open_from:
+        return None
+    return open_from, newest.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def in_progress_band(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
+    """The minutes not yet rolled up by every partition, up to the newest event.
+
+    The band the overview shades, without its series: pages that only shade it (incidents,
+    capacity) read two small aggregates instead of the whole minute series.
+    """
+    row = con.execute("SELECT max(window_start) FROM qoe_minute WHERE dimension = 'all'").fetchone()
+    if row is None or row[0] is None:
+        return None
+    newest_rollup = pd.Timestamp(row[0]).to_pydatetime()
+    whole = last_whole_minute(_stored_partials(con, newest_rollup - timedelta(minutes=30)))
+    return _open_minutes(whole or newest_rollup, newest_event_time(con))
+
+
 def minute_series(con: duckdb.DuckDBPyConnection, filters: Filters) -> MinuteSeries:
     """The overview's series: complete minutes from rollups, the rest marked in progress."""
     frame = rollup_series(con, filters)
@@ -240,11 +264,7 @@ def minute_series(con: duckdb.DuckDBPyConnection, filters: Filters) -> MinuteSer
             frame = frame[frame["minute"] <= pd.Timestamp(whole)]
     if frame is not None and len(frame):
         last_complete = pd.Timestamp(frame["minute"].max()).to_pydatetime()
-        open_from = last_complete + timedelta(minutes=1)
-        if newest is not None and newest >= open_from:
-            end = newest.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            return MinuteSeries(frame, (open_from, end), "rollups")
-        return MinuteSeries(frame, None, "rollups")
+        return MinuteSeries(frame, _open_minutes(last_complete, newest), "rollups")
     sessions = per_minute(con, filters)
     if sessions.empty or len(filters.dims) <= 1:
         return MinuteSeries(sessions, None, "sessions" if len(filters.dims) > 1 else "rollups")
