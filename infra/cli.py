@@ -19,8 +19,19 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    for name, stopped in stack.down(get_settings()).items():
-        print(f"{name:11s} {'stopped' if stopped else 'was not running'}")
+    settings = get_settings()
+    stopped = stack.down(settings)
+    # A server another checkout (or a person) started answers here too: say so rather than
+    # "was not running", and leave it alone, since its owner may still be using it.
+    still = {st.name: st for st in stack.status(settings) if st.running}
+    for name, was_stopped in stopped.items():
+        if was_stopped:
+            print(f"{name:11s} stopped")
+        elif name in still:
+            pid = still[name].pid if still[name].pid is not None else "?"
+            print(f"{name:11s} left running: not started by this checkout (pid {pid})")
+        else:
+            print(f"{name:11s} was not running")
     return 0
 
 

@@ -99,6 +99,13 @@ def test_kill_9_then_up_keeps_topics_messages_and_indices(private_stack: dict[st
     assert noop.returncode == 0
     assert noop.stdout.count("already running") == len(st)
 
+    # A second checkout (its own data directory, the same ports) leaves them alone and says so.
+    other = {**env, "STREAMWATCH_DATA_DIR": str(Path(env["STREAMWATCH_DATA_DIR"]) / "other")}
+    foreign = streamwatch(other, "infra", "down", timeout=120)
+    assert foreign.returncode == 0
+    assert foreign.stdout.count("left running: not started by this checkout") == len(st)
+    assert all(s["healthy"] for s in status(env).values())
+
     # `infra down` stops everything it started and leaves no pid file or port behind.
     down = streamwatch(env, "infra", "down", timeout=120)
     assert down.returncode == 0
