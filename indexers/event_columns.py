@@ -19,9 +19,11 @@ paths give the same table.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Annotated, Any
 
 import duckdb
@@ -121,6 +123,14 @@ _RENAMED = {
     "seek_from_ms": ("from_ms", "seek"),
     "seek_to_ms": ("to_ms", "seek"),
 }
+_RENAMED_FIELDS = tuple(field for field, _owner in _RENAMED.values())
+_RENAMED_GET = operator.attrgetter(*_RENAMED_FIELDS)
+_NONE_SET = (_UNSET,) * len(_RENAMED_FIELDS)
+_ALL_RENAMED = tuple(range(len(_RENAMED_FIELDS)))
+_NOT_OWNED = {  # event type → positions (in _RENAMED_FIELDS) of the fields it must not set
+    owner: tuple(i for i, (_f, o) in enumerate(_RENAMED.values()) if o != owner)
+    for _f, owner in _RENAMED.values()
+}
 _ENRICHMENT = ("genre", "device_family", "oca_site")
 _JSON_COLUMNS = ("derived_facts", "unknown_facts", "dimensions")
 _PROVENANCE = ("source_partition", "source_offset", "ingested_at", "extra")
@@ -177,16 +187,19 @@ def _extract_sql() -> str:
 
 _EXTRACT = _extract_sql()
 _LOCAL = threading.local()  # one in-memory DuckDB per thread (a connection is not shared)
+# DuckDB's extraction runs here while the calling thread decodes the same poll with msgspec:
+# the two parses overlap (DuckDB releases the GIL), as the reference insert uses both cores.
+_EXTRACTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-columns")
 
 
-def _extract(records: Sequence[Record]) -> pa.Table:
-    """The columns of `_EXTRACT`, in record order, read by DuckDB from the records' bytes.
+def _extract(batch: pa.Table) -> pa.Table:
+    """The columns of `_EXTRACT`, in record order, read by DuckDB from `batch`'s column `j`
+    (the records' bytes).
 
-    Only called on a poll msgspec has validated: DuckDB reads values, the structs decide."""
+    DuckDB reads values; the msgspec structs decide whether they may be used."""
     con: duckdb.DuckDBPyConnection | None = getattr(_LOCAL, "con", None)
     if con is None:
         con = _LOCAL.con = duckdb.connect()
-    batch = pa.table({"j": pa.array([r.value for r in records], pa.string())})
     con.register("batch", batch)
     try:
         return con.sql(_EXTRACT).to_arrow_table()
@@ -196,22 +209,40 @@ def _extract(records: Sequence[Record]) -> pa.Table:
 
 def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None:
     """The `events` rows of `records` (all from the events topic), or None to decline."""
+    values = [r.value or b"" for r in records]
     try:
-        events = [_DECODER.decode(r.value or b"") for r in records]
+        batch = pa.table({"j": pa.array(values, pa.string())})
+    except (pa.ArrowException, UnicodeDecodeError):
+        return None  # not UTF-8: msgspec would refuse it too
+    extracting = _EXTRACTOR.submit(_extract, batch)
+    try:
+        # A comprehension, not `list(map(...))`: its bytecode lets the GIL go to the
+        # extraction thread, which needs it to start its scan and to return its table.
+        decode = _DECODER.decode
+        events = [decode(v) for v in values]
         python = _checked_columns(events, records, ingested_at)
-        extracted = _extract(records)
-        if extracted["event_id"].to_pylist() != python["event_id"]:
+        del events  # freed while DuckDB may still be reading
+        arrays = {c.name: _array(python[c.name], c) for c in EVENT_COLUMNS if c.name in python}
+        # One stamp for the poll: cast once, not once per row.
+        stamp = pa.scalar(ingested_at, pa.string()).cast(_SCHEMA.field("ingested_at").type)
+        arrays["ingested_at"] = pa.repeat(stamp, len(values))
+        extracted = extracting.result()
+        if not extracted["event_id"].combine_chunks().equals(arrays["event_id"]):
             # DuckDB keeps the scan's order (preserve_insertion_order); never trust it blindly.
             raise Declined("the extracted rows are not in record order")
-        arrays = [
-            _array(python[c.name], c) if c.name in python else _cast(extracted[c.name], c)
+        columns = [
+            arrays[c.name] if c.name in arrays else _cast(extracted[c.name], c)
             for c in EVENT_COLUMNS
         ]
     except (msgspec.DecodeError, Declined, pa.ArrowException, OverflowError, TypeError):
         return None
     except duckdb.Error:
         return None
-    return pa.Table.from_arrays(arrays, schema=_SCHEMA)
+    finally:
+        # A declined poll still waits for its extraction: the next poll's must not queue
+        # behind a stale one, and its error (if any) is not left unobserved.
+        wait([extracting])
+    return pa.Table.from_arrays(columns, schema=_SCHEMA)
 
 
 def _checked_columns(
@@ -236,23 +267,23 @@ def _checked_columns(
     values["event_id"] = ids
     values["source_partition"] = [r.partition for r in records]
     values["source_offset"] = [r.offset for r in records]
-    values["ingested_at"] = [stamp] * n
     return values
 
 
 def _check_renamed(payloads: list[_Payload], event_types: list[Any], n: int) -> None:
     """`code`, `from_ms`, ... set (even to null) only on events of their owner type: elsewhere
-    the exact path keeps them in `extra`."""
-    owners: dict[str, list[int]] = {}
-    for field, owner in _RENAMED.values():
-        got = list(map(operator.attrgetter(field), payloads))
-        unset = got.count(_UNSET)
-        if unset == n:
-            continue
-        if owner not in owners:
-            owners[owner] = [i for i, t in enumerate(event_types) if t == owner]
-        if n - unset != sum(1 for i in owners[owner] if got[i] is not _UNSET):
-            raise Declined(f"payload.{field} on an event that is not {owner}")
+    the exact path keeps them in `extra`.
+
+    One C pass takes the six fields of every payload; only the events that set one of them
+    (errors and seeks) get a Python loop."""
+    got = list(map(_RENAMED_GET, payloads))
+    if got.count(_NONE_SET) == n:
+        return
+    setting = itertools.compress(zip(event_types, got, strict=True), map(_NONE_SET.__ne__, got))
+    for event_type, fields in setting:
+        for i in _NOT_OWNED.get(event_type, _ALL_RENAMED):
+            if fields[i] is not _UNSET:
+                raise Declined(f"payload.{_RENAMED_FIELDS[i]} on a {event_type} event")
 
 
 def _json_texts(values: list[Any], n: int) -> list[str | None]:
