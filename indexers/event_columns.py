@@ -183,7 +183,11 @@ def _extract_sql() -> str:
     shape: dict[str, Any] = dict(structure.pop("event"))
     shape.update(structure)
     text = msgspec.json.encode(shape).decode().replace("'", "''")
-    return f"SELECT {', '.join(select)} FROM (SELECT json_transform(j, '{text}') AS t FROM batch)"
+    # `i` (the record's index) comes back with the columns: the order check.
+    return (
+        f"SELECT i, {', '.join(select)} FROM (SELECT i, json_transform(j, '{text}') AS t "
+        "FROM batch)"
+    )
 
 
 _EXTRACT = _extract_sql()
@@ -211,17 +215,19 @@ def _extract(batch: pa.Table) -> pa.Table:
 def _json_column(values: list[bytes]) -> pa.Table:
     """The records' bytes as one Arrow string column `j`, built from two buffers (their
     concatenation and offsets): a value-by-value conversion grew its buffer by reallocation
-    and checked UTF-8, which msgspec checks anyway (invalid bytes make the poll decline)."""
+    and checked UTF-8, which msgspec checks anyway (invalid bytes make the poll decline).
+    Column `i` numbers the records."""
     offsets = array.array("q", itertools.accumulate(map(len, values), initial=0))
     data = pa.py_buffer(b"".join(values))
     column = pa.LargeStringArray.from_buffers(len(values), pa.py_buffer(offsets), data)
-    return pa.table({"j": column})
+    return pa.table({"i": pa.array(range(len(values)), pa.int64()), "j": column})
 
 
 def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None:
     """The `events` rows of `records` (all from the events topic), or None to decline."""
     values = [r.value or b"" for r in records]
-    extracting = _EXTRACTOR.submit(_extract, _json_column(values))
+    batch = _json_column(values)
+    extracting = _EXTRACTOR.submit(_extract, batch)
     try:
         # A comprehension, not `list(map(...))`: its bytecode lets the GIL go to the
         # extraction thread, which needs it to start its scan and to return its table.
@@ -234,7 +240,7 @@ def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None
         stamp = pa.scalar(ingested_at, pa.string()).cast(_SCHEMA.field("ingested_at").type)
         arrays["ingested_at"] = pa.repeat(stamp, len(values))
         extracted = extracting.result()
-        if not extracted["event_id"].combine_chunks().equals(arrays["event_id"]):
+        if not extracted["i"].combine_chunks().equals(batch["i"].combine_chunks()):
             # DuckDB keeps the scan's order (preserve_insertion_order); never trust it blindly.
             raise Declined("the extracted rows are not in record order")
         columns = [
@@ -271,7 +277,6 @@ def _checked_columns(
         name: _json_texts(list(map(operator.attrgetter(name), events)), n) for name in _JSON_COLUMNS
     }
     values.update(_lifted_from_extra(events))
-    values["event_id"] = ids
     values["source_partition"] = [r.partition for r in records]
     values["source_offset"] = [r.offset for r in records]
     return values
