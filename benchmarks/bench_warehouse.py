@@ -38,11 +38,13 @@ from streamwatch.settings import Settings
 from testkit.event_json import events
 
 
-async def _sink_step(settings: Settings, records: list[Record], batch: int) -> float:
+async def _sink_step(settings: Settings, records: list[Record], batch: int) -> tuple[float, float]:
     """The sink as `run_sink_loop` drives it: the next batch is decoded while the previous
-    one's files are written (the write runs in a thread and releases the GIL)."""
+    one's files are written (the write runs in a thread and releases the GIL).
+
+    Returns (wall seconds, CPU seconds of this process, all its threads)."""
     sink = WarehouseSink(settings, DeadLetterWriter(settings))  # no letters: never started
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     inflight: asyncio.Task[None] | None = None
     for start in range(0, len(records), batch):
         sink.add(records[start : start + batch])
@@ -54,21 +56,21 @@ async def _sink_step(settings: Settings, records: list[Record], batch: int) -> f
         await inflight
     if sink.pending():
         raise RuntimeError(f"{sink.pending()} rows left unwritten")
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - cpu
 
 
-def _duckdb_insert(path: Path, arrow_table: pa.Table, batch: int) -> float:
-    """Seconds for DuckDB's own insert of `arrow_table` in `batch`-row slices into a table
-    in a new database file, checkpointed (the reference)."""
+def _duckdb_insert(path: Path, arrow_table: pa.Table, batch: int) -> tuple[float, float]:
+    """(Wall, CPU) seconds of DuckDB's own insert of `arrow_table` in `batch`-row slices into
+    a table in a new database file, checkpointed (the reference)."""
     con = duckdb.connect(str(path))
     try:
         con.execute("CREATE TABLE events AS SELECT * FROM arrow_table LIMIT 0")
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for start in range(0, arrow_table.num_rows, batch):
             part = arrow_table.slice(start, batch)  # noqa: F841 - read by DuckDB's replacement scan
             con.execute("INSERT INTO events SELECT * FROM part")
         con.execute("CHECKPOINT")
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - cpu
     finally:
         con.close()
 
@@ -116,14 +118,14 @@ def main() -> None:
 
         # (3) reference, before and after the sink step (the load of a shared machine drifts
         # within a minute: one reference after the step gave 0.30, 0.85 and 0.61 in a row)
-        before = _duckdb_insert(root / "ref-before.duckdb", arrow_table, args.batch)
+        before, before_cpu = _duckdb_insert(root / "ref-before.duckdb", arrow_table, args.batch)
 
         # (2) the sink step: bytes → rows → Arrow → Parquet (no Kafka, no commit)
         settings = Settings(warehouse_dir=root / "sink")
-        step_s = asyncio.run(_sink_step(settings, records, args.batch))
+        step_s, step_cpu = asyncio.run(_sink_step(settings, records, args.batch))
 
-        after = _duckdb_insert(root / "ref-after.duckdb", arrow_table, args.batch)
-        ref_s = (before + after) / 2
+        after, after_cpu = _duckdb_insert(root / "ref-after.duckdb", arrow_table, args.batch)
+        ref_s, ref_cpu = (before + after) / 2, (before_cpu + after_cpu) / 2
 
         reader = connect_readonly(settings)
         t = time.perf_counter()
@@ -139,6 +141,9 @@ def main() -> None:
               f"({n / before:,.0f} before the sink step, {n / after:,.0f} after)")  # fmt: skip
         print(f"ratio append / DuckDB insert:  {ref_s / append_s:.2f}")
         print(f"ratio sink step / DuckDB insert: {ref_s / step_s:.2f}")
+        # CPU time (all threads of this process) moves less with a shared machine's load.
+        print(f"CPU per row: sink step {step_cpu / n * 1e6:.2f} us, DuckDB insert "
+              f"{ref_cpu / n * 1e6:.2f} us; ratio {ref_cpu / step_cpu:.2f}")  # fmt: skip
         print(f"deduplicated count(*) over {n:,} rows via read-only views: {count_s * 1000:.0f} ms")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -19,9 +19,12 @@ paths give the same table.
 
 from __future__ import annotations
 
+import array
+import itertools
 import operator
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Annotated, Any
 
 import duckdb
@@ -121,6 +124,14 @@ _RENAMED = {
     "seek_from_ms": ("from_ms", "seek"),
     "seek_to_ms": ("to_ms", "seek"),
 }
+_RENAMED_FIELDS = tuple(field for field, _owner in _RENAMED.values())
+_RENAMED_GET = operator.attrgetter(*_RENAMED_FIELDS)
+_NONE_SET = (_UNSET,) * len(_RENAMED_FIELDS)
+_ALL_RENAMED = tuple(range(len(_RENAMED_FIELDS)))
+_NOT_OWNED = {  # event type → positions (in _RENAMED_FIELDS) of the fields it must not set
+    owner: tuple(i for i, (_f, o) in enumerate(_RENAMED.values()) if o != owner)
+    for _f, owner in _RENAMED.values()
+}
 _ENRICHMENT = ("genre", "device_family", "oca_site")
 _JSON_COLUMNS = ("derived_facts", "unknown_facts", "dimensions")
 _PROVENANCE = ("source_partition", "source_offset", "ingested_at", "extra")
@@ -172,21 +183,28 @@ def _extract_sql() -> str:
     shape: dict[str, Any] = dict(structure.pop("event"))
     shape.update(structure)
     text = msgspec.json.encode(shape).decode().replace("'", "''")
-    return f"SELECT {', '.join(select)} FROM (SELECT json_transform(j, '{text}') AS t FROM batch)"
+    # `i` (the record's index) comes back with the columns: the order check.
+    return (
+        f"SELECT i, {', '.join(select)} FROM (SELECT i, json_transform(j, '{text}') AS t "
+        "FROM batch)"
+    )
 
 
 _EXTRACT = _extract_sql()
 _LOCAL = threading.local()  # one in-memory DuckDB per thread (a connection is not shared)
+# DuckDB's extraction runs here while the calling thread decodes the same poll with msgspec:
+# the two parses overlap (DuckDB releases the GIL), as the reference insert uses both cores.
+_EXTRACTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-columns")
 
 
-def _extract(records: Sequence[Record]) -> pa.Table:
-    """The columns of `_EXTRACT`, in record order, read by DuckDB from the records' bytes.
+def _extract(batch: pa.Table) -> pa.Table:
+    """The columns of `_EXTRACT`, in record order, read by DuckDB from `batch`'s column `j`
+    (the records' bytes).
 
-    Only called on a poll msgspec has validated: DuckDB reads values, the structs decide."""
+    DuckDB reads values; the msgspec structs decide whether they may be used."""
     con: duckdb.DuckDBPyConnection | None = getattr(_LOCAL, "con", None)
     if con is None:
         con = _LOCAL.con = duckdb.connect()
-    batch = pa.table({"j": pa.array([r.value for r in records], pa.string())})
     con.register("batch", batch)
     try:
         return con.sql(_EXTRACT).to_arrow_table()
@@ -194,24 +212,50 @@ def _extract(records: Sequence[Record]) -> pa.Table:
         con.unregister("batch")
 
 
+def _json_column(values: list[bytes]) -> pa.Table:
+    """The records' bytes as one Arrow string column `j`, built from two buffers (their
+    concatenation and offsets): a value-by-value conversion grew its buffer by reallocation
+    and checked UTF-8, which msgspec checks anyway (invalid bytes make the poll decline).
+    Column `i` numbers the records."""
+    offsets = array.array("q", itertools.accumulate(map(len, values), initial=0))
+    data = pa.py_buffer(b"".join(values))
+    column = pa.LargeStringArray.from_buffers(len(values), pa.py_buffer(offsets), data)
+    return pa.table({"i": pa.array(range(len(values)), pa.int64()), "j": column})
+
+
 def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None:
     """The `events` rows of `records` (all from the events topic), or None to decline."""
+    values = [r.value or b"" for r in records]
+    batch = _json_column(values)
+    extracting = _EXTRACTOR.submit(_extract, batch)
     try:
-        events = [_DECODER.decode(r.value or b"") for r in records]
+        # A comprehension, not `list(map(...))`: its bytecode lets the GIL go to the
+        # extraction thread, which needs it to start its scan and to return its table.
+        decode = _DECODER.decode
+        events = [decode(v) for v in values]
         python = _checked_columns(events, records, ingested_at)
-        extracted = _extract(records)
-        if extracted["event_id"].to_pylist() != python["event_id"]:
+        del events  # freed while DuckDB may still be reading
+        arrays = {c.name: _array(python[c.name], c) for c in EVENT_COLUMNS if c.name in python}
+        # One stamp for the poll: cast once, not once per row.
+        stamp = pa.scalar(ingested_at, pa.string()).cast(_SCHEMA.field("ingested_at").type)
+        arrays["ingested_at"] = pa.repeat(stamp, len(values))
+        extracted = extracting.result()
+        if not extracted["i"].combine_chunks().equals(batch["i"].combine_chunks()):
             # DuckDB keeps the scan's order (preserve_insertion_order); never trust it blindly.
             raise Declined("the extracted rows are not in record order")
-        arrays = [
-            _array(python[c.name], c) if c.name in python else _cast(extracted[c.name], c)
+        columns = [
+            arrays[c.name] if c.name in arrays else _cast(extracted[c.name], c)
             for c in EVENT_COLUMNS
         ]
     except (msgspec.DecodeError, Declined, pa.ArrowException, OverflowError, TypeError):
         return None
     except duckdb.Error:
         return None
-    return pa.Table.from_arrays(arrays, schema=_SCHEMA)
+    finally:
+        # A declined poll still waits for its extraction: the next poll's must not queue
+        # behind a stale one, and its error (if any) is not left unobserved.
+        wait([extracting])
+    return pa.Table.from_arrays(columns, schema=_SCHEMA)
 
 
 def _checked_columns(
@@ -233,26 +277,25 @@ def _checked_columns(
         name: _json_texts(list(map(operator.attrgetter(name), events)), n) for name in _JSON_COLUMNS
     }
     values.update(_lifted_from_extra(events))
-    values["event_id"] = ids
     values["source_partition"] = [r.partition for r in records]
     values["source_offset"] = [r.offset for r in records]
-    values["ingested_at"] = [stamp] * n
     return values
 
 
 def _check_renamed(payloads: list[_Payload], event_types: list[Any], n: int) -> None:
     """`code`, `from_ms`, ... set (even to null) only on events of their owner type: elsewhere
-    the exact path keeps them in `extra`."""
-    owners: dict[str, list[int]] = {}
-    for field, owner in _RENAMED.values():
-        got = list(map(operator.attrgetter(field), payloads))
-        unset = got.count(_UNSET)
-        if unset == n:
-            continue
-        if owner not in owners:
-            owners[owner] = [i for i, t in enumerate(event_types) if t == owner]
-        if n - unset != sum(1 for i in owners[owner] if got[i] is not _UNSET):
-            raise Declined(f"payload.{field} on an event that is not {owner}")
+    the exact path keeps them in `extra`.
+
+    One C pass takes the six fields of every payload; only the events that set one of them
+    (errors and seeks) get a Python loop."""
+    got = list(map(_RENAMED_GET, payloads))
+    if got.count(_NONE_SET) == n:
+        return
+    setting = itertools.compress(zip(event_types, got, strict=True), map(_NONE_SET.__ne__, got))
+    for event_type, fields in setting:
+        for i in _NOT_OWNED.get(event_type, _ALL_RENAMED):
+            if fields[i] is not _UNSET:
+                raise Declined(f"payload.{_RENAMED_FIELDS[i]} on a {event_type} event")
 
 
 def _json_texts(values: list[Any], n: int) -> list[str | None]:

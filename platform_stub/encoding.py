@@ -9,12 +9,14 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from typing import Any
 
 _V4_CLEAR = ~((0xF << 76) | (0xC << 60))
 _V4_SET = (0x4 << 76) | (0x8 << 60)
 
-_last: list[Any] = [None, ""]  # (second, its formatted prefix)
+# Epoch second -> its formatted prefix. A dict, not the last second only: each session's next
+# event is made when its previous one is sent, seconds to minutes ahead, so consecutive calls
+# jump between seconds (a one-entry cache missed on two calls in three).
+_SECONDS: dict[int, str] = {}
 # Standard normal quantiles, indexed by 12 random bits: noise without the cost of
 # `random.gauss` (the player's throughput walk and service latencies need a bell shape,
 # not exact tails).
@@ -25,19 +27,20 @@ NORMALS = tuple(
 
 def uuid4_from(rng: random.Random) -> str:
     """A version-4 UUID string drawn from `rng` (deterministic, unlike `uuid.uuid4`)."""
-    h = f"{(rng.getrandbits(128) & _V4_CLEAR) | _V4_SET:032x}"
+    # `to_bytes().hex()`: the same 32 lowercase digits as `:032x`, in half the time.
+    h = ((rng.getrandbits(128) & _V4_CLEAR) | _V4_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def iso_ms(epoch_ms: int) -> str:
     """UTC ISO-8601 with milliseconds and `Z`, e.g. 2026-01-01T18:00:00.250Z."""
     sec, ms = divmod(epoch_ms, 1000)
-    if sec != _last[0]:
-        # The generator emits in time order, so thousands of events in a row share a second:
-        # format the calendar part once per second, only the milliseconds per event.
-        _last[0] = sec
-        _last[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-    return f"{_last[1]}{ms:03d}Z"
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        if len(_SECONDS) > 4_096:
+            _SECONDS.clear()
+        prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+    return f"{prefix}{ms:03d}Z"
 
 
 def event_line(event_id: str, event_type: str, event_ms: int, envelope: str, payload: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -142,6 +143,9 @@ class StubRun:
         weights = self.population.title_cum_weights
         self._premiere_share = (weights[2] - weights[1]) / weights[-1]
         self._rank = {t.title_id: i for i, t in enumerate(self.population.titles)}
+        # Per device family: connection names and cumulative weights, built once (what
+        # `random.choices` rebuilt on every play).
+        self._connections: dict[str, tuple[tuple[str, ...], list[float], float]] = {}
 
     def set_fault(self, fault: Fault | None) -> None:
         """Replace the active fault (a live fault injected into a running stub); sessions
@@ -190,8 +194,7 @@ class StubRun:
             title = pop.premiere
         else:
             title = pop.pick_title(rng)
-        conns = device.family.connections
-        connection = rng.choices([c for c, _ in conns], [w for _, w in conns])[0]
+        connection = self._connection(device.family.key, device.family.connections)
         isp = member.isp
         # Long-tail titles miss the edge cache more often and come from the origin.
         origin_p = 0.08 if self._rank[title.title_id] >= 100 else 0.01
@@ -214,6 +217,16 @@ class StubRun:
             resume_position_ms=resume,
             autoplay=rng.random() < 0.15,
         )
+
+    def _connection(self, family: str, weighted: tuple[tuple[str, float], ...]) -> str:
+        """`rng.choices(names, weights)[0]`, the same draw (one `random()`, the same bisect)
+        on cumulative weights computed once per family."""
+        table = self._connections.get(family)
+        if table is None:
+            cum = list(itertools.accumulate(w for _, w in weighted))
+            table = self._connections[family] = (tuple(c for c, _ in weighted), cum, cum[-1] + 0.0)
+        names, cum, total = table
+        return names[bisect.bisect(cum, self._rng.random() * total, 0, len(names) - 1)]
 
     def _session_ended(self, state: SessionProgress) -> None:
         truth = state.truth()

@@ -111,6 +111,7 @@ DECLINED = {
     "epoch-ms event_time": _edit(_one_error(), "event_time", 1_764_400_000_000),
     "non-text genre in extra": _edit(_one_error(), "extra", {"genre": 7}),
     "not JSON": b"{not json",
+    "not UTF-8": json.dumps(_one_heartbeat()).encode().replace(b'"m-', b'"\xff-', 1),
 }
 
 
