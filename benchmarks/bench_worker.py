@@ -10,7 +10,7 @@
    the end of its partition. References, in the same run over the same topic: Kafka's
    ConsumerPerformance and a bare aiokafka loop.
 
-    .venv/bin/python -m benchmarks.bench_worker --events 100000 [--workers 2] [--skip-kafka]
+    .venv/bin/python -m benchmarks.bench_worker --events 100000 [--workers 2] [--skip-logic]
 
 The 1-minute load average is printed with the figures: the machine is shared.
 
@@ -176,9 +176,11 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--skip-kafka", action="store_true")
+    parser.add_argument("--skip-logic", action="store_true", help="only the worker part")
     args = parser.parse_args()
     keys, values = stub_events(args.events)
-    bench_logic(values)
+    if not args.skip_logic:
+        bench_logic(values)
     if not args.skip_kafka:
         bench_worker(keys, values, args.workers)
     return 0

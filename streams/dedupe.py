@@ -64,6 +64,10 @@ def is_marker(key: bytes) -> bool:
 
 def id_value(partition: int, offset: int, event_ms: int, session_id: str) -> bytes:
     """The seen-set value of an event id: where it was read, its time and its session."""
+    sid = session_id
+    if sid.isascii() and sid.isprintable() and '"' not in sid and "\\" not in sid:
+        # json.dumps' own output for such a session id, without its per-call cost.
+        return f'[{partition}, {offset}, {event_ms}, "{session_id}"]'.encode()
     return json.dumps([partition, offset, event_ms, session_id]).encode()
 
 

@@ -3,11 +3,24 @@ sends, flushes and dead letters (mixed into `streams.app.StreamsApp`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ingest.deadletter import DeadLetter
 from streams.runtime import SourceMessage
 from streams.send_buffer import Headers, SendBuffer
+
+
+def reads(table: Any) -> Mapping[bytes, bytes]:
+    """The mapping to read a table's entries from on the hot path.
+
+    A faust table's `get` goes through its user-dict layers and a sensor call per read
+    (about 8 % of the worker's time); its memory store keeps a plain dict, read directly.
+    Writes still go through `TableIO.put`/`stage` (store and changelog together).
+    """
+    store = table.data
+    inner = getattr(store, "data", None)
+    return inner if isinstance(inner, dict) else store
 
 
 class TableIO:

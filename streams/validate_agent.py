@@ -20,6 +20,7 @@ from streams import dedupe
 from streams.committed_state import ValidateStats
 from streams.runtime import AgentRuntime
 from streams.sessionizer import to_ms
+from streams.table_io import reads
 from streams.validate import Rejected, parse
 from streamwatch import topics
 
@@ -53,11 +54,12 @@ class ValidateStep:
             st.dead_lettered += 1
             return None
         key = str(parsed.event_id).encode()
-        seen = rt.seen.get(key)
+        seen_set = reads(rt.seen)
+        seen = seen_set.get(key)
         if seen is not None and not dedupe.seen_at(seen, p, msg.offset):
             st.duplicates += 1
             return None
-        if seen is None and rt.seen.get(dedupe.closed_key(parsed.session_id)):
+        if seen is None and seen_set.get(dedupe.closed_key(parsed.session_id)):
             # Its session was closed and forgotten (streams.dedupe): a replay, or an event
             # too late to count. Kept (the stores dedupe by id) but tagged, and never
             # applied: no summary, rollup or incident counts it again.
