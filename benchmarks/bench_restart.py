@@ -70,7 +70,7 @@ def template() -> tuple[sessionizer.SessionState, bytes]:
 
 async def _fill(s: Settings, n: int, state: sessionizer.SessionState) -> int:
     """Write n open sessions and the checkpoints; returns the bytes of session entries."""
-    parts = s.partitions_for(topics.EVENTS)
+    parts = s.partitions_for(topics.RAW)
     admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
     await admin.start()
     try:

@@ -7,7 +7,7 @@ never invented):
 - collector accepted / rejected: the collector's Prometheus counters (since its start);
 - raw, validated: messages in `telemetry.raw.v1` / `telemetry.events.v1` (offsets);
 - streams seen / valid / dead-lettered / duplicates: the streams validator's per-partition
-  reconciliation counters (its `validate-stats` changelog topic);
+  reconciliation counters (carried in its `checkpoints` changelog topic);
 - dead-lettered by stage and reason: the dead-letter topic itself;
 - indexed: events in the search alias; warehoused: distinct events in the warehouse.
 
@@ -270,11 +270,12 @@ async def reconcile(
         c["validated"] = await topic_count(
             consumer, settings.bootstrap_servers, settings.topic(topics.EVENTS), since, until
         )
-        stats_topic = settings.topic(topics.VALIDATE_STATS_CHANGELOG)
+        stats_topic = settings.topic(topics.STREAMS_CHECKPOINTS_CHANGELOG)
         latest: dict[bytes | None, dict[str, int]] = {}
         for key, value in await read_all(consumer, settings.bootstrap_servers, stats_topic):
             if value:
-                latest[key] = json.loads(value)
+                # Each raw partition's checkpoint carries its reconciliation counters.
+                latest[key] = json.loads(value).get("stats", {})
         letters = await read_all(
             consumer, settings.bootstrap_servers, settings.topic(topics.DEADLETTER)
         )
@@ -285,7 +286,7 @@ async def reconcile(
         totals: Counter[str] = Counter()
         for partition_stats in latest.values():
             totals.update({k: int(v) for k, v in partition_stats.items() if k != "last_offset"})
-        src = f"streams validate-stats ({stats_topic})"
+        src = f"streams checkpoints ({stats_topic})"
         c["streams_seen"] = Count(totals["raw"], src)
         c["streams_valid"] = Count(totals["valid"], src)
         c["streams_dead_lettered"] = Count(totals["dead_lettered"], src)
@@ -298,7 +299,7 @@ async def reconcile(
             "streams_dead_lettered",
             "duplicates_dropped",
         ):
-            c[name] = Count(None, "streams validate-stats", why)
+            c[name] = Count(None, "streams checkpoints", why)
 
     by_stage: dict[str, Counter[str]] = {}
     sink_event_letters: Counter[str] = Counter()

@@ -1,27 +1,27 @@
 """The runtime of the stream worker: the Faust app, its topics and tables, rebalance repair.
 
-Three agents run on it, each in a module of its own and each with `concurrency=1`
+Two agents run on it, each in a module of its own and each with `concurrency=1`
 (faust-streaming#606; scale with partitions and processes):
 
-- `streams.validate_agent` (telemetry.raw.v1): parse, dedupe, enrich, forward to
-  telemetry.events.v1 keyed by session_id; rejects go to the dead-letter topic;
-- `streams.qoe_agent` (telemetry.events.v1): sessions and minute windows per partition
-  (`streams.partition`, the same code as `streams.replay`), committed all or nothing per
-  batch (`streams.committed_state`); publishes summaries, rollups and the detector's
-  partials;
+- `streams.qoe_agent` (telemetry.raw.v1, keyed by session_id): the one pass. Each message
+  is parsed, deduplicated, enriched and forwarded to telemetry.events.v1 for the sinks
+  (`streams.validate_agent`; rejects go to the dead-letter topic), and applied to its
+  session and minute window (`streams.partition`, the same code as `streams.replay`),
+  committed all or nothing per batch with the partition's reconciliation counters
+  (`streams.committed_state`); publishes summaries, rollups and the detector's partials;
 - `streams.detect_agent` (internal partials topic): judges each minute once every
   partition is done with it, publishes incidents.
 
-What this module handles for all three:
+What this module handles for both:
 
 - an exception escaping an agent skips the event on restart (faust-streaming#315) and can
   kill the agent quietly (#175): agents catch per event and dead-letter (`dead_letter`);
-- a table write (`table[k] = v`) sends its changelog to the *current event's* partition,
-  which a `take_events` batch leaves unset, and through a buffer that `producer.flush()`
-  may leave undrained: `put` writes the store and sends the changelog record itself, to
-  the partition the state belongs to, so a flush is a real barrier;
-- after a rebalance, processing resumes where the state is, not where faust committed
-  (`_commit_state_offsets`, `streams.offset_guard`);
+- a table write (`table[k] = v`) sends its changelog through a buffer that
+  `producer.flush()` may leave undrained: `put` writes the store and sends the changelog
+  record itself, to the partition the state belongs to, so a flush is a real barrier;
+- the raw topic reaches the one pass a fetch at a time (`streams.batch_feed`), and the
+  group's raw offsets are committed from the checkpoints; after a rebalance, processing
+  resumes where the state is (`_commit_state_offsets`, `streams.offset_guard`);
 - bytes in, bytes out: raw key/value serializers, explicit JSON via pydantic;
 - the app id (hence every changelog topic) includes `topic_prefix`, so test runs and
   tenants never share state.
@@ -34,16 +34,16 @@ from collections import Counter
 from typing import Any, cast
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP
 
-from ingest.deadletter import DeadLetter
+from streams.batch_feed import RawFeed
 from streams.committed_state import Checkpoint
 from streams.config import StreamsConfig
 from streams.detect_agent import DETECTOR_STATE, DetectAgent, DetectorRuntime
 from streams.enrichment import Catalog, catalog_path
 from streams.offset_guard import REWIND_RETRY_S, OffsetGuard
 from streams.qoe_agent import QoeAgent
-from streams.validate_agent import ValidateAgent, ValidateStats
+from streams.table_io import TableIO
 from streamwatch import topics
 from streamwatch.settings import Settings
 
@@ -68,19 +68,14 @@ _RAW_CODEC: dict[str, Any] = {
 }
 
 
-class StreamsApp:
+class StreamsApp(TableIO):
     """The Faust app with its topics, tables and agents, built from one Settings."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        config: StreamsConfig | None = None,
-        worker_index: int = 0,
-    ) -> None:
+    def __init__(self, settings: Settings, config: StreamsConfig | None = None, index: int = 0):
         self.settings = settings
         self.config = config or StreamsConfig.from_env()
         self.catalog = Catalog.load(catalog_path(settings.data_dir))
-        self.app = self._faust_app(worker_index)
+        self.app = self._faust_app(index)
         self.raw_topic = self._topic(topics.RAW)
         self.events_topic = self._topic(topics.EVENTS)
         self.deadletter_topic = self._topic(topics.DEADLETTER)
@@ -91,28 +86,25 @@ class StreamsApp:
             settings.topic(MINUTE_PARTIALS), partitions=1, internal=True, **_RAW_CODEC
         )
         raw_parts = settings.partitions_for(topics.RAW)
-        events_parts = settings.partitions_for(topics.EVENTS)
         self.seen = self._table("seen", raw_parts)
-        self.validate_stats = self._table("validate-stats", raw_parts)
-        self.sessions = self._table("sessions", events_parts)
-        self.windows = self._table("windows", events_parts)
-        self.checkpoints = self._table("checkpoints", events_parts)
+        self.sessions = self._table("sessions", raw_parts)
+        self.windows = self._table("windows", raw_parts)
+        self.checkpoints = self._table("checkpoints", raw_parts)
         self.detector_table = self._table("detector", 1)
         self.counters: Counter[str] = Counter()
         # The state's last offsets, not faust's commits, decide what is processed next.
         consumer = self.app.consumer
-        self.validator = ValidateAgent(self, OffsetGuard(consumer, self.counters, "validate"))
-        self.qoe = QoeAgent(self, OffsetGuard(consumer, self.counters, "qoe"))
+        self.feed = RawFeed(consumer, self.raw_topic.get_topic_name()).install()
+        self.qoe = QoeAgent(self, OffsetGuard(consumer, self.counters, "qoe"), self.feed)
         self.detect = DetectAgent(self, OffsetGuard(consumer, self.counters, "detect"))
-        self.app.agent(self.raw_topic, name="validate", concurrency=1)(self.validator.run)
-        self.app.agent(self.events_topic, name="qoe", concurrency=1)(self.qoe.run)
+        self.app.agent(self.raw_topic, name="qoe", concurrency=1)(self.qoe.run)
         self.app.agent(self.partials_topic, name="detect", concurrency=1)(self.detect.run)
         self.app.timer(30.0)(self._log_counters)
         self.app.timer(REWIND_RETRY_S)(self._retry_rewinds)
-        self.app.on_rebalance_complete.connect(self._commit_state_offsets)  # type: ignore[arg-type]
-        # mode types handlers with a keyword-only `signal`; ours take it in **kwargs.
-        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
-        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        self.app.timer(self.config.commit_interval_s)(self._commit_raw_offsets)
+        self.app.on_rebalance_complete.connect(self._commit_state_offsets)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
 
     def _faust_app(self, worker_index: int) -> faust.App:
         s, cfg = self.settings, self.config
@@ -149,69 +141,38 @@ class StreamsApp:
         # changelog *and* for recovery; a Schema alone leaves recovery on json.
         return self.app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
 
-    # ------------------------------------------------------------------ table I/O ------
-
-    async def put(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
-        """Set (or, with None, delete) a table entry and send its changelog record.
-
-        Not `table[key] = value`: faust sends that changelog record through a buffer that
-        `producer.flush()` may return before draining (it waits 0.1 s at most), and the
-        commit protocol needs a flush to be a real barrier. Sent to the producer here, the
-        record is covered by the next flush, in the partition it belongs to.
-        """
-        store = table.data
-        if value is None:
-            if key in store:
-                del store[key]
-        else:
-            store[key] = value
-        topic = table.changelog_topic.get_topic_name()
-        await self.app.producer.send(topic, key, value, partition, None, None)
-
-    async def dead_letter(
-        self, value: bytes, reason: str, detail: str, ev: EventT[Any], event_id: str | None
-    ) -> None:
-        """Send a message that cannot be processed to the dead-letter topic, with why."""
-        msg = ev.message
-        letter = DeadLetter.of(
-            value,
-            reason,
-            "streams",
-            detail=detail,
-            source_topic=msg.topic,
-            source_partition=msg.partition,
-            source_offset=msg.offset,
-            event_id=event_id,
-        )
-        await self.deadletter_topic.send(
-            key=event_id.encode() if event_id else None, value=letter.model_dump_json().encode()
-        )
-
     # ------------------------------------------------------------------ rebalance ------
 
-    def _forget_partitions(self, tps: set[TP]) -> None:
-        raw, events = self.settings.topic(topics.RAW), self.settings.topic(topics.EVENTS)
-        for tp in tps:
-            if tp.topic == events:
-                self.qoe.forget(tp.partition)
-            elif tp.topic == raw:
-                self.validator.forget(tp.partition)
+    def _raw_partitions(self, tps: set[TP]) -> set[int]:
+        raw = self.settings.topic(topics.RAW)
+        return {tp.partition for tp in tps if tp.topic == raw}
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", set())
-        self._forget_partitions(set(revoked))
+        # Faust waits for this handler before the group moves on: the batch in flight is
+        # committed (or abandoned) before another worker can take its partitions.
+        await self.qoe.revoke(self._raw_partitions(set(revoked)))
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", set())
         # A partition may come back with state another worker changed meanwhile.
-        self._forget_partitions(set(assigned))
+        self.qoe.assign(self._raw_partitions(set(assigned)))
+
+    async def _commit_raw_offsets(self) -> None:
+        """Commit the group's raw offsets from the committed checkpoints (faust never sees
+        the raw records, streams.batch_feed): what lag and progress are read from."""
+        raw = self.settings.topic(topics.RAW)
+        offsets = {TP(raw, p): off for p, off in self.qoe.committed_offsets().items()}
+        if not offsets or self.app.rebalancing:
+            return
+        try:
+            await cast(Any, self.app.consumer)._commit(offsets)
+        except Exception as exc:  # a rebalance under way: the next round commits
+            log.info("raw offsets not committed now: %r", exc)
 
     def _state_last_offset(self, tp: TP) -> int | None:
         """The last input offset the state of `tp` applied (None: not an input of ours)."""
         if tp.topic == self.settings.topic(topics.RAW):
-            raw = self.validate_stats.get(f"p{tp.partition}".encode())
-            return ValidateStats.model_validate_json(raw).last_offset if raw else -1
-        if tp.topic == self.settings.topic(topics.EVENTS):
             raw = self.checkpoints.get(str(tp.partition).encode())
             return Checkpoint.model_validate_json(raw).upto if raw else -1
         if tp.topic == self.partials_topic.get_topic_name():
@@ -232,7 +193,7 @@ class StreamsApp:
             last = self._state_last_offset(tp)
             if last is not None and last >= 0:
                 offsets[tp] = last + 1
-        for agent in (self.validator, self.qoe, self.detect):
+        for agent in (self.qoe, self.detect):
             agent.guard.forget()
         if offsets:
             # Not consumer.commit(): that commits only what faust counts as acknowledged.
@@ -240,7 +201,7 @@ class StreamsApp:
             log.info("resuming from the state's offsets: %s", offsets)
 
     async def _retry_rewinds(self) -> None:
-        for agent in (self.validator, self.qoe, self.detect):
+        for agent in (self.qoe, self.detect):
             await agent.guard.retry_rewinds()
 
     async def _log_counters(self) -> None:

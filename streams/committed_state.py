@@ -25,11 +25,28 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ValidateStats(BaseModel):
+    """Reconciliation counters of one raw partition: raw = valid + dead + duplicates.
+
+    Carried in the partition's `Checkpoint`, so the same commit point covers the counts
+    and the sessions and windows the counted events changed: a batch is counted exactly
+    when its effects are committed, and a replayed batch is never counted twice.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw: int = 0
+    valid: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0  # includes `late_closed`
+    late_closed: int = 0  # events of sessions closed and forgotten: kept, never re-counted
 
 
 class Checkpoint(BaseModel):
-    """The committed position of one input partition."""
+    """The committed position of one raw partition, with its reconciliation counters."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +56,7 @@ class Checkpoint(BaseModel):
     next_scan_ms: int = 0  # event time at which sessions and windows are next checked
     revise: list[str] = []  # closed windows touched by late events since the last scan
     closed_upto_ms: int = 0  # newest minute the detector was told this partition closed
+    stats: ValidateStats = Field(default_factory=ValidateStats)
 
 
 @dataclass(frozen=True)

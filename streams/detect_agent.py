@@ -68,8 +68,8 @@ class DetectAgent:
     def __init__(self, rt: AgentRuntime, guard: OffsetGuard) -> None:
         self.rt = rt
         self.guard = guard
-        events_parts = rt.settings.partitions_for(topics.EVENTS)
-        self._expected_partials = {f"p{p}" for p in range(events_parts)}
+        raw_parts = rt.settings.partitions_for(topics.RAW)
+        self._expected_partials = {f"p{p}" for p in range(raw_parts)}
 
     async def run(self, stream: StreamT[Any]) -> None:
         """The agent: batches of partials and progress markers."""
@@ -100,7 +100,7 @@ class DetectAgent:
             except Exception as exc:
                 log.exception("detect: partial failed")
                 await rt.dead_letter(
-                    msg.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
+                    msg.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", msg, None
                 )
                 continue
             await self._judge_ready_minutes(state)

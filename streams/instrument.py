@@ -1,7 +1,7 @@
 """The stream worker's Prometheus series, attached from outside `streams.app`.
 
 The agents are left untouched: each hands a batch of events to its `batch` method
-(`StreamsApp.validator`, `.qoe`, `.detect`) and sends rejects through
+(`StreamsApp.qoe`, the one pass over the raw topic, and `.detect`) and sends rejects through
 `StreamsApp.dead_letter`. `instrument` wraps those bound methods on the instances, so batch
 sizes, step latencies, throughput, failures, dead letters and freshness (Kafka append ->
 batch done) are measured without a line in the hot code. A method that is renamed is logged
@@ -34,15 +34,15 @@ log = logging.getLogger(__name__)
 
 # Agent (an attribute of StreamsApp) whose `batch` method is measured -> its stage.
 BATCH_STEPS: dict[str, str] = {
-    "validator": "streams.validate",
     "qoe": "streams.qoe",
     "detect": "streams.detect",
 }
 BATCH_METHOD = "batch"
 DEAD_LETTER_METHOD = "dead_letter"
 LAG_STAGE = "streams"
-# The topics the worker's group consumes (logical names).
-CONSUMED = (topics.RAW, topics.EVENTS)
+# The topics the worker's group consumes (logical names): the one pass reads the raw topic
+# only; telemetry.events.v1 is the sinks' input (their lag is theirs).
+CONSUMED = (topics.RAW,)
 
 
 def instrument(app: StreamsApp, settings: Settings, index: int = 0) -> int | None:
@@ -79,13 +79,23 @@ def _wrap_batch(agent: object, name: str, metrics: StageMetrics) -> None:
             metrics.records(size, outcome="error")
             raise
         metrics.records(size)
-        appended_s = batch[-1].message.timestamp if size else None
+        appended_s = _appended_s(batch[-1]) if size else None
         if appended_s is not None:
-            # The newest event's age (Faust gives Kafka's timestamp in seconds): how far
-            # behind its input this stage is now.
+            # The newest event's age: how far behind its input this stage is now.
             metrics.freshness(time.time() - appended_s)
 
     setattr(agent, BATCH_METHOD, measured)
+
+
+def _appended_s(item: Any) -> float | None:
+    """Kafka's append time of a batch item, in seconds: a faust event (its message's
+    timestamp, in seconds) or an aiokafka ConsumerRecord (the one pass: milliseconds)."""
+    message = getattr(item, "message", None)
+    if message is not None:
+        ts: float | None = message.timestamp
+        return ts
+    ms: int | None = getattr(item, "timestamp", None)
+    return ms / 1000.0 if ms is not None else None
 
 
 def _wrap_dead_letter(app: StreamsApp, metrics: StageMetrics) -> None:

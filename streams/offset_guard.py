@@ -39,12 +39,9 @@ class Position(Enum):
 
 
 def classify(last_applied: int, offset: int) -> Position:
-    """Position of `offset` given the last offset whose effects are in the state.
-
-    A state that never applied anything (`last_applied < 0`) starts wherever the topic
-    starts (retention may have removed its first offsets).
-    """
-    if last_applied < 0 or offset == last_applied + 1:
+    """Position of `offset` given the last offset whose effects are in the state (for a
+    state that applied nothing: the offset before the log's start, see `OffsetGuard`)."""
+    if offset == last_applied + 1:
         return Position.NEXT
     if offset <= last_applied:
         return Position.APPLIED
@@ -59,9 +56,17 @@ class OffsetGuard:
         self.counters = counters
         self.stage = stage
         self._rewound: dict[TP, tuple[int, float]] = {}
+        self._log_start: dict[TP, int] = {}
 
     async def admit(self, topic: str, partition: int, offset: int, last_applied: int) -> bool:
         """True when this message is the next to apply; False to skip it."""
+        if last_applied < 0:
+            # A state that applied nothing starts where the log starts (retention may have
+            # removed its first offsets), not at whatever offset arrives first: a record
+            # fetched before a rebalance can arrive after it, ahead of the earlier records
+            # dropped with the revoke, and taking it as the start would skip those for good
+            # (sessions lost with two workers and large batches).
+            last_applied = await self._start_of(TP(topic, partition)) - 1
         position = classify(last_applied, offset)
         if position is Position.NEXT:
             if self._rewound:
@@ -112,6 +117,15 @@ class OffsetGuard:
     def forget(self) -> None:
         """Drop pending rewinds (after a rebalance the consumer is re-positioned anyway)."""
         self._rewound.clear()
+        self._log_start.clear()
+
+    async def _start_of(self, tp: TP) -> int:
+        """The log's first offset (asked once per assignment; a later start, moved by
+        retention, shows as a gap, which asks again)."""
+        start = self._log_start.get(tp)
+        if start is None:
+            start = self._log_start[tp] = (await self.consumer.earliest_offsets(tp)).get(tp, 0)
+        return start
 
     async def _rewind(self, tp: TP, offset: int) -> None:
         self.counters[f"{self.stage}.rewinds"] += 1

@@ -1,8 +1,8 @@
 """How far the stream workers are, read from their own committed state (for tests, benchmarks
-and operators): the whole stage is done with its input when every raw message is counted by
-the validator, every events partition's checkpoint is at the end of its partition (written
-after the flush that made its summaries and rollups durable), and the detector has read
-every partial.
+and operators): the whole stage is done with its input when every raw partition's checkpoint
+is at the end of its partition (written after the flush that made its forwards, summaries
+and rollups durable; it carries the partition's reconciliation counters), and the detector
+has read every partial.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import DETECTOR_STATE, MINUTE_PARTIALS, app_id
-from streams.committed_state import Checkpoint
+from streams.committed_state import Checkpoint, ValidateStats
 from streamwatch import topics
 from streamwatch.settings import Settings
 
@@ -38,13 +38,43 @@ async def _latest(
     return latest
 
 
+async def checkpoints(settings: Settings) -> dict[int, Checkpoint]:
+    """The latest committed checkpoint of every raw partition that has one."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return await _checkpoints(settings, consumer)
+    finally:
+        await consumer.stop()
+
+
+async def _checkpoints(settings: Settings, consumer: AIOKafkaConsumer) -> dict[int, Checkpoint]:
+    topic = changelog(settings, "checkpoints")
+    if topic not in await consumer.topics():
+        return {}
+    parts = settings.partitions_for(topics.RAW)
+    latest = await _latest(consumer, [TopicPartition(topic, p) for p in range(parts)])
+    return {int(k): Checkpoint.model_validate_json(v) for k, v in latest.items() if v}
+
+
+def stats_totals(cps: dict[int, Checkpoint]) -> dict[str, int]:
+    """The reconciliation counters of all partitions, summed."""
+    total = dict.fromkeys(ValidateStats.model_fields, 0)
+    for cp in cps.values():
+        for k, n in cp.stats.model_dump().items():
+            total[k] += n
+    return total
+
+
 @dataclass(frozen=True)
 class Progress:
-    """Where the stage is: raw counted by the validator, and whether the rest caught up."""
+    """Where the stage is: raw messages counted and applied, and whether the rest caught up."""
 
     raw_end: int  # messages in the raw topic
-    raw_counted: int  # of which the validator's committed stats count
-    applied: bool  # every events partition's checkpoint at its end
+    raw_counted: int  # of which the committed checkpoints count
+    applied: bool  # every raw partition's checkpoint at its end
     detected: bool  # the detector has read every partial
 
     @property
@@ -66,29 +96,12 @@ async def progress(settings: Settings) -> Progress:
             TopicPartition(settings.topic(topics.RAW), p)
             for p in range(settings.partitions_for(topics.RAW))
         ]
-        events = [
-            TopicPartition(settings.topic(topics.EVENTS), p)
-            for p in range(settings.partitions_for(topics.EVENTS))
-        ]
-        ends = await consumer.end_offsets(raw + events)
-        counted = 0
-        stats_topic = changelog(settings, "validate-stats")
-        if stats_topic in existing:
-            stats = await _latest(
-                consumer, [TopicPartition(stats_topic, p) for p in range(len(raw))]
-            )
-            counted = sum(json.loads(v)["raw"] for v in stats.values() if v)
-        applied = True
-        cp_topic = changelog(settings, "checkpoints")
-        cps = (
-            await _latest(consumer, [TopicPartition(cp_topic, p) for p in range(len(events))])
-            if cp_topic in existing
-            else {}
+        ends = await consumer.end_offsets(raw)
+        cps = await _checkpoints(settings, consumer)
+        counted = sum(cp.stats.raw for cp in cps.values())
+        applied = all(
+            (cps[tp.partition].upto if tp.partition in cps else -1) >= ends[tp] - 1 for tp in raw
         )
-        for tp in events:
-            value = cps.get(str(tp.partition).encode())
-            upto = Checkpoint.model_validate_json(value).upto if value else -1
-            applied = applied and upto >= ends[tp] - 1
         detected = True
         partials = settings.topic(MINUTE_PARTIALS)
         if partials in existing:

@@ -1,36 +1,41 @@
-"""The qoe agent (telemetry.events.v1 -> qoe.sessions.v1, qoe.minute.v1, partials).
+"""The one pass over telemetry.raw.v1: validate, dedupe, sessionize, roll up.
 
-Each events partition this worker owns is a `streams.partition.PartitionState` (the same
-code `streams.replay` runs) whose states live in two changelogged tables, sessions and
-windows. A batch is committed per partition all or nothing (`streams.committed_state`):
-every state it writes is stored as an entry with its undo image, and the partition's
-checkpoint, written last, is the commit point (`QoeAgent.commit`).
+The raw topic is keyed by session_id, so one agent does it all per raw partition: each
+message is parsed, deduplicated and forwarded to telemetry.events.v1 for the sinks
+(`streams.validate_agent`), and applied in the same pass to its session and minute window.
+Each raw partition this worker owns is a `streams.partition.PartitionState` (the same code
+`streams.replay` runs) whose states live in two changelogged tables, sessions and windows.
+A batch is committed per partition all or nothing (`streams.committed_state`): every state
+it writes is stored as an entry with its undo image, and the partition's checkpoint, which
+also carries the partition's reconciliation counters, is written last: the one commit
+point (`QoeAgent.commit`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import faust
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 from pydantic import BaseModel
 
-from ingest.events import EVENT_ADAPTER
 from ingest.validation import UNPROCESSABLE
-from streams import dedupe
+from streams.batch_feed import RawFeed
 from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
 from streams.offset_guard import OffsetGuard
 from streams.partition import PartitionState, Published, partition_of_key
 from streams.rollup import WindowState
 from streams.runtime import AgentRuntime
 from streams.sessionizer import SessionState
+from streams.table_io import reads
+from streams.validate_agent import ValidateStep
+from streamwatch.errors import ConfigurationError
 
 log = logging.getLogger("streamwatch.streams")
-
-Ev = EventT[Any]
 
 
 def _session_hints(cur: bytes) -> tuple[int, bool]:
@@ -48,8 +53,8 @@ class TableStore:
     """A partition's states in the sessions and windows tables, with the undo images of
     what the current batch writes (key -> committed image)."""
 
-    sessions: Any
-    windows: Any
+    sessions: Mapping[bytes, bytes]  # the tables' entries (streams.table_io.reads)
+    windows: Mapping[bytes, bytes]
     dirty_sessions: dict[bytes, bytes] = field(default_factory=dict)
     dirty_windows: dict[bytes, bytes] = field(default_factory=dict)
 
@@ -86,54 +91,97 @@ class _Partition(PartitionState):
 
 
 class QoeAgent:
-    """Runs on the events topic; its tables are sessions, windows and checkpoints."""
+    """Runs on the raw topic; its tables are the seen-set, sessions, windows, checkpoints."""
 
-    def __init__(self, rt: AgentRuntime, guard: OffsetGuard) -> None:
+    def __init__(self, rt: AgentRuntime, guard: OffsetGuard, feed: RawFeed) -> None:
         self.rt = rt
         self.guard = guard
+        self.feed = feed
+        self.validate = ValidateStep(rt)
+        self.lock = asyncio.Lock()  # held while a batch is applied and committed
+        self.owned: set[int] = set()  # raw partitions assigned to this worker
         self._parts: dict[int, _Partition] = {}
+        self._committed: dict[int, int] = {}  # partition -> last offset of its checkpoint
+        self._last_purge = 0.0
 
     def forget(self, partition: int) -> None:
-        """Drop what this worker holds of an events partition (revoked or reassigned)."""
+        """Drop what this worker holds of a raw partition (revoked or reassigned)."""
         self._parts.pop(partition, None)
+        self._committed.pop(partition, None)
+        self.validate.forget(partition)
 
     async def run(self, stream: StreamT[Any]) -> None:
-        """The agent: batches of events, each committed per partition."""
-        cfg = self.rt.config
-        stream_ = cast("faust.Stream[bytes]", stream)
-        async for batch in stream_.take_events(cfg.batch_size, within=cfg.batch_within_s):
-            try:
-                await self.batch(batch)
-            except Exception:
-                # Not one event's fault (those are dead-lettered): e.g. the producer failed.
-                # Forget what this worker holds in memory; the next batch recovers the
-                # partitions from their checkpoints and the offset guard rewinds to them.
-                log.exception("qoe: batch failed; recovering from the last checkpoints")
-                self.rt.counters["qoe.batch_failures"] += 1
-                self._parts.clear()
+        """The agent: batches of raw records from the feed, each committed per partition.
 
-    async def batch(self, batch: Sequence[Ev]) -> None:
-        """Apply one batch, then commit it (see `commit`)."""
+        The faust stream of the raw topic stays empty: its records come through `feed`
+        (`streams.batch_feed`), a fetch at a time.
+        """
+        cfg = self.rt.config
+        while True:
+            records = await self.feed.take(cfg.batch_size, cfg.batch_within_s)
+            async with self.lock:
+                # A partition revoked while its records waited is not ours to apply.
+                mine = [r for r in records if r.partition in self.owned]
+                if not mine:
+                    continue
+                # Records per batch, as the feed delivers them (logged every 30 s).
+                self.rt.counters["qoe.batches"] += 1
+                self.rt.counters["qoe.batch_records"] += len(mine)
+                try:
+                    await self.batch(mine)
+                except Exception:
+                    # Not one event's fault (those are dead-lettered): e.g. the producer
+                    # failed. Forget what this worker holds in memory; the next batch
+                    # recovers the partitions from their checkpoints and the offset guard
+                    # rewinds to them.
+                    log.exception("qoe: batch failed; recovering from the last checkpoints")
+                    self.rt.counters["qoe.batch_failures"] += 1
+                    self._parts.clear()
+
+    async def revoke(self, partitions: set[int]) -> None:
+        """Stop applying `partitions`: drop their queued records and wait for the batch in
+        flight, so that nothing of theirs is written once the rebalance goes on."""
+        self.owned -= partitions
+        self.feed.drop(partitions)
+        async with self.lock:
+            for p in partitions:
+                self.forget(p)
+
+    def assign(self, partitions: set[int]) -> None:
+        """Apply `partitions` from now on, from their committed state."""
+        for p in partitions:
+            self.forget(p)  # another worker may have changed it meanwhile
+        self.owned |= partitions
+
+    def committed_offsets(self) -> dict[int, int]:
+        """Per partition held, the offset after the last one its committed state applied."""
+        return {p: upto + 1 for p, upto in self._committed.items() if p in self.owned}
+
+    async def batch(self, batch: Sequence[Any]) -> None:
+        """Validate and apply one batch of raw records, then commit it (see `commit`)."""
+        await self._purge_seen()
         touched: dict[int, _Partition] = {}
         out = Published()
-        for ev in batch:
-            msg = ev.message
-            part = touched.get(msg.partition)
+        validate = self.validate.one
+        admit = self.guard.admit
+        for msg in batch:
+            p = msg.partition
+            part = touched.get(p)
             if part is None:
-                part = touched[msg.partition] = await self._partition(msg.partition)
-            if not await self.guard.admit(msg.topic, msg.partition, msg.offset, part.cp.upto):
+                part = touched[p] = await self._partition(p)
+            if not await admit(msg.topic, p, msg.offset, part.cp.upto):
                 continue
+            st = part.cp.stats
+            st.raw += 1
+            value: bytes = msg.value or b""
             try:
-                if dedupe.is_late(msg.headers):
-                    # Counted by the validator already (streams.dedupe): kept in the stores,
-                    # never counted again by a summary, rollup or incident.
-                    self.rt.counters["qoe.late_closed"] += 1
-                else:
-                    part.apply(EVENT_ADAPTER.validate_json(msg.value or b""), msg.offset, out)
-            except Exception as exc:
-                log.exception("qoe: %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                event = await validate(msg, value, st)
+                if event is not None:
+                    part.apply(event, msg.offset, out)
+            except Exception as exc:  # one bad event never stops the stream
+                log.exception("qoe: %s[%d]@%d failed", msg.topic, p, msg.offset)
                 await self.rt.dead_letter(
-                    msg.value or b"", UNPROCESSABLE, f"{type(exc).__name__}: {exc}", ev, None
+                    value, UNPROCESSABLE, f"{type(exc).__name__}: {exc}", msg, None
                 )
                 self.rt.counters["qoe.dead_lettered"] += 1
             part.done_with(msg.offset, out)
@@ -141,6 +189,18 @@ class QoeAgent:
         # before the checkpoint (nothing is awaited per event but the producer's buffer).
         await self._send(out)
         await self.commit(list(touched.values()))
+
+    async def _purge_seen(self) -> None:
+        """Purge the seen-set of the partitions held, at their committed event time.
+
+        Run between batches, after a flush: the checkpoints whose watermark decides what is
+        forgotten are durable, so a crash can never leave a purge ahead of its checkpoint.
+        """
+        if time.monotonic() - self._last_purge < self.rt.config.seen_purge_every_s:
+            return
+        self._last_purge = time.monotonic()
+        await self.rt.flush()
+        await self.validate.purge({p: part.cp.watermark_ms for p, part in self._parts.items()})
 
     async def commit(self, parts: list[_Partition]) -> None:
         """Commit the batch of each partition; its outputs were sent already.
@@ -151,27 +211,30 @@ class QoeAgent:
            checkpoints committed as forgotten.
         1. Write every state the batch touched as an entry (new image + undo image) under
            the partition's next batch number.
-        2. Flush the producer: outputs, dead letters and entries are durable.
+        2. Flush the producer: forwards, seen-set entries, outputs, dead letters and
+           entries are durable.
         3. Write each partition's checkpoint (batch number, last input offset, event-time
            clock): the commit point. A crash before it rolls the entries back on restart.
 
         Outputs sent before 0 are safe: a batch replayed after a crash publishes the same
         records again, as it does when a crash comes between 2 and 3.
         """
-        await self.rt.app.producer.flush()  # 0.
+        await self.rt.flush()  # 0.
         for part in parts:
             await self._drop_tombstones(part)
         for part in parts:  # 1.
             await self._write_entries(part)
-        await self.rt.app.producer.flush()  # 2.
+        await self.rt.flush()  # 2.
         for part in parts:  # 3.
             part.cp.seq += 1
             cp = part.cp.model_dump_json().encode()
-            await self.rt.put(self.rt.checkpoints, part.p, str(part.p).encode(), cp)
+            self.rt.stage(self.rt.checkpoints, part.p, str(part.p).encode(), cp)
+            self._committed[part.p] = part.cp.upto
             part.committed_forgotten_sessions |= part.forgotten_sessions
             part.committed_forgotten_windows |= part.forgotten_windows
             part.forgotten_sessions.clear()
             part.forgotten_windows.clear()
+        await self.rt.push()  # delivered while the next batch is applied (awaited at its 0.)
 
     async def _send(self, out: Published) -> None:
         # The producer itself, not `topic.send`: faust's channel machinery per message cost
@@ -198,10 +261,18 @@ class QoeAgent:
         rt = self.rt
         # Recovery reads the last checkpoint and may write repairs: what this worker wrote
         # before must be durable first.
-        await rt.app.producer.flush()
+        await rt.flush()
         raw = rt.checkpoints.get(str(p).encode())
         cp = Checkpoint.model_validate_json(raw) if raw else Checkpoint()
-        store = TableStore(rt.sessions, rt.windows)
+        if raw and cp.upto >= 0 and b'"stats"' not in raw:
+            # Written by the two-hop worker: its `upto` is an offset of telemetry.events.v1,
+            # not of the raw topic this pass reads. Never guess where to resume.
+            raise ConfigurationError(
+                f"partition {p}: state of the worker before the one pass (events-topic "
+                "checkpoints); let that worker finish its input, then start this one under a "
+                "new topic prefix or after deleting the streams changelog topics"
+            )
+        store = TableStore(reads(rt.sessions), reads(rt.windows))
         part = _Partition(p, cp, rt.config, store, rt.counters)
         for table, index, hints in (
             (rt.sessions, part.session_index, _session_hints),
@@ -235,7 +306,7 @@ class QoeAgent:
             for key in keys:
                 raw = table.get(key)
                 if raw is not None and not Entry.decode(raw).cur:
-                    await rt.put(table, part.p, key, None)
+                    rt.stage(table, part.p, key, None)
             keys.clear()
 
     async def _write_entries(self, part: _Partition) -> None:
@@ -253,7 +324,7 @@ class QoeAgent:
                     entry = Entry(seq, 0, True, b"", prev)
                 else:
                     entry = Entry(seq, *_hints_of(state), state.model_dump_json().encode(), prev)
-                await self.rt.put(table, part.p, key, entry.encode())
+                self.rt.stage(table, part.p, key, entry.encode())
             dirty.clear()
 
 

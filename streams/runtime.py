@@ -10,11 +10,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Protocol
 
-from faust.types import EventT
-
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog
 from streamwatch.settings import Settings
+
+
+class SourceMessage(Protocol):
+    """Where a message was read: a faust Message or an aiokafka ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
 
 
 class AgentRuntime(Protocol):
@@ -30,7 +36,6 @@ class AgentRuntime(Protocol):
     incidents_topic: Any
     partials_topic: Any
     seen: Any
-    validate_stats: Any
     sessions: Any
     windows: Any
     checkpoints: Any
@@ -40,7 +45,26 @@ class AgentRuntime(Protocol):
     async def put(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """Set (or delete) a table entry and send its changelog record."""
 
+    def stage(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+        """`put`, with the changelog record buffered until the next push or flush."""
+
+    def send(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> None:
+        """Buffer a record for `topic` (sent at the next push or flush)."""
+
+    async def push(self) -> None:
+        """Hand what is buffered to the producer (delivery is not awaited)."""
+
+    async def flush(self) -> None:
+        """Push, then wait until everything sent so far is acknowledged."""
+
     async def dead_letter(
-        self, value: bytes, reason: str, detail: str, ev: EventT[Any], event_id: str | None
+        self, value: bytes, reason: str, detail: str, msg: SourceMessage, event_id: str | None
     ) -> None:
         """Send a message that cannot be processed to the dead-letter topic, with why."""

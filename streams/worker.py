@@ -88,7 +88,7 @@ def run(settings: Settings, index: int = 0, loglevel: str = "INFO") -> int:
     """Run one worker until it is told to stop; returns its exit code."""
     silence_false_alarms()
     asyncio.run(ensure_internal_topics(settings))
-    streams_app = StreamsApp(settings, worker_index=index)
+    streams_app = StreamsApp(settings, index=index)
     instrument(streams_app, settings, index)
     worker = faust.Worker(streams_app.app, loglevel=loglevel, quiet=True)
     # Faust's start-up spinner sets the root logger to DEBUG (to spin on every record), so

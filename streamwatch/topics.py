@@ -20,7 +20,8 @@ SERVICE_MINUTE = "ops.service_minute.v1"
 STREAMS_APP_ID = "streamwatch-streams"
 # The worker's reconciliation counters per raw partition, read by `streamwatch reconcile`:
 # JSON {"raw", "valid", "dead_lettered", "duplicates"} (streams.app.ValidateStats).
-VALIDATE_STATS_CHANGELOG = f"{STREAMS_APP_ID}-validate-stats-changelog"
+# The stream worker's per-partition checkpoints, carrying its reconciliation counters.
+STREAMS_CHECKPOINTS_CHANGELOG = f"{STREAMS_APP_ID}-checkpoints-changelog"
 
 
 @dataclass(frozen=True)

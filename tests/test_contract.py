@@ -55,6 +55,8 @@ def test_every_column_source_names_a_field_of_its_record() -> None:
     assert checked == 4 and len(events) == 6
 
 
-def test_the_validate_stats_changelog_is_the_workers() -> None:
+def test_the_checkpoints_changelog_is_the_workers() -> None:
     settings = Settings(topic_prefix="t-contract-")
-    assert settings.topic(topics.VALIDATE_STATS_CHANGELOG) == changelog(settings, "validate-stats")
+    assert settings.topic(topics.STREAMS_CHECKPOINTS_CHANGELOG) == changelog(
+        settings, "checkpoints"
+    )

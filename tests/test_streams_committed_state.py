@@ -98,7 +98,8 @@ def test_a_crash_after_any_prefix_of_a_batch_recovers_the_committed_state(
 
 
 def test_offsets_are_applied_strictly_in_sequence() -> None:
-    assert classify(-1, 500) is Position.NEXT  # a new state starts where the topic starts
+    assert classify(-1, 0) is Position.NEXT  # a new state: from the log's start
+    assert classify(-1, 500) is Position.AFTER_GAP
     assert classify(9, 10) is Position.NEXT
     assert classify(9, 9) is Position.APPLIED
     assert classify(9, 3) is Position.APPLIED
@@ -133,6 +134,25 @@ def test_a_gap_rewinds_the_consumer_once_and_skips_until_the_missing_offset() ->
     assert asyncio.run(run()) == [False, False, True]
     assert consumer.seeks == [(TP("t", 3), 10)]
     assert counters["qoe.rewinds"] == 1 and counters["qoe.gap_skipped"] == 2
+
+
+def test_a_new_state_starts_at_the_log_start_not_at_the_first_record_seen() -> None:
+    # A record fetched before a rebalance (offset 1400) arrives first; 0..1399 were
+    # dropped with the revoke. Taking 1400 as the start would lose them for good.
+    consumer, counters = _Consumer(earliest=0), Counter[str]()
+    guard = OffsetGuard(consumer, counters, "qoe")
+
+    async def run() -> list[bool]:
+        return [
+            await guard.admit("t", 5, 1400, last_applied=-1),
+            await guard.admit("t", 5, 0, last_applied=-1),
+        ]
+
+    assert asyncio.run(run()) == [False, True]
+    assert consumer.seeks == [(TP("t", 5), 0)]
+    # Retention removed the first offsets: the log's start is where a new state starts.
+    late = OffsetGuard(_Consumer(earliest=1400), Counter[str](), "qoe")
+    assert asyncio.run(late.admit("t", 5, 1400, last_applied=-1)) is True
 
 
 def test_offsets_deleted_by_retention_are_counted_and_processing_resumes() -> None:

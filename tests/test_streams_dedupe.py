@@ -15,6 +15,7 @@ from streams.dedupe import (
     is_marker,
     marker_value,
     plan_purge,
+    seen_at,
 )
 
 MIN = 60_000
@@ -96,3 +97,15 @@ def test_index_follows_writes_and_forgets_each_session_once() -> None:
     )
     index.forget([0])
     assert not index.loaded(0) and index.plan(0, 8 * DAY_MS, POLICY).forget == []
+
+
+def test_id_value_is_the_json_it_always_was() -> None:
+    # The fast path must write exactly what json.dumps wrote (recovery parses it).
+    for sid in ("0f8fad5b-d9cb-469f-a165-70867728950e", 'a"b', "a\\b", "é", "x\ny", ""):
+        assert (
+            id_value(3, 17, 1_700_000_000_000, sid)
+            == json.dumps([3, 17, 1_700_000_000_000, sid]).encode()
+        )
+        assert seen_at(id_value(3, 17, 5, sid), 3, 17) and not seen_at(
+            id_value(3, 17, 5, sid), 3, 18
+        )

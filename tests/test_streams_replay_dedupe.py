@@ -22,7 +22,7 @@ import pytest
 from indexers.services import run_search_sink, run_warehouse_sink
 from ops.reconcile import ReconcileReport, reconcile, render_report
 from platform_stub.generator import RunOptions, StubRun
-from streams.progress import changelog, progress
+from streams.progress import checkpoints, progress, stats_totals
 from streamwatch import topics
 from streamwatch.settings import Settings
 from tests.streams_helpers import produce_raw, read_all
@@ -90,15 +90,7 @@ async def outputs(s: Settings) -> dict[str, int]:
 
 async def stats(s: Settings) -> dict[str, int]:
     """The validator's reconciliation counters, summed over partitions."""
-    total: dict[str, int] = {}
-    latest: dict[bytes, dict[str, int]] = {}
-    for m in await read_all(s, changelog(s, "validate-stats")[len(s.topic_prefix) :]):
-        latest[m.key] = json.loads(m.value)
-    for v in latest.values():
-        for k, n in v.items():
-            if k != "last_offset":
-                total[k] = total.get(k, 0) + n
-    return total
+    return stats_totals(await checkpoints(s))
 
 
 async def settle(s: Settings, valid: int) -> ReconcileReport:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from platform_stub.generator import RunOptions, StubRun
-from streams.app import app_id
+from streams.progress import checkpoints, stats_totals
 from streamwatch import topics
 from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
@@ -64,15 +64,9 @@ def start_worker(own_settings: Settings) -> Iterator[Any]:
 
 
 async def stats(s: Settings) -> dict[str, int]:
-    """Latest reconciliation counters of every raw partition, summed."""
-    latest: dict[bytes, dict[str, int]] = {}
-    for m in await read_all(s, f"{app_id(s)[len(s.topic_prefix) :]}-validate-stats-changelog"):
-        latest[m.key] = json.loads(m.value)
-    total = {"raw": 0, "valid": 0, "dead_lettered": 0, "duplicates": 0}
-    for v in latest.values():
-        for k in total:
-            total[k] += v[k]
-    return total
+    """Latest reconciliation counters of every raw partition (in its checkpoint), summed."""
+    total = stats_totals(await checkpoints(s))
+    return {k: total[k] for k in ("raw", "valid", "dead_lettered", "duplicates")}
 
 
 async def wait_for(s: Settings, raw_total: int, proc: subprocess.Popen[bytes]) -> dict[str, int]:

@@ -1,0 +1,132 @@
+"""The raw topic, delivered to the one-pass agent a fetch at a time instead of per message.
+
+Faust's fetcher hands every message to its conductor one at a time: per message two asyncio
+tasks and an `asyncio.wait` (`wait_first(callback(message), suspend_flow.wait())`, which
+adds two more for the service's own stop events), a faust `Message`, the agent's channel
+queue, the stream's iterator and its ack bookkeeping. The one pass needs none of that for
+the raw topic: it applies a batch and commits it itself (`streams.committed_state`), and
+resumes from its checkpoints, not from faust's acks (`streams.offset_guard`).
+
+Faust stays the engine: the app, its consumer, group membership and rebalances, the tables
+and their recovery, the detect agent. Only the fetcher's drain loop is replaced, on the
+consumer instance (`RawFeed.install`): the records of the raw topic go, one fetch per
+partition at a time, to a bounded queue that the one-pass agent reads (`RawFeed.take`);
+the records of every other topic (the partials topic, the changelogs read during
+recovery) take faust's own per-message path, unchanged.
+
+Faust never sees the raw records, so it never acks or commits them: the agent commits the
+group's offsets from its committed checkpoints (`StreamsApp._commit_raw_offsets`), the
+same offsets a rebalance resumes from. On a rebalance, the fetch being handed over is
+abandoned when faust suspends the flow (as faust's own path does), and queued records of
+revoked partitions are dropped (`RawFeed.drop`); after the rebalance faust seeks every
+partition to its committed offset, which is where the state is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from faust.types import TP
+
+log = logging.getLogger("streamwatch.streams")
+
+
+class RawFeed:
+    """A bounded queue of raw-topic record lists, filled by a replacement drain loop."""
+
+    def __init__(self, consumer: Any, topic: str, max_fetches: int = 8) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.queue: asyncio.Queue[list[Any]] = asyncio.Queue(max_fetches)
+
+    def install(self) -> RawFeed:
+        """Replace the consumer's drain loop (faust's Fetcher calls `_drain_messages`)."""
+        self.consumer._drain_messages = self._drain
+        return self
+
+    async def take(self, max_records: int, within_s: float) -> list[Any]:
+        """The records queued, at least one fetch (waiting up to `within_s` for it) and then
+        whole fetches while fewer than `max_records` are taken; [] when none came."""
+        try:
+            batch = await asyncio.wait_for(self.queue.get(), within_s)
+        except TimeoutError:
+            return []
+        while len(batch) < max_records and not self.queue.empty():
+            batch += self.queue.get_nowait()
+        return batch
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget the queued records of `partitions` (revoked: not ours to apply)."""
+        kept: list[list[Any]] = []
+        while not self.queue.empty():
+            records = [r for r in self.queue.get_nowait() if r.partition not in partitions]
+            if records:
+                kept.append(records)
+        for records in kept:
+            self.queue.put_nowait(records)
+
+    async def _drain(self, fetcher: Any) -> None:
+        """faust's `Consumer._drain_messages`, with the raw topic's records handed over a
+        fetch at a time. Runs in the fetcher's task until the consumer or fetcher stops."""
+        c = self.consumer
+        consumer_stopped = c._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                records, active = await c._wait_next_records(1.0)
+                await asyncio.sleep(0)  # getmany may return at once: let others run
+                if records is None or c.should_stop:
+                    continue
+                if not c.flow_active:
+                    # What faust's getmany does: the rebalance repositions at the
+                    # committed offsets; these records are read again from there.
+                    await c.perform_seek()
+                    continue
+                await self._deliver(records, active)
+        except c.consumer_stopped_errors:
+            if c.transport.app.should_stop:
+                log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if c.transport.app.should_stop:
+                log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            log.exception("Drain messages raised: %r", exc)
+            raise
+
+    async def _deliver(self, records: dict[TP, list[Any]], active: set[TP] | None) -> None:
+        c = self.consumer
+        generation = c.app.consumer_generation_id
+        for tp, recs in records.items():
+            if not c.flow_active or c.app.consumer_generation_id != generation:
+                return  # a rebalance began: faust re-seeks to the committed offsets
+            if active is not None and tp not in active and tp not in c._buffered_partitions:
+                continue
+            if tp.topic == self.topic:
+                # Abandoned if a rebalance suspends the flow meanwhile (like faust's path).
+                await c.wait_first(self.queue.put(recs), c.suspend_flow.wait())
+            else:
+                for record in recs:
+                    await self._one(tp, record)
+
+    async def _one(self, tp: TP, record: Any) -> None:
+        # faust's per-message path (Consumer._drain_messages), for every other topic.
+        c = self.consumer
+        message = c._to_message(tp, record)
+        offset = message.offset
+        r_offset = c._read_offset[tp]
+        if r_offset is None or offset >= r_offset:
+            gap = offset - (r_offset or 0)
+            if gap > 1 and r_offset and c.app.topics.acks_enabled_for(message.topic):
+                await c._add_gap(tp, r_offset + 1, offset)
+            if c._commit_every is not None and c._n_acked >= c._commit_every:
+                c._n_acked = 0
+                await c.commit()
+            c.app.monitor.track_tp_end_offset(tp, c.highwater(tp))
+            await c.wait_first(c.callback(message), c.suspend_flow.wait())
+            c._read_offset[tp] = offset
