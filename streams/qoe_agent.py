@@ -270,7 +270,8 @@ class QoeAgent:
             raise ConfigurationError(
                 f"partition {p}: state of the worker before the one pass (events-topic "
                 "checkpoints); let that worker finish its input, then start this one under a "
-                "new topic prefix or after deleting the streams changelog topics"
+                "new topic prefix or after deleting the streams changelog topics (a local "
+                "demo: `make clean && make demo` starts it afresh)"
             )
         store = TableStore(reads(rt.sessions), reads(rt.windows))
         part = _Partition(p, cp, rt.config, store, rt.counters)
