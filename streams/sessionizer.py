@@ -192,7 +192,7 @@ def _envelope_dims(event: Event) -> dict[str, Any]:
 
 
 def _mark_minute(minutes: list[int], minute: int, keep: int) -> bool:
-    if minute in minutes:
+    if (minutes and minutes[-1] == minute) or minute in minutes:  # the newest, most often
         return False
     minutes.append(minute)
     if len(minutes) > 1 and minutes[-2] > minute:
@@ -285,7 +285,7 @@ def _is_duplicate(
         state.max_offset = offset
     if policy.max_seen_ids > 0:
         # 60 random bits of the UUID are plenty within one session and keep state small.
-        eid = f"{event.event_id.int:032x}"[:16]
+        eid = f"{event.event_id.int >> 64:016x}"  # the hex's first 16 digits
         seen = state.seen_ids
         if eid in seen:
             if offset is None:
