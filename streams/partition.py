@@ -29,7 +29,7 @@ from streams.committed_state import Checkpoint
 from streams.config import StreamsConfig
 from streams.records import MinuteRollup, SessionSummary
 from streams.rollup import WindowState
-from streams.sessionizer import Applied, SessionState, to_ms
+from streams.sessionizer import Applied, SessionState
 
 
 class StateStore(Protocol):
@@ -131,7 +131,7 @@ class PartitionState:
 
     def apply(self, event: Event, offset: int | None, out: Published) -> Applied:
         """Apply one event to its session and its minute window."""
-        t = to_ms(event.event_time)
+        t = int(event.event_time.timestamp() * 1000)  # sessionizer.to_ms, inline: per event
         cp = self.cp
         if t > cp.watermark_ms:
             cp.watermark_ms = t
@@ -148,7 +148,13 @@ class PartitionState:
         keys = state.value_keys
         if keys is None:
             keys = state.value_keys = rollup.value_keys(state.dims)
-        rollup.add_to(self.window(t, event.event_id), keys, applied)
+        start = t - t % rollup.WINDOW_MS
+        w = self.windows.get(self._own_key) if start == self._own_start else None
+        if w is not None and not w.closed:  # most events: the current minute's own window
+            self.store.touch_window(self._own_key)
+        else:
+            w = self.window(t, event.event_id)
+        rollup.add_to(w, keys, applied)
         if applied.summary is not None:
             self._publish_summary(applied.summary, out)
             if applied.closed_now:

@@ -257,24 +257,33 @@ def add_to(window: WindowState, keys: tuple[str, ...], applied: Applied) -> None
 
 
 def _accumulate(p: _Pending, applied: Applied) -> None:
-    # Booleans add as 0 / 1: no branch per counter.
     p.events += 1
-    p.plays += applied.new_play
+    # Booleans add as 0 / 1.
     p.active_sessions += applied.new_active_minute
     p.concurrent_viewers += applied.new_playing_minute
-    p.failed_sessions += applied.new_failure
-    p.failed_starts += applied.new_start_failure
-    p.rebuffer_ms += applied.rebuffer_ms
-    p.rebuffer_count += applied.rebuffer_count
-    p.rebuffering_sessions += applied.new_rebuffer_minute
-    p.upshifts += applied.upshift
-    p.downshifts += applied.downshift
     watch = applied.watch_ms
     if watch:
         p.watch_ms += watch
         if applied.bitrate_kbps is not None:
             p.bitrate_kbps_ms += applied.bitrate_kbps * watch
             p.bitrate_ms += watch
+    # What most events (heartbeats) leave at zero. A start failure is a failure, and a
+    # new rebuffering minute comes with a rebuffer.
+    if (
+        applied.new_play
+        or applied.new_failure
+        or applied.rebuffer_count
+        or applied.upshift
+        or applied.downshift
+    ):
+        p.plays += applied.new_play
+        p.failed_sessions += applied.new_failure
+        p.failed_starts += applied.new_start_failure
+        p.rebuffer_ms += applied.rebuffer_ms
+        p.rebuffer_count += applied.rebuffer_count
+        p.rebuffering_sessions += applied.new_rebuffer_minute
+        p.upshifts += applied.upshift
+        p.downshifts += applied.downshift
     # The sketch's buckets and the error codes keep their order of arrival (it shows in
     # the JSON): added at once, not summed.
     if applied.startup_ms is not None:
