@@ -13,6 +13,7 @@ event) come from the sessionizer's `Applied`, which already removed duplicates.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +49,12 @@ def _key(dimension: str, value: str) -> str:
 
 
 def value_keys(dims: Mapping[str, Any]) -> tuple[str, ...]:
-    """The window value keys ("all=all", "isp=Comcast", ...) of `dimension_pairs(dims)`."""
-    return tuple(_key(d, v) for d, v in dimension_pairs(dims))
+    """The window value keys ("all=all", "isp=Comcast", ...) of `dimension_pairs(dims)`.
+
+    Interned: every open session keeps its keys (`SessionState.value_keys`), and sessions
+    share most values.
+    """
+    return tuple(sys.intern(_key(d, v)) for d, v in dimension_pairs(dims))
 
 
 def split_key(key: str) -> tuple[str, str]:
