@@ -29,7 +29,7 @@ from streams.committed_state import Checkpoint
 from streams.config import StreamsConfig
 from streams.records import MinuteRollup, SessionSummary
 from streams.rollup import WindowState
-from streams.sessionizer import Applied, SessionState, minute_of, to_ms
+from streams.sessionizer import Applied, SessionState
 
 
 class StateStore(Protocol):
@@ -123,23 +123,38 @@ class PartitionState:
         # Forgotten by a scan: deleted for good once its checkpoint is durable.
         self.forgotten_sessions: set[bytes] = set()
         self.forgotten_windows: set[bytes] = set()
+        # The key of this partition's own window of the last minute asked for.
+        self._own_start = -1
+        self._own_key = b""
 
     # ------------------------------------------------------------------ events ---------
 
     def apply(self, event: Event, offset: int | None, out: Published) -> Applied:
         """Apply one event to its session and its minute window."""
-        t = to_ms(event.event_time)
-        self.cp.watermark_ms = max(self.cp.watermark_ms, t)
-        skey = session_key(self.p, event.session_id)
-        state = self._session(skey) or sessionizer.new_state(event.session_id)
+        t = int(event.event_time.timestamp() * 1000)  # sessionizer.to_ms, inline: per event
+        cp = self.cp
+        if t > cp.watermark_ms:
+            cp.watermark_ms = t
+        skey = f"{self.p}|{event.session_id}".encode()  # session_key, inline: per event
+        state = self.sessions.get(skey) or self._session(skey)
+        if state is None:
+            state = self.sessions[skey] = sessionizer.new_state(event.session_id)
         self.store.touch_session(skey)
-        self.sessions[skey] = state
-        applied = sessionizer.apply(state, event, self.config.session, offset=offset)
+        applied = sessionizer.apply(state, event, self.config.session, offset, t)
         self.session_index[skey] = (state.last_event_ms, state.closed)
         if applied.duplicate:
             self.counters["qoe.duplicates"] += 1
             return applied
-        rollup.add_event(self.window(t, str(event.event_id)), state.dims, applied)
+        keys = state.value_keys
+        if keys is None:
+            keys = state.value_keys = rollup.value_keys(state.dims)
+        start = t - t % rollup.WINDOW_MS
+        w = self.windows.get(self._own_key) if start == self._own_start else None
+        if w is not None and not w.closed:  # most events: the current minute's own window
+            self.store.touch_window(self._own_key)
+        else:
+            w = self.window(t, event.event_id)
+        rollup.add_to(w, keys, applied)
         if applied.summary is not None:
             self._publish_summary(applied.summary, out)
             if applied.closed_now:
@@ -154,20 +169,25 @@ class PartitionState:
             self.scan(out)
             self.cp.next_scan_ms = self.cp.watermark_ms + self.config.scan_step_ms
 
-    def window(self, t_ms: int, late_tag: str) -> WindowState:
+    def window(self, t_ms: int, late_tag: object) -> WindowState:
         """The window of `t_ms`, marked as written by this batch.
 
         A minute published and forgotten already gets a partial of its own for this late
-        event (`rollup.very_late_partial`), so that summing partials stays exact.
+        event (`rollup.very_late_partial`, tagged `str(late_tag)`), so that summing partials
+        stays exact.
         """
-        start = minute_of(t_ms)
-        partial = f"p{self.p}"
-        key = window_key(self.p, start, partial)
-        w = self._window_state(key)
+        start = t_ms - t_ms % rollup.WINDOW_MS
+        if start == self._own_start:  # most events: the partition's current minute
+            key = self._own_key
+        else:
+            key = window_key(self.p, start, f"p{self.p}")
+            self._own_start, self._own_key = start, key
+        w = self.windows.get(key) or self._window_state(key)
         if w is None:
+            partial = f"p{self.p}"
             retention = self.config.rollup.closed_retention_ms
             if start + rollup.WINDOW_MS + retention <= self.cp.watermark_ms:
-                partial = rollup.very_late_partial(partial, late_tag)
+                partial = rollup.very_late_partial(partial, str(late_tag))
                 key = window_key(self.p, start, partial)
                 self.counters["qoe.very_late"] += 1
             w = self.windows[key] = WindowState(window_start_ms=start, partial=partial)

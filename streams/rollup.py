@@ -13,14 +13,16 @@ event) come from the sessionizer's `Applied`, which already removed duplicates.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, TypeAdapter
 
 from contract.dimensions import ALL, DIMENSIONS
 from contract.records import MinuteCounts, MinuteRollup, SessionSummary
+from contract.sketch import bucket_of
 from streams.sessionizer import Applied, from_ms, minute_of, to_ms
 
 WINDOW_MS = 60_000
@@ -46,86 +48,274 @@ def _key(dimension: str, value: str) -> str:
     return f"{dimension}={value}"
 
 
+def value_keys(dims: Mapping[str, Any]) -> tuple[str, ...]:
+    """The window value keys ("all=all", "isp=Comcast", ...) of `dimension_pairs(dims)`.
+
+    Interned: every open session keeps its keys (`SessionState.value_keys`), and sessions
+    share most values.
+    """
+    return tuple(sys.intern(_key(d, v)) for d, v in dimension_pairs(dims))
+
+
 def split_key(key: str) -> tuple[str, str]:
     """("isp", "Comcast") of a window's value key "isp=Comcast"."""
     d, _, v = key.partition("=")
     return d, v
 
 
-class WindowState(BaseModel):
-    """One minute of one partial; JSON-serializable for the changelog."""
+@dataclass(slots=True)
+class _StoredWindow:
+    """A `WindowState` as the changelog and the partials topic hold it (its JSON)."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     window_start_ms: int
     partial: str
-    values: dict[str, MinuteCounts] = Field(default_factory=dict)
+    values: dict[str, MinuteCounts] = field(default_factory=dict)
     closed: bool = False
     revision: int = -1
     late_events: int = 0
-    touched_since_close: list[str] = Field(default_factory=list)
+    touched_since_close: list[str] = field(default_factory=list)
+
+
+_WINDOW_JSON: TypeAdapter[_StoredWindow] = TypeAdapter(_StoredWindow)
+
+# The additive counters an event adds to, in the order `_Pending` holds them.
+_PENDING_FIELDS = (
+    "events",
+    "plays",
+    "active_sessions",
+    "concurrent_viewers",
+    "failed_sessions",
+    "failed_starts",
+    "rebuffer_ms",
+    "rebuffer_count",
+    "rebuffering_sessions",
+    "watch_ms",
+    "upshifts",
+    "downshifts",
+    "bitrate_kbps_ms",
+    "bitrate_ms",
+)
+
+
+class _Pending:
+    """Increments not yet added to the `MinuteCounts` of one set of value keys.
+
+    An event counts towards nine dimension values; adding its increments to nine pydantic
+    objects was most of the logic's time. Events with the same value keys (a session's
+    events within its minute, sessions alike) add here once instead, and `WindowState`
+    adds the sums to the nine counts whenever they are read. The sums are exact integers
+    (`bitrate_kbps_ms` too, below 2**53 per value and minute), so the counts come out as
+    if each event had been added on its own.
+    """
+
+    __slots__ = ("counts", *_PENDING_FIELDS)
+
+    def __init__(self, counts: list[MinuteCounts]) -> None:
+        self.counts = counts
+        self.events = self.plays = self.active_sessions = self.concurrent_viewers = 0
+        self.failed_sessions = self.failed_starts = 0
+        self.rebuffer_ms = self.rebuffer_count = self.rebuffering_sessions = 0
+        self.watch_ms = self.upshifts = self.downshifts = 0
+        self.bitrate_kbps_ms = self.bitrate_ms = 0
+
+    def add_to_counts(self) -> None:
+        """Add the sums to the counts (then forgotten: the caller drops this object)."""
+        incs = [(name, inc) for name in _PENDING_FIELDS if (inc := getattr(self, name))]
+        for c in self.counts:
+            # Plain counters, no validation on assignment: add to the field values.
+            fields = c.__dict__
+            for name, inc in incs:
+                fields[name] += inc
+
+
+class WindowState:
+    """One minute of one partial; JSON-serializable for the changelog.
+
+    Its JSON is what the pydantic model it replaces wrote (`model_dump_json` /
+    `model_validate_json`), so changelogs written before read back unchanged. Event
+    increments wait in `_Pending` sums until `values` is read (closing, serializing).
+    """
+
+    __slots__ = (
+        "_pending",
+        "_values",
+        "closed",
+        "late_events",
+        "partial",
+        "revision",
+        "touched_since_close",
+        "window_start_ms",
+    )
+
+    def __init__(
+        self,
+        window_start_ms: int,
+        partial: str,
+        values: dict[str, MinuteCounts] | None = None,
+        closed: bool = False,
+        revision: int = -1,
+        late_events: int = 0,
+        touched_since_close: list[str] | None = None,
+    ) -> None:
+        self.window_start_ms = window_start_ms
+        self.partial = partial
+        self._values: dict[str, MinuteCounts] = {} if values is None else values
+        self.closed = closed
+        self.revision = revision
+        self.late_events = late_events
+        self.touched_since_close: list[str] = (
+            [] if touched_since_close is None else touched_since_close
+        )
+        self._pending: dict[tuple[str, ...], _Pending] = {}
+
+    @property
+    def values(self) -> dict[str, MinuteCounts]:
+        """The counts per value key ("isp=Comcast"), every increment added."""
+        self._flush()
+        return self._values
+
+    def model_dump_json(self) -> str:
+        """The window's JSON, as the changelog and the partials topic store it."""
+        stored = _StoredWindow(
+            self.window_start_ms,
+            self.partial,
+            self.values,
+            self.closed,
+            self.revision,
+            self.late_events,
+            self.touched_since_close,
+        )
+        return _WINDOW_JSON.dump_json(stored).decode()
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> WindowState:
+        """A window from its JSON (checked: unknown fields are an error)."""
+        s = _WINDOW_JSON.validate_json(data)
+        return cls(
+            s.window_start_ms,
+            s.partial,
+            s.values,
+            s.closed,
+            s.revision,
+            s.late_events,
+            s.touched_since_close,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WindowState):
+            return NotImplemented
+        return self.model_dump_json() == other.model_dump_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"WindowState({self.model_dump_json()})"
 
     def counts(self, dimension: str, value: str) -> MinuteCounts:
         """The counts of one dimension value (created empty on first use)."""
-        key = _key(dimension, value)
-        c = self.values.get(key)
+        self._flush()
+        return self._counts(_key(dimension, value))
+
+    def _counts(self, key: str) -> MinuteCounts:
+        c = self._values.get(key)
         if c is None:
-            c = self.values[key] = MinuteCounts()
+            c = self._values[key] = MinuteCounts()
         return c
 
-    def _touch(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        for p in self._pending.values():
+            p.add_to_counts()
+        self._pending.clear()
+
+    def _touch(self, keys: Iterable[str]) -> None:
         if self.closed:
             self.late_events += 1
-            for d, v in pairs:
-                k = _key(d, v)
+            for k in keys:
                 if k not in self.touched_since_close:
                     self.touched_since_close.append(k)
 
 
 def add_event(window: WindowState, dims: Mapping[str, Any], applied: Applied) -> None:
     """Add one (non-duplicate) event's increments to every dimension value it belongs to."""
+    add_to(window, value_keys(dims), applied)
+
+
+def add_to(window: WindowState, keys: tuple[str, ...], applied: Applied) -> None:
+    """`add_event` with the value keys of the dimensions (`value_keys`) known already."""
     if applied.duplicate:
         return
-    pairs = dimension_pairs(dims)
-    # Only the non-zero increments are applied: most events are heartbeats, and setting a
-    # pydantic field is the expensive part of a rollup.
-    incs = [
-        (name, inc)
-        for name, inc in (
-            ("plays", int(applied.new_play)),
-            ("active_sessions", int(applied.new_active_minute)),
-            ("concurrent_viewers", int(applied.new_playing_minute)),
-            ("failed_sessions", int(applied.new_failure)),
-            ("failed_starts", int(applied.new_start_failure)),
-            ("rebuffer_ms", applied.rebuffer_ms),
-            ("rebuffer_count", applied.rebuffer_count),
-            ("rebuffering_sessions", int(applied.new_rebuffer_minute)),
-            ("watch_ms", applied.watch_ms),
-            ("upshifts", applied.upshift),
-            ("downshifts", applied.downshift),
-        )
-        if inc
-    ]
-    bitrate = (
-        applied.bitrate_kbps * applied.watch_ms
-        if applied.watch_ms and applied.bitrate_kbps is not None
-        else None
-    )
-    for d, v in pairs:
-        c = window.counts(d, v)
-        # Plain counters, no validation on assignment: add to the field values directly.
-        fields = c.__dict__
-        fields["events"] += 1
-        for name, inc in incs:
-            fields[name] += inc
-        if applied.startup_ms is not None:
-            c.startup.add(applied.startup_ms)
-        if bitrate is not None:
-            fields["bitrate_kbps_ms"] += bitrate
-            fields["bitrate_ms"] += applied.watch_ms
-        if applied.error_code is not None:
-            c.errors_by_code[applied.error_code] = c.errors_by_code.get(applied.error_code, 0) + 1
-    window._touch(pairs)
+    if window.closed:  # a late event (rare): added at once, published again as a revision
+        now = _Pending([window._counts(k) for k in keys])
+        _accumulate(now, applied)
+        now.add_to_counts()
+        window._touch(keys)
+        return
+    p = window._pending.get(keys)
+    if p is None:
+        # The value keys are created now, in the order of the events, as they always were.
+        p = window._pending[keys] = _Pending([window._counts(k) for k in keys])
+    _accumulate(p, applied)
+
+
+def _accumulate(p: _Pending, applied: Applied) -> None:
+    p.events += 1
+    # Booleans add as 0 / 1.
+    p.active_sessions += applied.new_active_minute
+    p.concurrent_viewers += applied.new_playing_minute
+    watch = applied.watch_ms
+    if watch:
+        p.watch_ms += watch
+        if applied.bitrate_kbps is not None:
+            p.bitrate_kbps_ms += applied.bitrate_kbps * watch
+            p.bitrate_ms += watch
+    # What most events (heartbeats) leave at zero. A start failure is a failure, and a
+    # new rebuffering minute comes with a rebuffer.
+    if (
+        applied.new_play
+        or applied.new_failure
+        or applied.rebuffer_count
+        or applied.upshift
+        or applied.downshift
+    ):
+        p.plays += applied.new_play
+        p.failed_sessions += applied.new_failure
+        p.failed_starts += applied.new_start_failure
+        p.rebuffer_ms += applied.rebuffer_ms
+        p.rebuffer_count += applied.rebuffer_count
+        p.rebuffering_sessions += applied.new_rebuffer_minute
+        p.upshifts += applied.upshift
+        p.downshifts += applied.downshift
+    # The sketch's buckets and the error codes keep their order of arrival (it shows in
+    # the JSON): added at once, not summed.
+    if applied.startup_ms is not None:
+        add_startup(p.counts, applied.startup_ms)
+    code = applied.error_code
+    if code is not None:
+        for c in p.counts:
+            c.errors_by_code[code] = c.errors_by_code.get(code, 0) + 1
+
+
+def add_startup(counts: list[MinuteCounts], startup_ms: int) -> None:
+    """`c.startup.add(startup_ms)` for every counts, without pydantic's `__setattr__`.
+
+    `contract.sketch.LatencySketch.add`, for nine sketches at once (it was a tenth of the
+    logic's time); `tests/test_streams_rollup.py` checks the two agree.
+    """
+    b = bucket_of(startup_ms)
+    for c in counts:
+        sketch = c.startup
+        buckets = sketch.buckets
+        buckets[b] = buckets.get(b, 0) + 1
+        f = sketch.__dict__
+        f["count"] += 1
+        f["total"] += startup_ms
+        low, high = f["min"], f["max"]
+        f["min"] = startup_ms if low is None else min(low, startup_ms)
+        f["max"] = startup_ms if high is None else max(high, startup_ms)
 
 
 def session_end_ms(summary: SessionSummary) -> int:
@@ -135,15 +325,17 @@ def session_end_ms(summary: SessionSummary) -> int:
 
 def add_session_end(window: WindowState, summary: SessionSummary) -> None:
     """Count a session's first close in the minute it ended (EBVS and start failures)."""
-    dims = summary.model_dump(include=set(DIMENSIONS))
-    pairs = dimension_pairs(dims)
-    for d, v in pairs:
-        c = window.counts(d, v)
-        c.ended_sessions += 1
-        c.start_failures += summary.start_outcome == "start_failure"
-        c.exits_before_start += summary.start_outcome == "exit_before_start"
-        c.in_play_failures += summary.in_play_failure
-    window._touch(pairs)
+    keys = [_key(ALL, ALL)] + [_key(d, str(getattr(summary, d))) for d in DIMENSIONS]
+    start_failure = summary.start_outcome == "start_failure"
+    exit_before_start = summary.start_outcome == "exit_before_start"
+    for k in keys:
+        # Plain counters (their sums wait for no one: any order gives the same counts).
+        f = window._counts(k).__dict__
+        f["ended_sessions"] += 1
+        f["start_failures"] += start_failure
+        f["exits_before_start"] += exit_before_start
+        f["in_play_failures"] += summary.in_play_failure
+    window._touch(keys)
 
 
 def very_late_partial(partial: str, tag: str) -> str:

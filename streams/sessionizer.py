@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, TypeAdapter
+from pydantic import Field as PydanticField
 
 from ingest.events import (
     BitrateChange,
@@ -64,15 +65,24 @@ def minute_of(ms: int) -> int:
     return ms - ms % 60_000
 
 
-class SessionState(BaseModel):
-    """Everything needed to summarise a session; JSON-serializable for the changelog."""
+@dataclass(slots=True)
+class SessionState:
+    """Everything needed to summarise a session; JSON-serializable for the changelog.
 
-    model_config = ConfigDict(extra="forbid")
+    A plain dataclass, mutated per event at the cost of a Python attribute (a pydantic
+    model's validating `__setattr__` was a fifth of the logic's time). Its JSON is what the
+    pydantic model it replaces wrote, field for field (`model_dump_json` /
+    `model_validate_json`, through a pydantic `TypeAdapter`), so changelogs written before
+    read back unchanged.
+    """
+
+    # Arbitrary types: the `seen_filter` cache (never stored) is a bytearray.
+    __pydantic_config__ = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     session_id: str
-    dims: dict[str, Any] = Field(default_factory=dict)
+    dims: dict[str, Any] = field(default_factory=dict)
     dims_from_ms: int | None = None
-    seen_ids: list[str] = Field(default_factory=list)
+    seen_ids: list[str] = field(default_factory=list)
     max_offset: int | None = None
     event_count: int = 0
     duplicates: int = 0
@@ -83,16 +93,16 @@ class SessionState(BaseModel):
     reported_startup_ms: int | None = None
     first_fatal_ms: int | None = None
     fatal_code: str | None = None
-    errors: list[SessionError] = Field(default_factory=list)
+    errors: list[SessionError] = field(default_factory=list)
     rebuffer_ms: int = 0
     rebuffer_count: int = 0
     pauses: int = 0
     seeks: int = 0
     upshifts: int = 0
     downshifts: int = 0
-    bitrate_samples: list[tuple[int, int]] = Field(default_factory=list)
+    bitrate_samples: list[tuple[int, int]] = field(default_factory=list)
     # (event time, arrival seq, mark) marks: order-independent watch time and bitrate.
-    transitions: list[tuple[int, int, str]] = Field(default_factory=list)
+    transitions: list[tuple[int, int, str]] = field(default_factory=list)
     ended_ms: int | None = None
     exit_reason: str | None = None
     player_watched_ms: int | None = None
@@ -104,19 +114,44 @@ class SessionState(BaseModel):
     ended: bool = False
     current_kbps: int | None = None
     watch_est_ms: int = 0
-    active_minutes: list[int] = Field(default_factory=list)
-    playing_minutes: list[int] = Field(default_factory=list)
-    rebuffer_minutes: list[int] = Field(default_factory=list)
+    active_minutes: list[int] = field(default_factory=list)
+    playing_minutes: list[int] = field(default_factory=list)
+    rebuffer_minutes: list[int] = field(default_factory=list)
     # Closing.
     closed: bool = False
     ended_by: EndedBy | None = None
     revision: int = -1
     late_events: int = 0
+    # Not stored: the rollup's value keys of `dims` (`streams.rollup.value_keys`), derived
+    # once per dims instead of once per event.
+    value_keys: Annotated[tuple[str, ...] | None, PydanticField(exclude=True)] = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    # Not stored: how many of `seen_ids` fall in each of 256 hash slots (`_seen_filter`).
+    seen_filter: Annotated[bytearray | None, PydanticField(exclude=True)] = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def model_dump_json(self) -> str:
+        """The state's JSON, as the changelog stores it."""
+        return _SESSION_JSON.dump_json(self).decode()
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> SessionState:
+        """A state from its JSON (checked: unknown fields are an error)."""
+        return _SESSION_JSON.validate_json(data)
 
 
-@dataclass(frozen=True)
+_SESSION_JSON: TypeAdapter[SessionState] = TypeAdapter(SessionState)
+
+
+@dataclass
 class Applied:
-    """What one event changed: the increments a minute rollup needs, and any summary."""
+    """What one event changed: the increments a minute rollup needs, and any summary.
+
+    `apply` makes one per event with `_new_applied`: the defaults are class attributes,
+    so only what an event changes is stored on the instance.
+    """
 
     duplicate: bool = False
     late: bool = False
@@ -138,7 +173,9 @@ class Applied:
     summary: SessionSummary | None = None
 
 
-_DUPLICATE = Applied(duplicate=True)
+def _new_applied() -> Applied:
+    """An `Applied` at its defaults, without running the 18-field `__init__` (per event)."""
+    return object.__new__(Applied)
 
 
 def _envelope_dims(event: Event) -> dict[str, Any]:
@@ -169,10 +206,11 @@ def _envelope_dims(event: Event) -> dict[str, Any]:
 
 
 def _mark_minute(minutes: list[int], minute: int, keep: int) -> bool:
-    if minute in minutes:
+    if (minutes and minutes[-1] == minute) or minute in minutes:  # the newest, most often
         return False
     minutes.append(minute)
-    minutes.sort()
+    if len(minutes) > 1 and minutes[-2] > minute:
+        minutes.sort()
     del minutes[:-keep]
     return True
 
@@ -187,6 +225,7 @@ def apply(
     event: Event,
     policy: SessionPolicy = DEFAULT_POLICY,
     offset: int | None = None,
+    t: int | None = None,
 ) -> Applied:
     """Apply one event to `state` (mutated in place) and say what changed.
 
@@ -200,75 +239,71 @@ def apply(
     an event forwarded twice by a validate stage that crashed before recording it): it is
     dropped without a trace, so a crash changes nothing in the summary. `duplicates` (the
     summary's `duplicate_events`) counts the input's duplicates only without offsets.
+
+    `t` is the event time in epoch ms (`to_ms(event.event_time)`) when the caller has it.
     """
     if _is_duplicate(state, event, policy, offset):
-        return _DUPLICATE
-    t = to_ms(event.event_time)
+        return Applied(duplicate=True)
+    if t is None:
+        t = to_ms(event.event_time)
     late = state.closed
-    _count(state, event, t)
-    minute = minute_of(t)
-    new_active = _mark_minute(state.active_minutes, minute, policy.max_minutes_tracked)
-    watch_kbps = state.current_kbps
-    watch, in_order = _advance_clock(state, t, policy)
-    step = _Step(playing_now=event.event_type in _PLAYING_TYPES)
-    _PAYLOAD_STEPS[event.payload.event_type](_Ctx(state, event, t, minute, in_order, policy), step)
-    for mark in step.marks:
+    etype = event.event_type
+    _count(state, event, etype, t)
+    minute = t - t % 60_000
+    a = _new_applied()
+    if late:
+        a.late = True
+    a.new_active_minute = _mark_minute(state.active_minutes, minute, policy.max_minutes_tracked)
+    a.bitrate_kbps = state.current_kbps
+    # The in-order clock: watch time credited since the previous in-order event (if playing).
+    clock = state.clock_ms
+    in_order = clock is None or t >= clock
+    if in_order:
+        if clock is not None and _playing(state):
+            a.watch_ms = min(t - clock, policy.max_watch_gap_ms)
+            state.watch_est_ms += a.watch_ms
+        state.clock_ms = t
+    payload = event.payload
+    if etype == "heartbeat":  # most events: inline
+        assert isinstance(payload, Heartbeat)
+        mark, playing_now = _on_heartbeat(state, payload, t, in_order)
+    else:
+        mark = _PAYLOAD_STEPS[etype](state, event, t, minute, in_order, policy, a)
+        playing_now = etype in _PLAYING_TYPES
+    if mark is not None:
         state.transitions.append((t, state.event_count, mark))
         if in_order:
             _set_flag(state, mark)
-    new_playing = step.playing_now and _mark_minute(
-        state.playing_minutes, minute, policy.max_minutes_tracked
-    )
-    closed_now, summary = _closing(state, event, late)
-    return Applied(
-        late=late,
-        new_play=step.new_play,
-        new_active_minute=new_active,
-        new_playing_minute=new_playing,
-        new_failure=step.new_failure,
-        new_start_failure=step.new_start_failure,
-        new_rebuffer_minute=step.new_rebuffer_minute,
-        startup_ms=step.startup_ms,
-        watch_ms=watch,
-        bitrate_kbps=watch_kbps,
-        rebuffer_ms=step.rebuffer_ms,
-        rebuffer_count=step.rebuffer_count,
-        upshift=step.upshift,
-        downshift=step.downshift,
-        error_code=step.error_code,
-        closed_now=closed_now,
-        summary=summary,
-    )
+    if playing_now:
+        a.new_playing_minute = _mark_minute(
+            state.playing_minutes, minute, policy.max_minutes_tracked
+        )
+    if late:
+        state.late_events += 1
+        # A late playback_end still tells how the session really ended.
+        ended_by: EndedBy = (
+            "playback_end" if etype == "playback_end" else (state.ended_by or "timeout")
+        )
+        a.summary = _close(state, ended_by)
+    elif etype == "playback_end":
+        a.closed_now = True
+        a.summary = _close(state, "playback_end")
+    return a
 
 
-@dataclass
-class _Step:
-    """What an event's payload changed beyond the session state (typed, for `Applied`)."""
-
-    playing_now: bool
-    marks: list[metrics.Mark] = field(default_factory=list)
-    new_play: bool = False
-    startup_ms: int | None = None
-    upshift: int = 0
-    downshift: int = 0
-    rebuffer_ms: int = 0
-    rebuffer_count: int = 0
-    new_rebuffer_minute: bool = False
-    error_code: str | None = None
-    new_failure: bool = False
-    new_start_failure: bool = False
+# Seen ids are checked through a counting filter when a session keeps few enough of them
+# (the worker keeps 64) for a slot's count to fit a byte.
+_FILTER_SLOTS = 256
+_FILTER_MAX_IDS = 255
 
 
-@dataclass(frozen=True)
-class _Ctx:
-    """One event being applied: the state, the event and what `apply` derived from it."""
-
-    state: SessionState
-    event: Event
-    t: int
-    minute: int
-    in_order: bool
-    policy: SessionPolicy
+def _seen_filter(seen: list[str]) -> bytearray:
+    """Per hash slot, how many of `seen` fall in it: a slot at 0 rules an id out without
+    scanning the list (which was a tenth of the logic's time), at ~300 bytes a session."""
+    slots = bytearray(_FILTER_SLOTS)
+    for eid in seen:
+        slots[hash(eid) & (_FILTER_SLOTS - 1)] += 1
+    return slots
 
 
 def _is_duplicate(
@@ -279,195 +314,220 @@ def _is_duplicate(
         if state.max_offset is not None and offset <= state.max_offset:
             return True
         state.max_offset = offset
-    if policy.max_seen_ids > 0:
-        # 60 random bits of the UUID are plenty within one session and keep state small.
-        eid = event.event_id.hex[:16]
-        if eid in state.seen_ids:
-            if offset is None:
-                state.duplicates += 1
-            return True
-        state.seen_ids.append(eid)
-        del state.seen_ids[: -policy.max_seen_ids]
+    keep = policy.max_seen_ids
+    if keep <= 0:
+        return False
+    # 60 random bits of the UUID are plenty within one session and keep state small.
+    eid = f"{event.event_id.int >> 64:016x}"  # the hex's first 16 digits
+    seen = state.seen_ids
+    if keep > _FILTER_MAX_IDS:
+        maybe = True
+        slots = None
+    else:
+        slots = state.seen_filter
+        if slots is None:
+            slots = state.seen_filter = _seen_filter(seen)
+        slot = hash(eid) & (_FILTER_SLOTS - 1)
+        maybe = slots[slot] > 0
+    if maybe and eid in seen:
+        if offset is None:
+            state.duplicates += 1
+        return True
+    seen.append(eid)
+    if slots is not None:
+        slots[slot] += 1
+    if len(seen) > keep:
+        if slots is not None:
+            for old in seen[:-keep]:
+                slots[hash(old) & (_FILTER_SLOTS - 1)] -= 1
+        del seen[:-keep]
     return False
 
 
-def _count(state: SessionState, event: Event, t: int) -> None:
+def _count(state: SessionState, event: Event, etype: str, t: int) -> None:
     """Event count, first/last event time, and the dimensions of the earliest event."""
     if state.event_count == 0:
         state.first_event_ms = state.last_event_ms = t
     state.event_count += 1
-    state.first_event_ms = min(state.first_event_ms, t)
-    state.last_event_ms = max(state.last_event_ms, t)
+    if t < state.first_event_ms:
+        state.first_event_ms = t
+    if t > state.last_event_ms:
+        state.last_event_ms = t
     # Dimensions come from the earliest event (normally play_requested).
-    if state.dims_from_ms is None or t < state.dims_from_ms or event.event_type == "play_requested":
+    if state.dims_from_ms is None or t < state.dims_from_ms or etype == "play_requested":
         state.dims = _envelope_dims(event)
         state.dims_from_ms = t
+        state.value_keys = None
 
 
-def _advance_clock(state: SessionState, t: int, policy: SessionPolicy) -> tuple[int, bool]:
-    """Watch time credited since the previous in-order event (if playing), and whether
-    this event is in order."""
-    if state.clock_ms is not None and t < state.clock_ms:
-        return 0, False
-    watch = 0
-    if state.clock_ms is not None and _playing(state):
-        watch = min(t - state.clock_ms, policy.max_watch_gap_ms)
-        state.watch_est_ms += watch
-    state.clock_ms = t
-    return watch, True
+def _on_heartbeat(
+    st: SessionState, p: Heartbeat, t: int, in_order: bool
+) -> tuple[str | None, bool]:
+    """(mark, playing now) of a heartbeat."""
+    # Heartbeats repeat what is already known most of the time; in order, only a change
+    # is worth a sample or a mark (the timeline result is the same).
+    kbps = p.bitrate_kbps
+    if kbps is not None:
+        if not in_order or kbps != st.current_kbps:
+            st.bitrate_samples.append((t, kbps))
+        if in_order:
+            st.current_kbps = kbps
+    playing = p.playing
+    # playing None: the player did not say (a CMCD report without a state).
+    if playing is None:
+        return None, _playing(st)
+    if not in_order or playing == st.paused:
+        return ("resumed" if playing else "paused"), bool(playing)
+    return None, bool(playing)
 
 
-def _closing(state: SessionState, event: Event, late: bool) -> tuple[bool, SessionSummary | None]:
-    """(closed by this event, the summary to publish): a playback_end closes; an event
-    after the close publishes a new revision."""
-    ends = event.payload.event_type == "playback_end"
-    if late:
-        state.late_events += 1
-        # A late playback_end still tells how the session really ended.
-        ended_by: EndedBy = "playback_end" if ends else (state.ended_by or "timeout")
-        return False, _close(state, ended_by)
-    if ends:
-        return True, _close(state, "playback_end")
-    return False, None
+# What an event type's payload does to a session beyond what `apply` does for every event:
+# (state, event, t, minute, in order, policy, what changed) -> the timeline mark, if any.
+_Step = Callable[
+    [SessionState, Event, int, int, bool, SessionPolicy, Applied], "metrics.Mark | None"
+]
 
 
-def _on_play_requested(c: _Ctx, step: _Step) -> None:
-    st = c.state
-    step.new_play = st.play_requested_ms is None
-    st.play_requested_ms = c.t if st.play_requested_ms is None else min(c.t, st.play_requested_ms)
+def _on_play_requested(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    a.new_play = st.play_requested_ms is None
+    st.play_requested_ms = t if st.play_requested_ms is None else min(t, st.play_requested_ms)
+    return None
 
 
-def _on_first_frame(c: _Ctx, step: _Step) -> None:
-    st, p = c.state, c.event.payload
+def _on_first_frame(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    p = e.payload
     assert isinstance(p, FirstFrame)
     if st.first_frame_ms is None:
         # A player that cannot measure startup (CMCD) leaves it null: the event times
         # tell it (play_requested -> first_frame).
-        step.startup_ms = metrics.startup_ms(st.play_requested_ms, c.t, p.startup_ms)
+        a.startup_ms = metrics.startup_ms(st.play_requested_ms, t, p.startup_ms)
         st.reported_startup_ms = p.startup_ms
-        st.first_frame_ms = c.t
-    elif c.t < st.first_frame_ms:
-        st.first_frame_ms = c.t
+        st.first_frame_ms = t
+    elif t < st.first_frame_ms:
+        st.first_frame_ms = t
     if p.bitrate_kbps is not None:
-        st.bitrate_samples.append((c.t, p.bitrate_kbps))
-        if c.in_order:
+        st.bitrate_samples.append((t, p.bitrate_kbps))
+        if in_order:
             st.current_kbps = p.bitrate_kbps
-    step.marks.append("start")
+    return "start"
 
 
-def _on_heartbeat(c: _Ctx, step: _Step) -> None:
-    st, p = c.state, c.event.payload
-    assert isinstance(p, Heartbeat)
-    # Heartbeats repeat what is already known most of the time; in order, only a change
-    # is worth a sample or a mark (the timeline result is the same).
-    if p.bitrate_kbps is not None:
-        if not c.in_order or p.bitrate_kbps != st.current_kbps:
-            st.bitrate_samples.append((c.t, p.bitrate_kbps))
-        if c.in_order:
-            st.current_kbps = p.bitrate_kbps
-    # playing None: the player did not say (a CMCD report without a state).
-    step.playing_now = bool(p.playing) if p.playing is not None else _playing(st)
-    if p.playing is not None and (not c.in_order or p.playing == st.paused):
-        step.marks.append("resumed" if p.playing else "paused")
-
-
-def _on_bitrate_change(c: _Ctx, step: _Step) -> None:
-    st, p = c.state, c.event.payload
+def _on_bitrate_change(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    p = e.payload
     assert isinstance(p, BitrateChange)
-    st.bitrate_samples.append((c.t, p.to_kbps))
+    st.bitrate_samples.append((t, p.to_kbps))
     # An unknown starting rendition (CMCD) falls back to the last one seen.
     from_kbps = p.from_kbps if p.from_kbps is not None else st.current_kbps
     shifts = [] if from_kbps is None else [(from_kbps, p.to_kbps)]
-    step.upshift, step.downshift = metrics.shift_counts(shifts)
-    st.upshifts += step.upshift
-    st.downshifts += step.downshift
-    if c.in_order:
+    a.upshift, a.downshift = metrics.shift_counts(shifts)
+    st.upshifts += a.upshift
+    st.downshifts += a.downshift
+    if in_order:
         st.current_kbps = p.to_kbps
+    return None
 
 
-def _on_rebuffer_end(c: _Ctx, step: _Step) -> None:
-    st, p = c.state, c.event.payload
+def _on_rebuffer_end(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    p = e.payload
     assert isinstance(p, RebufferEnd)
     duration = p.duration_ms
     if duration is None:
         # Not reported (CMCD): from the stall's own start, when it was seen.
-        duration = _since_last_mark(st, c.t, "buffering")
+        duration = _since_last_mark(st, t, "buffering")
     st.rebuffer_ms += duration
     st.rebuffer_count += 1
-    step.rebuffer_ms, step.rebuffer_count = duration, 1
+    a.rebuffer_ms, a.rebuffer_count = duration, 1
     # Sessions, not stalls, are the unit of "how many viewers stalled".
-    step.new_rebuffer_minute = _mark_minute(
-        st.rebuffer_minutes, c.minute, c.policy.max_minutes_tracked
-    )
-    step.marks.append("buffered")
+    a.new_rebuffer_minute = _mark_minute(st.rebuffer_minutes, m, pol.max_minutes_tracked)
+    return "buffered"
 
 
-def _on_error(c: _Ctx, step: _Step) -> None:
-    st, p = c.state, c.event.payload
+def _on_error(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    p = e.payload
     assert isinstance(p, PlaybackError)
-    step.error_code = p.code
-    if len(st.errors) < c.policy.max_errors:
+    a.error_code = p.code
+    if len(st.errors) < pol.max_errors:
         st.errors.append(
             SessionError(
                 code=p.code,
                 category=p.category,
                 severity=p.severity,
-                at=c.event.event_time,
+                at=e.event_time,
                 http_status=p.http_status,
             )
         )
     if p.severity != "fatal":
-        return
+        return None
     if st.first_fatal_ms is None:
-        step.new_failure = True
-        step.new_start_failure = st.first_frame_ms is None
-    if st.first_fatal_ms is None or c.t < st.first_fatal_ms:
-        st.first_fatal_ms = c.t
+        a.new_failure = True
+        a.new_start_failure = st.first_frame_ms is None
+    if st.first_fatal_ms is None or t < st.first_fatal_ms:
+        st.first_fatal_ms = t
         st.fatal_code = p.code
     elif st.fatal_code == _UNKNOWN_CODE and p.code != _UNKNOWN_CODE:
         # A failed state reported without its code (CMCD), then the code itself.
         st.fatal_code = p.code
-    step.marks.append("end")
+    return "end"
 
 
-def _on_playback_end(c: _Ctx, step: _Step) -> None:
-    st, p = c.state, c.event.payload
+def _on_playback_end(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    p = e.payload
     assert isinstance(p, PlaybackEnd)
-    if st.ended_ms is None or c.t > st.ended_ms:
-        st.ended_ms = c.t
+    if st.ended_ms is None or t > st.ended_ms:
+        st.ended_ms = t
         st.exit_reason = p.exit_reason
         st.player_watched_ms = p.watched_ms
-    step.marks.append("end")
+    return "end"
 
 
-def _on_pause(c: _Ctx, step: _Step) -> None:
-    c.state.pauses += 1
-    step.marks.append("paused")
+def _on_pause(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    st.pauses += 1
+    return "paused"
 
 
-def _on_seek(c: _Ctx, step: _Step) -> None:
-    c.state.seeks += 1
-    step.marks.append("seek")  # no effect on playing; where unreported buffering starts
+def _on_seek(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
+    st.seeks += 1
+    return "seek"  # no effect on playing; where unreported buffering starts
 
 
-def _mark_only(mark: metrics.Mark) -> Callable[[_Ctx, _Step], None]:
-    def step_of(c: _Ctx, step: _Step) -> None:
-        step.marks.append(mark)
+def _mark_only(mark: metrics.Mark) -> _Step:
+    def step_of(
+        st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+    ) -> metrics.Mark | None:
+        return mark
 
     return step_of
 
 
-def _nothing(c: _Ctx, step: _Step) -> None:
+def _nothing(
+    st: SessionState, e: Event, t: int, m: int, in_order: bool, pol: SessionPolicy, a: Applied
+) -> metrics.Mark | None:
     return None
 
 
-# What each event type's payload does to a session (one function per type).
-_PAYLOAD_STEPS: dict[str, Callable[[_Ctx, _Step], None]] = {
+# What each event type's payload does to a session (one function per type; heartbeats,
+# most of the events, are applied inline by `apply`).
+_PAYLOAD_STEPS: dict[str, _Step] = {
     "play_requested": _on_play_requested,
     "manifest_loaded": _nothing,
     "license_acquired": _nothing,
     "first_frame": _on_first_frame,
-    "heartbeat": _on_heartbeat,
     "bitrate_change": _on_bitrate_change,
     "rebuffer_start": _mark_only("buffering"),
     "rebuffer_end": _on_rebuffer_end,

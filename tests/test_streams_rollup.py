@@ -7,7 +7,7 @@ import pytest
 from contract.dimensions import ALL, DIMENSIONS
 from contract.events import Event
 from contract.records import MinuteCounts, MinuteRollup
-from streams.rollup import MinuteRoller, RollupPolicy, snapshot
+from streams.rollup import MinuteRoller, RollupPolicy, add_startup, snapshot
 from streams.sessionizer import Sessionizer, SessionState, to_ms
 from testkit.synthetic_sessions import T0, at, event, normal_session
 
@@ -138,3 +138,17 @@ def test_snapshot_is_a_deep_copy_of_every_mutable_field() -> None:
     c.events += 1
     assert (copy.events, copy.startup.count, copy.errors_by_code) == (3, 1, {"x": 1})
     assert copy.startup.buckets != c.startup.buckets
+
+
+def test_add_startup_agrees_with_the_sketchs_own_add() -> None:
+    """The rollup's fast sketch update is `LatencySketch.add`, value for value and byte
+    for byte (bucket order included), from empty and from stored sketches."""
+    fast = [MinuteCounts(), MinuteCounts.model_validate_json(MinuteCounts().model_dump_json())]
+    slow = [MinuteCounts(), MinuteCounts()]
+    for v in (0, 1, 850, 12, 850, 600_000, 3, 1_999, 0, 40_000):
+        add_startup(fast, v)
+        for c in slow:
+            c.startup.add(v)
+    assert fast[0].startup.count == 10 and fast[0].startup.min == 0
+    for f, s in zip(fast, slow, strict=True):
+        assert f.model_dump_json() == s.model_dump_json()

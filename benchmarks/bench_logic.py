@@ -1,0 +1,133 @@
+"""Benchmark of the stream worker's pure logic, as a ratio against parsing in the same run.
+
+Stub events, parsed and enriched beforehand (the worker's qoe agent receives them enriched
+from the validate hop), are fed one by one through `streams.partition.PartitionState`
+(`apply` + `done_with`, with log offsets as the worker passes them, and a final scan that
+closes everything): sessionize, roll up, close sessions and windows, publish summaries,
+rollups and the detector's partials. Nothing is serialized but what the logic itself
+serializes (the partials); Kafka and state writes are the worker's side, not measured here.
+
+The reference, timed in the same run over the same events' bytes: parsing alone
+(`EVENT_ADAPTER.validate_json`, the pydantic decode every event pays once). The run is
+repeated `--repeat` times and the best time of each side is kept (the machine is shared).
+The prepared events are moved out of the garbage collector's sight (`gc.freeze`) first.
+
+    .venv/bin/python -m benchmarks.bench_logic --events 200000 [--repeat 3] [--before] [--profile]
+
+`--before` also times the logic as it was before issue 10's speed-up (kept as a test oracle
+in `tests/streams_reference`), same run, same events. Figures are CPU time per event
+(`time.process_time`, steadier than wall time on a shared machine); wall time is printed too.
+
+The 1-minute load average is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import importlib
+import os
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+from ingest.events import EVENT_ADAPTER, Event
+from platform_stub.generator import RunOptions, StubRun
+from streams import partition
+from streams.committed_state import Checkpoint
+from streams.config import StreamsConfig
+from streams.enrichment import Catalog
+from streams.partition import Published
+
+
+def stub_values(n: int, seed: int = 5) -> list[bytes]:
+    """About `n` stub events' JSON in event-time order (the data `bench_worker` uses)."""
+    run = StubRun(RunOptions(seed=seed, members=20_000, rate=1_000, duration_s=3_600, max_events=n))
+    values: list[bytes] = []
+    for b in run.batches():
+        values += [v.encode() for v in b.lines]
+    return values
+
+
+def run_logic(events: list[Event], impl: ModuleType = partition) -> Published:
+    """Everything one partition publishes for `events` (offsets 0..n-1), then a last scan
+    far enough ahead in event time to close every session and window."""
+    cfg = StreamsConfig()
+    part = impl.PartitionState(0, Checkpoint(), cfg, impl.MemoryStore())
+    out: Published = impl.Published()
+    apply, done_with = part.apply, part.done_with
+    for offset, event in enumerate(events):
+        apply(event, offset, out)
+        done_with(offset, out)
+    part.cp.watermark_ms += cfg.session.inactivity_timeout_ms + 3 * 60_000
+    part.scan(out)
+    return out
+
+
+def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """The least (wall, CPU) seconds of `repeat` runs (CPU time: the machine is shared)."""
+    wall = cpu = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        cpu = min(cpu, time.process_time() - c0)
+        wall = min(wall, time.perf_counter() - t0)
+    return wall, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side; best is kept")
+    parser.add_argument("--profile", action="store_true", help="cProfile one logic run")
+    parser.add_argument(
+        "--before", action="store_true", help="also time the logic before issue 10's speed-up"
+    )
+    args = parser.parse_args()
+    values = stub_values(args.events)
+    catalog = Catalog()
+    events = [catalog.enrich(EVENT_ADAPTER.validate_json(v)) for v in values]
+    n = len(events)
+    # The prepared input is not the logic's memory: keep the collector from walking its
+    # 100,000s of objects again and again (the worker holds one batch, not the whole run).
+    gc.freeze()
+    before: ModuleType = partition
+    if args.before:
+        # The slow logic kept as the equivalence tests' oracle (a checkout has `tests/`).
+        before = importlib.import_module("tests.streams_reference.partition")
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.runcall(run_logic, events)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        return 0
+
+    def parse() -> None:
+        for v in values:
+            EVENT_ADAPTER.validate_json(v)
+
+    sides: list[tuple[str, Callable[[], object]]] = [("parse only (reference)", parse)]
+    if args.before:
+        sides.append(("logic before (tests/streams_reference)", lambda: run_logic(events, before)))
+    sides.append(("pure logic", lambda: run_logic(events)))
+    timed = [(name, *_best(fn, args.repeat)) for name, fn in sides]
+    out = run_logic(events)
+    print(
+        f"logic events={n} ({sum(map(len, values)) / 1e6:.1f} MB of JSON)"
+        f" summaries={len(out.summaries)} rollups={len(out.rollups)}"
+        f" partials={len(out.partials)} load1={os.getloadavg()[0]:.2f}"
+    )
+    parse_cpu = timed[0][2]
+    for name, wall, cpu in timed:
+        print(
+            f"  {name:40} {n / cpu:8.0f} ev per CPU-s  {cpu / n * 1e6:6.1f} us CPU/event"
+            f"  (wall {n / wall:8.0f} ev/s)  ratio {parse_cpu / cpu:.2f}x parsing"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

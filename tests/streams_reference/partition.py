@@ -1,0 +1,290 @@
+"""One partition's sessions and minute windows, and the one driver of their closing.
+
+The stream worker (`streams.qoe_agent`, over changelogged tables) and `streams.replay` (in
+memory) both run this class, so what they publish for the same input is the same:
+
+- `apply` feeds one event to its session (`streams.sessionizer`) and its minute window
+  (`streams.rollup`), publishing a summary when the event closes or revises the session;
+- `done_with` records the event as applied and, every `scan_step_ms` of event time, runs
+  `scan`: close idle sessions (their end counted in the minute they ended), close due
+  windows, publish revisions of closed windows touched by late events, forget what is past
+  retention, and tell the detector up to which minute this partition is done.
+
+Closing is driven by event time only (the checkpoint's watermark), never the wall clock: a
+worker replaying after a crash closes and publishes exactly what the lost batch did.
+
+Where states live is the caller's: a `StateStore` loads a state that is not in memory and
+is told of every state a batch writes (the worker keeps undo images; replay keeps nothing).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ingest.events import Event
+from streams import minute_gate
+from streams.committed_state import Checkpoint
+from streams.config import StreamsConfig
+from streams.records import MinuteRollup, SessionSummary
+from tests.streams_reference import rollup, sessionizer
+from tests.streams_reference.rollup import WindowState
+from tests.streams_reference.sessionizer import Applied, SessionState, minute_of, to_ms
+
+
+class StateStore(Protocol):
+    """Where a partition's session and window states are kept between batches."""
+
+    def load_session(self, key: bytes) -> SessionState | None:
+        """The committed state of a session not in memory, or None."""
+
+    def load_window(self, key: bytes) -> WindowState | None:
+        """The committed state of a window not in memory, or None."""
+
+    def touch_session(self, key: bytes) -> None:
+        """The current batch writes this session."""
+
+    def touch_window(self, key: bytes) -> None:
+        """The current batch writes this window."""
+
+
+class MemoryStore:
+    """No storage beyond memory (replay, tests): nothing to load, nothing to undo."""
+
+    def load_session(self, key: bytes) -> SessionState | None:
+        """Nothing is stored outside memory."""
+        return None
+
+    def load_window(self, key: bytes) -> WindowState | None:
+        """Nothing is stored outside memory."""
+        return None
+
+    def touch_session(self, key: bytes) -> None:
+        """No undo image to keep."""
+
+    def touch_window(self, key: bytes) -> None:
+        """No undo image to keep."""
+
+
+@dataclass
+class Published:
+    """What applying events and scanning published, in order, per destination topic."""
+
+    summaries: list[SessionSummary] = field(default_factory=list)
+    rollups: list[MinuteRollup] = field(default_factory=list)
+    # (key, value) of the detector's partials topic: closed windows and progress markers,
+    # serialized when published (the window may change again in the same batch).
+    partials: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """Forget what was sent."""
+        self.summaries.clear()
+        self.rollups.clear()
+        self.partials.clear()
+
+
+def session_key(p: int, session_id: str) -> bytes:
+    """The table key of a session's state in partition `p`."""
+    return f"{p}|{session_id}".encode()
+
+
+def window_key(p: int, start_ms: int, partial: str) -> bytes:
+    """The table key of one partial's window of the minute starting at `start_ms`."""
+    return f"{p}|{start_ms}|{partial}".encode()
+
+
+def partition_of_key(key: bytes) -> int:
+    """The partition a session or window key belongs to."""
+    return int(key.split(b"|", 1)[0])
+
+
+class PartitionState:
+    """The sessions and windows of one input partition, with its checkpoint."""
+
+    def __init__(
+        self,
+        p: int,
+        cp: Checkpoint,
+        config: StreamsConfig,
+        store: StateStore,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.p = p
+        self.cp = cp
+        self.config = config
+        self.store = store
+        self.counters: Counter[str] = Counter() if counters is None else counters
+        # key -> (last event time of a session / start of a window, closed): what scans read.
+        self.session_index: dict[bytes, tuple[int, bool]] = {}
+        self.window_index: dict[bytes, tuple[int, bool]] = {}
+        # Parsed states (the store stays the source of truth: this saves re-parsing).
+        self.sessions: dict[bytes, SessionState] = {}
+        self.windows: dict[bytes, WindowState] = {}
+        # Forgotten by a scan: deleted for good once its checkpoint is durable.
+        self.forgotten_sessions: set[bytes] = set()
+        self.forgotten_windows: set[bytes] = set()
+
+    # ------------------------------------------------------------------ events ---------
+
+    def apply(self, event: Event, offset: int | None, out: Published) -> Applied:
+        """Apply one event to its session and its minute window."""
+        t = to_ms(event.event_time)
+        self.cp.watermark_ms = max(self.cp.watermark_ms, t)
+        skey = session_key(self.p, event.session_id)
+        state = self._session(skey) or sessionizer.new_state(event.session_id)
+        self.store.touch_session(skey)
+        self.sessions[skey] = state
+        applied = sessionizer.apply(state, event, self.config.session, offset=offset)
+        self.session_index[skey] = (state.last_event_ms, state.closed)
+        if applied.duplicate:
+            self.counters["qoe.duplicates"] += 1
+            return applied
+        rollup.add_event(self.window(t, str(event.event_id)), state.dims, applied)
+        if applied.summary is not None:
+            self._publish_summary(applied.summary, out)
+            if applied.closed_now:
+                self._count_end(applied.summary, f"{event.event_id}-end")
+        return applied
+
+    def done_with(self, offset: int | None, out: Published) -> None:
+        """Record an input message as applied; scan when event time has moved a step."""
+        if offset is not None:
+            self.cp.upto = offset
+        if self.cp.watermark_ms >= self.cp.next_scan_ms:
+            self.scan(out)
+            self.cp.next_scan_ms = self.cp.watermark_ms + self.config.scan_step_ms
+
+    def window(self, t_ms: int, late_tag: str) -> WindowState:
+        """The window of `t_ms`, marked as written by this batch.
+
+        A minute published and forgotten already gets a partial of its own for this late
+        event (`rollup.very_late_partial`), so that summing partials stays exact.
+        """
+        start = minute_of(t_ms)
+        partial = f"p{self.p}"
+        key = window_key(self.p, start, partial)
+        w = self._window_state(key)
+        if w is None:
+            retention = self.config.rollup.closed_retention_ms
+            if start + rollup.WINDOW_MS + retention <= self.cp.watermark_ms:
+                partial = rollup.very_late_partial(partial, late_tag)
+                key = window_key(self.p, start, partial)
+                self.counters["qoe.very_late"] += 1
+            w = self.windows[key] = WindowState(window_start_ms=start, partial=partial)
+        self.store.touch_window(key)
+        self.window_index[key] = (start, w.closed)
+        if w.closed and key.decode() not in self.cp.revise:
+            self.cp.revise.append(key.decode())  # a late event: published again at the scan
+        return w
+
+    # ------------------------------------------------------------------ closing --------
+
+    def scan(self, out: Published) -> None:
+        """Close idle sessions and due windows, revise late ones, forget old ones."""
+        self._close_sessions(out)
+        self._close_windows(out)
+        self._revise_windows(out)
+        self._forget_windows()
+        # After this scan's partials: the detector then knows this partition is done with
+        # every minute up to here, however fast or slow the other partitions go.
+        done = minute_gate.closed_upto(
+            self.cp.watermark_ms, rollup.WINDOW_MS, self.config.rollup.allowed_lateness_ms
+        )
+        if done > self.cp.closed_upto_ms:
+            progress = minute_gate.PartitionProgress(partial=f"p{self.p}", closed_upto_ms=done)
+            out.partials.append(
+                (minute_gate.progress_key(progress.partial), progress.model_dump_json().encode())
+            )
+            self.cp.closed_upto_ms = done
+
+    def _close_sessions(self, out: Published) -> None:
+        spol, wm = self.config.session, self.cp.watermark_ms
+        # Sorted: the order of what is published must not depend on how the index was built.
+        for key in sorted(
+            k
+            for k, (last_ms, closed) in self.session_index.items()
+            if (not closed and last_ms + spol.inactivity_timeout_ms <= wm)
+            or (closed and last_ms + spol.closed_retention_ms <= wm)
+        ):
+            state = self._session(key)
+            if state is None:
+                del self.session_index[key]
+                continue
+            self.store.touch_session(key)
+            summary = sessionizer.expire(state, wm, spol)
+            if summary is not None:
+                self._publish_summary(summary, out)
+                self._count_end(summary, f"{key!r}-end")
+                self.session_index[key] = (state.last_event_ms, True)
+            elif sessionizer.forgettable(state, wm, spol):
+                del self.sessions[key]
+                del self.session_index[key]
+                self.forgotten_sessions.add(key)
+
+    def _close_windows(self, out: Published) -> None:
+        lateness, wm = self.config.rollup.allowed_lateness_ms, self.cp.watermark_ms
+        for key in sorted(
+            k
+            for k, (start, closed) in self.window_index.items()
+            if not closed and start + rollup.WINDOW_MS + lateness <= wm
+        ):
+            w = self._window_state(key)
+            if w is None:
+                del self.window_index[key]
+                continue
+            self.store.touch_window(key)
+            self._publish_rollups(rollup.close(w), out)
+            out.partials.append((str(w.window_start_ms).encode(), w.model_dump_json().encode()))
+            self.window_index[key] = (w.window_start_ms, True)
+
+    def _revise_windows(self, out: Published) -> None:
+        for key_s in sorted(self.cp.revise):
+            key = key_s.encode()
+            w = self._window_state(key)
+            if w is not None:
+                self.store.touch_window(key)
+                self._publish_rollups(rollup.revise(w), out)
+        self.cp.revise.clear()
+
+    def _forget_windows(self) -> None:
+        retention, wm = self.config.rollup.closed_retention_ms, self.cp.watermark_ms
+        for key in sorted(
+            k
+            for k, (start, closed) in self.window_index.items()
+            if closed and start + rollup.WINDOW_MS + retention <= wm
+        ):
+            self.store.touch_window(key)
+            self.windows.pop(key, None)
+            del self.window_index[key]
+            self.forgotten_windows.add(key)
+
+    # ------------------------------------------------------------------ helpers --------
+
+    def _count_end(self, summary: SessionSummary, late_tag: str) -> None:
+        """Count a session's first close in the minute it ended."""
+        rollup.add_session_end(self.window(rollup.session_end_ms(summary), late_tag), summary)
+
+    def _publish_summary(self, summary: SessionSummary, out: Published) -> None:
+        out.summaries.append(summary)
+        self.counters["qoe.summaries"] += 1
+
+    def _publish_rollups(self, rollups: list[MinuteRollup], out: Published) -> None:
+        out.rollups.extend(rollups)
+        self.counters["qoe.rollups"] += len(rollups)
+
+    def _session(self, key: bytes) -> SessionState | None:
+        state = self.sessions.get(key)
+        if state is None:
+            state = self.store.load_session(key)
+            if state is not None:
+                self.sessions[key] = state
+        return state
+
+    def _window_state(self, key: bytes) -> WindowState | None:
+        w = self.windows.get(key)
+        if w is None:
+            w = self.store.load_window(key)
+            if w is not None:
+                self.windows[key] = w
+        return w
