@@ -30,7 +30,6 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from tests.alerts_helpers import (
     write_rollups_to_warehouse,
     write_truth,
 )
+from tests.process_pool import spawned_pool
 
 SCENARIOS = ("oca_outage", "bad_app_release", "normal")
 SEEDS = (1, 2, 3)
@@ -74,7 +74,7 @@ RECEIVER_PATHS = ("/webhook", "/slack", "/pagerduty")
 @pytest.fixture(scope="module")
 def runs() -> list[ReplayedRun]:
     keys = [(sc, seed, shift) for shift, sc in enumerate(SCENARIOS) for seed in SEEDS]
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    with spawned_pool() as pool:
         return list(pool.map(replayed_run, *zip(*keys, strict=True)))
 
 

@@ -18,7 +18,6 @@ and go to two worker processes.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,6 +27,7 @@ from platform_stub.config import StubConfig
 from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
 from platform_stub.scenarios import QOE_SCENARIOS, ScenarioTruth
 from streams.replay import replay
+from tests.process_pool import spawned_pool
 
 SEEDS = (1, 2, 3)
 # The player-side faults (the control-plane ones: tests/test_streams_service_scenarios.py).
@@ -66,7 +66,7 @@ def _run(scenario: str, seed: int) -> Run:
 @pytest.fixture(scope="module")
 def runs() -> dict[tuple[str, int], Run]:
     keys = [(scenario, seed) for scenario in QOE_SCENARIOS for seed in SEEDS]
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    with spawned_pool() as pool:
         results = list(pool.map(_run, *zip(*keys, strict=True)))
     return dict(zip(keys, results, strict=True))
 

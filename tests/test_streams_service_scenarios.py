@@ -19,7 +19,6 @@ the control plane does not depend on it and the runs cost a quarter as much.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +28,7 @@ from platform_stub.generator import RunOptions, StubRun, seed_epoch_ms
 from platform_stub.scenarios import CONTROL_PLANE_SCENARIOS, ScenarioTruth
 from streams.records import Incident
 from streams.service_replay import replay_spans
+from tests.process_pool import spawned_pool
 
 SEEDS = (1, 2, 3)
 CONFIG = StubConfig(fault_start_frac=0.3, fault_end_frac=0.6, player=PlayerConfig(tick_ms=10_000))
@@ -59,7 +59,7 @@ def _run(scenario: str, seed: int) -> Run:
 @pytest.fixture(scope="module")
 def runs() -> dict[tuple[str, int], Run]:
     keys = [(s, seed) for s in ("normal", *CONTROL_PLANE_SCENARIOS) for seed in SEEDS]
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    with spawned_pool() as pool:
         results = list(pool.map(_run, *zip(*keys, strict=True)))
     return dict(zip(keys, results, strict=True))
 
