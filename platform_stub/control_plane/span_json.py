@@ -6,19 +6,7 @@ keep the bytes per span down; tests validate samples against the `Span` model.
 
 from __future__ import annotations
 
-import time
-
-_SECONDS: dict[int, str] = {}  # epoch second -> formatted prefix (spans jump between seconds)
-
-
-def _iso(epoch_ms: int) -> str:
-    sec, ms = divmod(epoch_ms, 1000)
-    prefix = _SECONDS.get(sec)
-    if prefix is None:
-        if len(_SECONDS) > 4_096:
-            _SECONDS.clear()
-        prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
-    return f"{prefix}{ms:03d}Z"
+from platform_stub.encoding import iso_ms
 
 
 class TraceContext:
@@ -89,7 +77,7 @@ def span_line(
     status = "ok" if outcome.ok else "error"
     return (
         f'{{"trace_id":"{ctx.trace_id}","span_id":"{span_id}"{parent},"name":"{name}",'
-        f'"start_time":"{_iso(start_ms)}","end_time":"{_iso(end_ms)}",'
+        f'"start_time":"{iso_ms(start_ms)}","end_time":"{iso_ms(end_ms)}",'
         f'"duration_ms":{end_ms - start_ms},"status_code":"{status}","service":"{service}",'
         f'"instance_id":"{instance}","instance_group":"{group}","region":"{ctx.region}",'
         f'"endpoint":"{endpoint}"{extra}{ctx.links}}}'
