@@ -129,6 +129,12 @@ class QoeAgent:
                 self.rt.counters["qoe.batch_records"] += len(mine)
                 try:
                     await self.batch(mine)
+                except ConfigurationError as exc:
+                    # State this worker must not guess about (an older worker's layout):
+                    # retrying every batch would only flood the log. Stop, saying why.
+                    log.critical("qoe: stopping the worker: %s", exc)
+                    await self.rt.app.crash(exc)
+                    return
                 except Exception:
                     # Not one event's fault (those are dead-lettered): e.g. the producer
                     # failed. Forget what this worker holds in memory; the next batch
