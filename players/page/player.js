@@ -26,6 +26,9 @@
     config: cfg, startupMs: null, rebufferCount: 0, rebufferMs: 0, downshifts: 0, upshifts: 0,
     avgBitrateKbps: null, playedMs: 0, fatalErrorCode: null, fatalErrorDetail: null,
     ended: false, stopped: false, bitrates: [], errors: [],
+    // The media element's own events in order, so a test that disagrees with the player's
+    // reports can show which stall or seek it was.
+    mediaEvents: [],
   });
   let requestedAt = null, started = false, stallSince = null, seeking = false;
   let playingSince = null, kbps = null, weighted = 0;
@@ -80,6 +83,11 @@
   video.addEventListener("seeked", () => { seeking = false; });
   video.addEventListener("pause", () => closePlaying(now()));
   video.addEventListener("ended", () => { closePlaying(now()); m.ended = true; });
+  for (const type of ["waiting", "playing", "seeking", "seeked", "ended"]) {
+    video.addEventListener(type, () => {
+      m.mediaEvents.push([Math.round(now()), type, Math.round(video.currentTime * 1000)]);
+    });
+  }
 
   function fatal(code, detail) {
     closePlaying(now());
