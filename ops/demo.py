@@ -8,6 +8,7 @@ is a `streamwatch ...` command with its own pid file and log under the data dire
 from __future__ import annotations
 
 import argparse
+import secrets
 import subprocess
 import sys
 import time
@@ -104,12 +105,20 @@ def stub_command(settings: Settings, events_url: str) -> tuple[str, ...]:
         "stub", "run", "--target", "http", "--collector-url", events_url,
         "--members", str(settings.demo_members), "--rate", f"{settings.demo_rate:g}",
         "--speed", f"{settings.demo_speed:g}", "--duration", "86400",
-        "--scenario", "normal", "--seed", str(settings.demo_stub_seed),
+        "--scenario", "normal", "--seed", str(_stub_seed(settings)),
         "--warmup", f"{settings.demo_warmup_s:g}", "--run-name", DEMO_RUN,
     )  # fmt: skip
     if settings.demo_start:
         command += ("--start", settings.demo_start)
     return command
+
+
+def _stub_seed(settings: Settings) -> int:
+    """The pinned seed, else a new one per start: the stub's ids are drawn from its seed, and
+    the ids of an earlier demo on the same Kafka data would be dropped as duplicates."""
+    if settings.demo_stub_seed is not None:
+        return settings.demo_stub_seed
+    return secrets.randbelow(2**31)
 
 
 def _available_commands() -> set[str]:

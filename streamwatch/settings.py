@@ -385,14 +385,16 @@ class Settings(BaseSettings):
     # --- demo ----------------------------------------------------------------------------
     # Added by the demo (`streamwatch demo up`): how hard the live stub drives the pipeline.
     demo_rate: float = Field(
-        default=100.0,
+        # An OCA outage must be detectable: the busiest OCA then starts about 4 plays a
+        # minute, over the detector's 10 plays in 3 minutes (at 100, about 1).
+        default=400.0,
         gt=0,
         description=(
             "Events per simulated second of the demo's stub; a single worker must sustain "
             "rate x demo_speed with margin (see README)."
         ),
     )
-    demo_members: int = Field(default=2000, ge=10, description="Members the demo simulates.")
+    demo_members: int = Field(default=8000, ge=10, description="Members the demo simulates.")
     demo_speed: float = Field(
         default=1.0, gt=0, description="Simulated seconds per wall second of the demo's stub."
     )
@@ -404,7 +406,14 @@ class Settings(BaseSettings):
     demo_start: str | None = Field(
         default=None, description="The stub's --start (default: now); tests pin an hour."
     )
-    demo_stub_seed: int = 1
+    demo_stub_seed: int | None = Field(
+        default=None,
+        description=(
+            "The demo stub's seed; unset, each `demo up` draws a new one: a restarted demo "
+            "with the last one's seed would send its event and session ids again, and the "
+            "worker drops those as duplicates."
+        ),
+    )
 
     @property
     def bootstrap_servers(self) -> str:

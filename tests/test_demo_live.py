@@ -131,6 +131,7 @@ def demo(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         "STREAMWATCH_DEMO_SPEED": "4",
         "STREAMWATCH_DEMO_WARMUP_S": "240",
         "STREAMWATCH_DEMO_START": _yesterday_21h().isoformat(),
+        "STREAMWATCH_DEMO_STUB_SEED": "1",  # the same population every run
         "STREAMWATCH_ALLOWED_CLOCK_SKEW_S": str(2 * 86400),
         "STREAMWATCH_WAREHOUSE_FLUSH_INTERVAL_S": "3",
         "STREAMWATCH_DASHBOARDS_REFRESH_S": "0",

@@ -42,6 +42,17 @@ def test_demo_stub_is_paced_by_settings() -> None:
     assert pinned[-2:] == ("--start", "2026-01-01T21:00:00+00:00")
 
 
+def test_each_demo_start_draws_a_new_stub_seed_unless_one_is_pinned() -> None:
+    # A restarted demo on the same Kafka data must not send the last run's event ids again
+    # (the worker would drop them all as duplicates).
+    def seed(settings: Settings) -> str:
+        cmd = stub_command(settings, "http://x")
+        return cmd[cmd.index("--seed") + 1]
+
+    assert len({seed(Settings()) for _ in range(5)}) > 1
+    assert {seed(Settings(demo_stub_seed=7)) for _ in range(3)} == {"7"}
+
+
 def test_a_live_fault_starts_at_the_stubs_simulated_now(tmp_path: Path) -> None:
     start = seed_epoch_ms(3) + 6 * 3600_000
     run = StubRun(
