@@ -118,7 +118,7 @@ class Entry:
     def encode(self) -> bytes:
         """`seq:ms:closed:len(cur):` followed by cur then prev (JSON never needs escaping)."""
         head = f"{self.seq}:{self.ms}:{int(self.closed)}:{len(self.cur)}:".encode()
-        return head + self.cur + self.prev
+        return b"".join((head, self.cur, self.prev))  # one copy of the images, not two
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
@@ -136,10 +136,17 @@ def is_legacy(raw: bytes) -> bool:
 
 
 def committed_value(raw: bytes | None) -> bytes:
-    """The current image of a stored entry, b"" for none (the prev of the next write)."""
+    """The current image of a stored entry, b"" for none (the prev of the next write).
+
+    `Entry.decode(raw).cur`, copying only `cur` (read for every state a batch touches).
+    """
     if not raw:
         return b""
-    return Entry.decode(raw).cur
+    if is_legacy(raw):
+        return raw
+    size_at = raw.index(b":", raw.index(b":", raw.index(b":") + 1) + 1) + 1
+    start = raw.index(b":", size_at) + 1
+    return raw[start : start + int(raw[size_at : start - 1])]
 
 
 @dataclass(frozen=True)

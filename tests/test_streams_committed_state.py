@@ -239,3 +239,18 @@ def test_checkpoints_of_older_workers_read_back_and_unknown_fields_are_refused()
     for bad in (b'{"bogus":1}', b'{"stats":{"bogus":1}}', b'{"upto":"x"}'):
         with pytest.raises(ValueError):
             Checkpoint.model_validate_json(bad)
+
+
+@given(
+    seq=st.integers(0, 10**9),
+    ms=st.integers(0, 2**50),
+    closed=st.booleans(),
+    cur=st.binary(max_size=200),
+    prev=st.binary(max_size=200),
+)
+def test_committed_value_reads_the_current_image_of_any_entry(
+    seq: int, ms: int, closed: bool, cur: bytes, prev: bytes
+) -> None:
+    raw = Entry(seq, ms, closed, cur, prev).encode()
+    assert committed_value(raw) == Entry.decode(raw).cur == cur
+    assert committed_value(b'{"legacy":1}') == b'{"legacy":1}'
