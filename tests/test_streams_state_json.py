@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from contract.records import MinuteCounts, SessionError
 from ingest.events import EVENT_ADAPTER, Event
 from platform_stub.generator import RunOptions, StubRun
-from streams import minute_gate, partition, rollup
+from streams import minute_gate, partition, rollup, sessionizer
 from streams.committed_state import Checkpoint
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog
@@ -43,10 +43,13 @@ def _pydantic_session(state: SessionState) -> str:
 
 
 def _pydantic_window(w: WindowState) -> str:
+    # Not `w.values`: handing the counts out turns the window's JSON cache off, and the
+    # comparison must see the cache at work.
+    w._flush()
     stored = rollup._StoredWindow(
         w.window_start_ms,
         w.partial,
-        w.values,
+        w._values,
         w.closed,
         w.revision,
         w.late_events,
@@ -65,8 +68,10 @@ def _check_session(state: SessionState) -> None:
 
 
 def _check_window(w: WindowState) -> None:
+    got = w.model_dump_json()  # first: from the cache, if it holds anything stale
     want = _pydantic_window(w)
-    assert w.model_dump_json() == want
+    assert got == want
+    assert w.json_bytes() == want.encode()
     assert WindowState.model_validate_json(want).model_dump_json() == want
 
 
@@ -100,17 +105,19 @@ def test_states_of_the_logic_are_written_as_pydantic_wrote_them(seed: int, scena
     for i, e in enumerate(events):
         part.apply(e, i if seed % 2 else None, out)
         part.done_with(i if seed % 2 else None, out)
-        if i % 600 == 599:  # states as the worker writes them, mid-run
+        if i % 97 == 96:  # windows written between batches, their JSON cache at work
+            for w in part.windows.values():
+                _check_window(w)
+                checked["windows"] += 1
+                checked["cached windows"] += bool(w._json)
+                checked["late windows"] += w.late_events > 0
+        if i % 600 == 599:  # sessions as the worker writes them, mid-run
             for state in part.sessions.values():
                 _check_session(state)
                 checked["sessions"] += 1
                 checked["errors"] += bool(state.errors)
                 checked["closed"] += state.closed
                 checked["tuples"] += bool(state.transitions)
-            for w in part.windows.values():
-                _check_window(w)
-                checked["windows"] += 1
-                checked["late windows"] += w.late_events > 0
     # The partials the scans published went through the same encoder.
     partials = [v for k, v in out.partials if not k.startswith(minute_gate.PROGRESS_KEY_PREFIX)]
     assert partials
@@ -119,7 +126,7 @@ def test_states_of_the_logic_are_written_as_pydantic_wrote_them(seed: int, scena
         assert _pydantic_window(w).encode() == value
     assert checked["sessions"] > 1_000 and checked["windows"] > 10
     assert checked["errors"] > 0 and checked["closed"] > 0 and checked["tuples"] > 0
-    assert checked["late windows"] > 0
+    assert checked["late windows"] > 0 and checked["cached windows"] > 10
     assert counters["qoe.summaries"] > 0
 
 
@@ -211,4 +218,33 @@ def test_a_counts_object_with_more_fields_is_written_by_pydantic() -> None:
         note: str = "n"
 
     w = WindowState(window_start_ms=0, partial="p0", values={"all=all": Wider()})
+    _check_window(w)
+
+
+def test_a_window_written_between_every_change_is_written_as_pydantic_would() -> None:
+    """The window's JSON cache, through each way its counts change: event increments
+    (summed, then added), session ends, late events on a closed window."""
+    events = _stub_events(2, "normal", 2_500)
+    sessions: dict[str, SessionState] = {}
+    w = WindowState(window_start_ms=0, partial="p0")
+    ends = 0
+    for i, e in enumerate(events):
+        state = sessions.setdefault(e.session_id, SessionState(session_id=e.session_id))
+        applied = sessionizer.apply(state, e, SHORT.session)
+        if applied.duplicate:
+            continue
+        rollup.add_to(w, rollup.value_keys(state.dims), applied)
+        ended = applied.closed_now and applied.summary is not None
+        if ended:
+            assert applied.summary is not None
+            rollup.add_session_end(w, applied.summary)  # counts only its dims' keys
+            ends += 1
+        if ended or i % 10 == 0:
+            _check_window(w)
+            assert w._json  # the cache is on: the check above read from it
+    assert ends >= 5
+    late = next(iter(sessions.values()))
+    rollup.close(w)  # hands the counts out: the cache is off from here on
+    assert w._json is None
+    rollup.add_to(w, rollup.value_keys(late.dims), sessionizer.Applied(watch_ms=5))
     _check_window(w)
