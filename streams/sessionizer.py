@@ -133,7 +133,8 @@ class SessionState:
     seen_filter: Annotated[bytearray | None, PydanticField(exclude=True)] = field(
         default=None, init=False, repr=False, compare=False
     )
-    # Not stored: `dims` and its JSON (`dump_state_json`), written once per dims object.
+    # Not stored: `dims` and its JSON (`dump_state_json`), written once per dims object
+    # (`_count` replaces `dims` when it changes, never changes it in place).
     dims_json: Annotated[tuple[dict[str, Any], Any] | None, PydanticField(exclude=True)] = field(
         default=None, init=False, repr=False, compare=False
     )
