@@ -18,6 +18,12 @@ The prepared events are moved out of the garbage collector's sight (`gc.freeze`)
 in `tests/streams_reference`), same run, same events. Figures are CPU time per event
 (`time.process_time`, steadier than wall time on a shared machine); wall time is printed too.
 
+`--codecs` times, on the same events and the states the logic leaves open, what the worker
+pays per event around the logic, each against the pydantic way it replaced (same bytes,
+tested in `tests/test_streams_state_json.py` and `tests/test_streams_event_json.py`):
+writing session states and, after every batch of events, the partition's current window
+(`json_bytes`), enriching a parsed event, and writing the forwarded event.
+
 The 1-minute load average is printed with the figures.
 """
 
@@ -33,14 +39,20 @@ import sys
 import time
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from ingest.events import EVENT_ADAPTER, Event
 from platform_stub.generator import RunOptions, StubRun
-from streams import partition
+from streams import partition, rollup
 from streams.committed_state import Checkpoint
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog
 from streams.partition import Published
+from streams.rollup import WindowState
+from streams.sessionizer import SessionState
+from streams.validate import dump_event
 
 
 def stub_values(n: int, seed: int = 5) -> list[bytes]:
@@ -79,6 +91,95 @@ def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return wall, cpu
 
 
+def bench_codecs(values: list[bytes], events: list[Event], repeat: int) -> None:
+    """Per state or event: the fast writers against the pydantic ones (same bytes)."""
+    session_json = TypeAdapter(SessionState)
+    window_json = TypeAdapter(rollup._StoredWindow)
+
+    def pydantic_window(w: WindowState) -> bytes:
+        # Not `w.values`: handing the counts out turns the window's cache off.
+        stored = rollup._StoredWindow(
+            w.window_start_ms,
+            w.partial,
+            w._values,
+            w.closed,
+            w.revision,
+            w.late_events,
+            w.touched_since_close,
+        )
+        return window_json.dump_json(stored)
+
+    # Windows as the worker writes them: the partition's current window after each batch
+    # (80 events: a 500-record batch over 6 partitions), both writers at the same points.
+    part = partition.PartitionState(0, Checkpoint(), StreamsConfig(), partition.MemoryStore())
+    out = partition.Published()
+    half = events[: len(events) // 2]
+    w_old = w_new = 0.0
+    writes = w_bytes = 0
+    for offset, event in enumerate(half):  # mid-run: sessions open
+        part.apply(event, offset, out)
+        part.done_with(offset, out)
+        if offset % 80 == 79 and (w := part.windows.get(part._own_key)) is not None:
+            w._flush()  # the batch's increments, added to the counts (logic, not writing)
+            c0 = time.process_time()
+            new = w.json_bytes()
+            c1 = time.process_time()
+            old = pydantic_window(w)
+            w_old += time.process_time() - c1
+            w_new += c1 - c0
+            if new != old:
+                raise AssertionError("the window writers disagree")
+            writes += 1
+            w_bytes += len(new)
+    sessions = list(part.sessions.values())
+    catalog = Catalog()
+    few = values[:20_000]
+    n_bytes = sum(len(s.json_bytes()) for s in sessions) // max(1, len(sessions))
+    pairs: list[tuple[str, list[Any], Callable[[Any], object], Callable[[Any], object]]] = [
+        (
+            f"session state ({len(sessions)}, ~{n_bytes} B)",
+            sessions,
+            session_json.dump_json,
+            SessionState.json_bytes,
+        ),
+        # Each run of enrich gets events freshly parsed (the in-place one changes them).
+        ("enrich (parsed event)", few, lambda e: catalog.enrich(e), catalog.enrich_parsed),
+        (
+            "forwarded event JSON",
+            events,
+            lambda e: e.model_dump_json().encode(),
+            dump_event,
+        ),
+    ]
+    print(f"codecs load1={os.getloadavg()[0]:.2f} (CPU us per item, best of {repeat})")
+    print(
+        f"  {f'window state per batch ({writes}, ~{w_bytes // max(1, writes) // 1000} kB)':36}"
+        f" pydantic {w_old / writes * 1e6:8.1f}  now {w_new / writes * 1e6:8.1f}"
+        f"  ratio {w_old / w_new:5.2f}x  (one run)"
+    )
+    for name, items, old_fn, new_fn in pairs:
+        if items is few:
+            parsed = [[EVENT_ADAPTER.validate_json(v) for v in few] for _ in range(2 * repeat)]
+            old_s = min(_cpu(old_fn, parsed[i]) for i in range(repeat))
+            new_s = min(_cpu(new_fn, parsed[repeat + i]) for i in range(repeat))
+        else:
+            old_s = min(_cpu(old_fn, items) for _ in range(repeat))
+            new_s = min(_cpu(new_fn, items) for _ in range(repeat))
+        k = len(items)
+        print(
+            f"  {name:36} pydantic {old_s / k * 1e6:8.1f}  now {new_s / k * 1e6:8.1f}"
+            f"  ratio {old_s / new_s:5.2f}x"
+        )
+
+
+def _cpu(fn: Callable[[Any], object], items: list[Any]) -> float:
+    gc.collect()
+    c0 = time.process_time()
+    for item in items:
+        fn(item)
+    return time.process_time() - c0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -86,6 +187,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile one logic run")
     parser.add_argument(
         "--before", action="store_true", help="also time the logic before issue 10's speed-up"
+    )
+    parser.add_argument(
+        "--codecs", action="store_true", help="time the state and event writers against pydantic"
     )
     args = parser.parse_args()
     values = stub_values(args.events)
@@ -99,6 +203,9 @@ def main() -> int:
     if args.before:
         # The slow logic kept as the equivalence tests' oracle (a checkout has `tests/`).
         before = importlib.import_module("tests.streams_reference.partition")
+    if args.codecs:
+        bench_codecs(values, events, args.repeat)
+        return 0
     if args.profile:
         prof = cProfile.Profile()
         prof.runcall(run_logic, events)

@@ -23,20 +23,26 @@ published, so consumers that keep the latest revision per key see no difference.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, TypeAdapter
 
 
-class ValidateStats(BaseModel):
+@dataclass(slots=True)
+class ValidateStats:
     """Reconciliation counters of one raw partition: raw = valid + dead + duplicates.
 
     Carried in the partition's `Checkpoint`, so the same commit point covers the counts
     and the sessions and windows the counted events changed: a batch is counted exactly
     when its effects are committed, and a replayed batch is never counted twice.
+
+    A plain dataclass, counted per event at the cost of a Python attribute (a pydantic
+    model's validating `__setattr__` was per event too); its JSON is the pydantic model's
+    it replaces, field for field.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     raw: int = 0
     valid: int = 0
@@ -44,19 +50,53 @@ class ValidateStats(BaseModel):
     duplicates: int = 0  # includes `late_closed`
     late_closed: int = 0  # events of sessions closed and forgotten: kept, never re-counted
 
+    # The counter names, as the pydantic model gave them (`streams.progress` sums them).
+    model_fields: ClassVar[tuple[str, ...]] = (
+        "raw",
+        "valid",
+        "dead_lettered",
+        "duplicates",
+        "late_closed",
+    )
 
-class Checkpoint(BaseModel):
-    """The committed position of one raw partition, with its reconciliation counters."""
+    def model_dump(self) -> dict[str, int]:
+        """The counters by name."""
+        return {name: getattr(self, name) for name in self.model_fields}
 
-    model_config = ConfigDict(extra="forbid")
+
+@dataclass(slots=True)
+class Checkpoint:
+    """The committed position of one raw partition, with its reconciliation counters.
+
+    A plain dataclass: `upto` and `watermark_ms` change with every event, and a pydantic
+    model's `__setattr__` cost a twentieth of the logic's time. Its JSON
+    (`model_dump_json` / `model_validate_json`, through a pydantic `TypeAdapter`) is the
+    pydantic model's it replaces, so checkpoints written before read back unchanged.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     seq: int = 0  # last committed batch of the partition
     upto: int = -1  # highest input offset whose effects are committed
     watermark_ms: int = 0  # highest event time seen up to `upto`
     next_scan_ms: int = 0  # event time at which sessions and windows are next checked
-    revise: list[str] = []  # closed windows touched by late events since the last scan
+    revise: list[str] = field(default_factory=list)  # closed windows touched by late events
     closed_upto_ms: int = 0  # newest minute the detector was told this partition closed
-    stats: ValidateStats = Field(default_factory=ValidateStats)
+    stats: ValidateStats = field(default_factory=ValidateStats)
+
+    def model_dump_json(self) -> str:
+        """The checkpoint's JSON, as the checkpoints table stores it."""
+        return _CHECKPOINT_JSON.dump_json(self).decode()
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> Checkpoint:
+        """A checkpoint from its JSON (checked: unknown fields are an error)."""
+        return _CHECKPOINT_JSON.validate_json(data)
+
+
+_CHECKPOINT_JSON: TypeAdapter[Checkpoint] = TypeAdapter(Checkpoint)
+if ValidateStats.model_fields != tuple(f.name for f in fields(ValidateStats)):
+    raise RuntimeError("ValidateStats.model_fields must name its fields, in order")
 
 
 @dataclass(frozen=True)
@@ -78,7 +118,7 @@ class Entry:
     def encode(self) -> bytes:
         """`seq:ms:closed:len(cur):` followed by cur then prev (JSON never needs escaping)."""
         head = f"{self.seq}:{self.ms}:{int(self.closed)}:{len(self.cur)}:".encode()
-        return head + self.cur + self.prev
+        return b"".join((head, self.cur, self.prev))  # one copy of the images, not two
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
@@ -96,10 +136,17 @@ def is_legacy(raw: bytes) -> bool:
 
 
 def committed_value(raw: bytes | None) -> bytes:
-    """The current image of a stored entry, b"" for none (the prev of the next write)."""
+    """The current image of a stored entry, b"" for none (the prev of the next write).
+
+    `Entry.decode(raw).cur`, copying only `cur` (read for every state a batch touches).
+    """
     if not raw:
         return b""
-    return Entry.decode(raw).cur
+    if is_legacy(raw):
+        return raw
+    size_at = raw.index(b":", raw.index(b":", raw.index(b":") + 1) + 1) + 1
+    start = raw.index(b":", size_at) + 1
+    return raw[start : start + int(raw[size_at : start - 1])]
 
 
 @dataclass(frozen=True)

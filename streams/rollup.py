@@ -18,11 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ConfigDict, TypeAdapter
 
 from contract.dimensions import ALL, DIMENSIONS
 from contract.records import MinuteCounts, MinuteRollup, SessionSummary
-from contract.sketch import bucket_of
+from contract.sketch import LatencySketch, bucket_of
 from streams.sessionizer import Applied, from_ms, minute_of, to_ms
 
 WINDOW_MS = 60_000
@@ -80,6 +81,81 @@ class _StoredWindow:
 
 _WINDOW_JSON: TypeAdapter[_StoredWindow] = TypeAdapter(_StoredWindow)
 
+# What `_counts_doc` relies on to write `MinuteCounts` as pydantic does: these fields are
+# floats (pydantic writes an int held there as `5.0`), `startup` is the one model, and
+# every other field is an int or a dict of str -> int.
+_COUNT_FIELDS: tuple[str, ...] = tuple(MinuteCounts.model_fields)
+_SKETCH_FIELDS: tuple[str, ...] = tuple(LatencySketch.model_fields)
+if _COUNT_FIELDS.index("startup") != 10 or _SKETCH_FIELDS != (
+    "buckets",
+    "count",
+    "total",
+    "min",
+    "max",
+):
+    raise RuntimeError("rollup._counts_doc must follow MinuteCounts and LatencySketch")
+
+
+def dump_window_json(stored: _StoredWindow, cache: dict[str, Any] | None = None) -> bytes:
+    """A window's JSON, byte for byte what `TypeAdapter(_StoredWindow).dump_json` writes.
+
+    orjson over plain dicts, cheaper than pydantic per state a batch writes. An int held
+    in a float field is written as a float, as pydantic does. The counters are ints: they
+    are validated, then only ever added to (a bool added to an int is an int). A value
+    orjson refuses is written by pydantic itself. `tests/test_streams_state_json.py`
+    compares the two on many windows.
+
+    `cache` (value key -> its counts' JSON, `WindowState._json`) holds the JSON of counts
+    unchanged since it was written; what is missing is written and added to it.
+    """
+    try:
+        if cache is None:
+            values: dict[str, Any] = {k: _counts_doc(c) for k, c in stored.values.items()}
+        else:
+            values = {}
+            for k, c in stored.values.items():
+                fragment = cache.get(k)
+                if fragment is None:
+                    fragment = cache[k] = orjson.Fragment(
+                        orjson.dumps(_counts_doc(c), option=_OPTS)
+                    )
+                values[k] = fragment
+        doc = {
+            "window_start_ms": stored.window_start_ms,
+            "partial": stored.partial,
+            "values": values,
+            "closed": stored.closed,
+            "revision": stored.revision,
+            "late_events": stored.late_events,
+            "touched_since_close": stored.touched_since_close,
+        }
+        return orjson.dumps(doc, option=_OPTS)
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+        return _WINDOW_JSON.dump_json(stored)
+
+
+# The sketch's buckets are keyed by int, written as strings (as pydantic does).
+_OPTS = orjson.OPT_NON_STR_KEYS
+
+
+def _counts_doc(c: MinuteCounts) -> dict[str, Any]:
+    """The fields of `c` as orjson writes them like pydantic (ValueError if it cannot)."""
+    doc = c.__dict__.copy()  # the model's fields, in their order
+    if len(doc) != len(_COUNT_FIELDS):
+        raise ValueError("not a plain MinuteCounts")
+    sketch = doc["startup"].__dict__
+    low, high = sketch["min"], sketch["max"]
+    doc["startup"] = {
+        "buckets": sketch["buckets"],
+        "count": sketch["count"],
+        "total": float(sketch["total"]),
+        "min": None if low is None else float(low),
+        "max": None if high is None else float(high),
+    }
+    doc["bitrate_kbps_ms"] = float(doc["bitrate_kbps_ms"])
+    return doc
+
+
 # The additive counters an event adds to, in the order `_Pending` holds them.
 _PENDING_FIELDS = (
     "events",
@@ -136,9 +212,16 @@ class WindowState:
     Its JSON is what the pydantic model it replaces wrote (`model_dump_json` /
     `model_validate_json`), so changelogs written before read back unchanged. Event
     increments wait in `_Pending` sums until `values` is read (closing, serializing).
+
+    The open window of a partition is written at every batch, but a batch changes only
+    some of its hundreds of counts: `_json` keeps the JSON of each counts object this
+    class alone has changed since it was last written (every change goes through
+    `_counts` or `_flush`, which drop its entry). Once `values` or `counts` hands the
+    counts out, whoever holds them may change them unseen: the cache is then off for good.
     """
 
     __slots__ = (
+        "_json",
         "_pending",
         "_values",
         "closed",
@@ -169,31 +252,39 @@ class WindowState:
             [] if touched_since_close is None else touched_since_close
         )
         self._pending: dict[tuple[str, ...], _Pending] = {}
+        # value key -> JSON of its counts (see above); None: off (counts given by a caller).
+        self._json: dict[str, Any] | None = {} if values is None else None
 
     @property
     def values(self) -> dict[str, MinuteCounts]:
         """The counts per value key ("isp=Comcast"), every increment added."""
         self._flush()
+        self._json = None  # handed out
         return self._values
 
     def model_dump_json(self) -> str:
         """The window's JSON, as the changelog and the partials topic store it."""
+        return self.json_bytes().decode()
+
+    def json_bytes(self) -> bytes:
+        """`model_dump_json()` as bytes (what a changelog entry holds), without the str."""
+        self._flush()
         stored = _StoredWindow(
             self.window_start_ms,
             self.partial,
-            self.values,
+            self._values,
             self.closed,
             self.revision,
             self.late_events,
             self.touched_since_close,
         )
-        return _WINDOW_JSON.dump_json(stored).decode()
+        return dump_window_json(stored, self._json)
 
     @classmethod
     def model_validate_json(cls, data: str | bytes) -> WindowState:
         """A window from its JSON (checked: unknown fields are an error)."""
         s = _WINDOW_JSON.validate_json(data)
-        return cls(
+        w = cls(
             s.window_start_ms,
             s.partial,
             s.values,
@@ -202,6 +293,8 @@ class WindowState:
             s.late_events,
             s.touched_since_close,
         )
+        w._json = {}  # its counts were made by the validation, held by no one else
+        return w
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WindowState):
@@ -216,19 +309,27 @@ class WindowState:
     def counts(self, dimension: str, value: str) -> MinuteCounts:
         """The counts of one dimension value (created empty on first use)."""
         self._flush()
+        self._json = None  # handed out
         return self._counts(_key(dimension, value))
 
     def _counts(self, key: str) -> MinuteCounts:
+        """The counts of a value key, for the caller to change (its JSON is dropped)."""
         c = self._values.get(key)
         if c is None:
             c = self._values[key] = MinuteCounts()
+        if self._json:
+            self._json.pop(key, None)
         return c
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        for p in self._pending.values():
+        cache = self._json
+        for keys, p in self._pending.items():
             p.add_to_counts()
+            if cache:
+                for k in keys:
+                    cache.pop(k, None)
         self._pending.clear()
 
     def _touch(self, keys: Iterable[str]) -> None:

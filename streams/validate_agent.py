@@ -21,7 +21,7 @@ from streams.committed_state import ValidateStats
 from streams.runtime import AgentRuntime
 from streams.sessionizer import to_ms
 from streams.table_io import reads
-from streams.validate import Rejected, parse
+from streams.validate import Rejected, dump_event, parse
 from streamwatch import topics
 
 log = logging.getLogger("streamwatch.streams")
@@ -66,7 +66,7 @@ class ValidateStep:
             st.duplicates += 1
             st.late_closed += 1
             self.rt.counters["qoe.late_closed"] += 1
-            self._forward(p, self.rt.catalog.enrich(parsed), [(dedupe.LATE_HEADER, b"1")])
+            self._forward(p, self._enrich(parsed), [(dedupe.LATE_HEADER, b"1")])
             return None
         # (Seen at this very offset: read again after a crash that lost its batch's
         # checkpoint; the state was rolled back, so it is applied again.)
@@ -75,13 +75,19 @@ class ValidateStep:
             rt.stage(rt.seen, p, key, dedupe.id_value(p, msg.offset, t, parsed.session_id))
             self._seen_index.add_id(p, key, t, parsed.session_id)
         st.valid += 1
-        enriched = self.rt.catalog.enrich(parsed)
+        enriched = self._enrich(parsed)
         self._forward(p, enriched, None)
         return enriched
 
+    def _enrich(self, parsed: Event) -> Event:
+        # In place: `parsed` was made by this step's `parse` and is held by no one else
+        # (see `Catalog.enrich_parsed`).
+        return self.rt.catalog.enrich_parsed(parsed)
+
     def _forward(self, p: int, event: Event, headers: list[tuple[str, bytes]] | None) -> None:
         # To the raw record's partition: the same session_id-keyed order, no partitioner.
-        key, value = event.session_id.encode(), event.model_dump_json().encode()
+        # `dump_event` writes the bytes `event.model_dump_json()` does, for less.
+        key, value = event.session_id.encode(), dump_event(event)
         self.rt.send(self._events_topic, p % self._events_parts, key, value, headers)
 
     async def purge(self, watermarks: dict[int, int]) -> None:
