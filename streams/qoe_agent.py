@@ -30,6 +30,7 @@ from streams.offset_guard import OffsetGuard
 from streams.partition import PartitionState, Published, partition_of_key
 from streams.rollup import WindowState
 from streams.runtime import AgentRuntime
+from streams.send_buffer import key_partition
 from streams.sessionizer import SessionState
 from streams.table_io import reads
 from streams.validate_agent import ValidateStep
@@ -243,20 +244,23 @@ class QoeAgent:
         await self.rt.push()  # delivered while the next batch is applied (awaited at its 0.)
 
     async def _send(self, out: Published) -> None:
-        # The producer itself, not `topic.send`: faust's channel machinery per message cost
-        # more than the serialization; the records are the same (raw bytes, default
-        # partitioner on the key).
+        # Buffered with the forwards (`streams.send_buffer`), not `producer.send` per
+        # record: aiokafka's partitioner, accumulator and future per record cost more than
+        # the serialization. The records are the same (raw bytes, to the partition the
+        # default partitioner gives the key); the commit's flushes make them durable
+        # before the checkpoint, as before.
         rt = self.rt
-        send = rt.app.producer.send
-        name = rt.sessions_topic.get_topic_name()
-        for summary in out.summaries:
-            await send(name, summary.session_id.encode(), _json(summary), None, None, None)
-        name = rt.minute_topic.get_topic_name()
-        for r in out.rollups:
-            await send(name, r.key.encode(), _json(r), None, None, None)
-        name = rt.partials_topic.get_topic_name()
-        for key, value in out.partials:
-            await send(name, key, value, None, None, None)
+        for topic, records in (
+            (rt.sessions_topic, [(s.session_id.encode(), _json(s)) for s in out.summaries]),
+            (rt.minute_topic, [(r.key.encode(), _json(r)) for r in out.rollups]),
+            (rt.partials_topic, out.partials),
+        ):
+            if not records:
+                continue
+            name = topic.get_topic_name()
+            n = await rt.partitions_of(name)
+            for key, value in records:
+                rt.send(name, key_partition(key, n), key, value, None)
         out.clear()
 
     async def _partition(self, p: int) -> _Partition:

@@ -58,6 +58,9 @@ class AgentRuntime(Protocol):
     ) -> None:
         """Buffer a record for `topic` (sent at the next push or flush)."""
 
+    async def partitions_of(self, topic: str) -> int:
+        """How many partitions `topic` has (the producer's metadata, asked once)."""
+
     async def push(self) -> None:
         """Hand what is buffered to the producer (delivery is not awaited)."""
 
