@@ -14,6 +14,7 @@ everything added before it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -54,19 +55,22 @@ class SendBuffer:
             if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
                 raise ValueError(f"a record for {topic}[{partition}] exceeds a batch")
 
-    async def push(self) -> None:
+    async def push(self) -> list[asyncio.Future[Any]]:
         """Submit everything added so far to the producer, one batch per partition (more
-        when a batch filled); delivery is awaited by the producer's flush.
+        when a batch filled); delivery is awaited by the producer's flush, or by awaiting
+        the returned futures (one per batch: its delivery, acks=all).
 
         The batches are closed first: a closed batch is sent at once instead of lingering
         (`producer_linger_s`), and `producer.send` cannot append to it afterwards.
         """
         if not self._open:
-            return
+            return []
         full, self._full = self._full, []
         batches = full + [(t, p, b) for (t, p), b in self._open.items()]
         self._open = {}
         producer = self._producer_of()
+        delivered = []
         for topic, partition, batch in batches:
             batch.close()
-            await producer.send_batch(batch, topic, partition=partition)
+            delivered.append(await producer.send_batch(batch, topic, partition=partition))
+        return delivered

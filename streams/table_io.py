@@ -3,6 +3,7 @@ sends, flushes and dead letters (mixed into `streams.app.StreamsApp`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, MutableMapping
 from typing import Any, cast
 
@@ -88,10 +89,12 @@ class TableIO:
         """Buffer a record for `topic` (sent at the next push or flush)."""
         self.sends.add(topic, partition, key, value, headers)
 
-    async def push(self) -> None:
-        """Hand what is buffered to the producer (delivery is not awaited)."""
-        if self._sends is not None:
-            await self._sends.push()
+    async def push(self) -> list[asyncio.Future[Any]]:
+        """Hand what is buffered to the producer (delivery is not awaited): the futures of
+        the batches handed over, to await their delivery alone."""
+        if self._sends is None:
+            return []
+        return await self._sends.push()
 
     async def flush(self) -> None:
         """Push, then wait until everything sent so far is acknowledged (acks=all)."""
