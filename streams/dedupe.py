@@ -146,10 +146,14 @@ class SeenIndex:
         idx = self._parts.get(partition)
         if idx is None:
             return
-        newest, keys = idx.sessions.get(session_id, (event_ms, []))
-        keys.append(key)
-        idx.sessions[session_id] = (max(newest, event_ms), keys)
         idx.ids += 1
+        known = idx.sessions.get(session_id)
+        if known is None:
+            idx.sessions[session_id] = (event_ms, [key])
+            return
+        known[1].append(key)
+        if event_ms > known[0]:
+            idx.sessions[session_id] = (event_ms, known[1])
 
     def plan(self, partition: int, watermark_ms: int, policy: DedupePolicy) -> Purge:
         """Which ids to forget (sessions over, or the oldest beyond the cap) and which
