@@ -154,6 +154,11 @@ class QoeAgent:
         async with self.lock:
             for p in partitions:
                 self.forget(p)
+            # The last commit's checkpoints were handed to the producer, not awaited (step
+            # 0 of the next batch does that): the next owner recovers these partitions from
+            # the changelog, so they must be there first. Faust's own flush on a revoke ran
+            # before the batch in flight finished.
+            await self.rt.flush()
 
     def assign(self, partitions: set[int]) -> None:
         """Apply `partitions` from now on, from their committed state."""
