@@ -126,10 +126,14 @@ class SeenIndex:
     def load(self, partition: int, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """Build a partition's index from the seen-set's entries (others are skipped)."""
         idx = self._parts[partition] = _PartitionIndex()
+        # Every value is a JSON list whose first item is its partition: the entries of the
+        # other partitions are skipped by that prefix, not parsed (a purge loads each
+        # partition it holds from the same entries).
+        mine = f"[{partition},".encode()
         for key, value in entries:
-            v = json.loads(value)
-            if v[0] != partition:
+            if not value.startswith(mine):
                 continue
+            v = json.loads(value)
             if is_marker(key):
                 idx.markers[key] = v[1]
             elif len(v) == 3:  # stored before ids were kept per session: [p, offset, expire]
@@ -142,10 +146,14 @@ class SeenIndex:
         idx = self._parts.get(partition)
         if idx is None:
             return
-        newest, keys = idx.sessions.get(session_id, (event_ms, []))
-        keys.append(key)
-        idx.sessions[session_id] = (max(newest, event_ms), keys)
         idx.ids += 1
+        known = idx.sessions.get(session_id)
+        if known is None:
+            idx.sessions[session_id] = (event_ms, [key])
+            return
+        known[1].append(key)
+        if event_ms > known[0]:
+            idx.sessions[session_id] = (event_ms, known[1])
 
     def plan(self, partition: int, watermark_ms: int, policy: DedupePolicy) -> Purge:
         """Which ids to forget (sessions over, or the oldest beyond the cap) and which

@@ -70,6 +70,12 @@ class DetectAgent:
         self.guard = guard
         raw_parts = rt.settings.partitions_for(topics.RAW)
         self._expected_partials = {f"p{p}" for p in range(raw_parts)}
+        # Parsed once, kept with the exact bytes they were parsed from: the state this
+        # agent last wrote, and the values of the partials pending judgement. Used only
+        # while the table still holds those very bytes (a rebalance or a recovery may
+        # have replaced them), so a cache can never stand for what the table says.
+        self._state: tuple[bytes, DetectorRuntime] | None = None
+        self._values: dict[bytes, tuple[bytes, dict[str, MinuteCounts]]] = {}
 
     async def run(self, stream: StreamT[Any]) -> None:
         """The agent: batches of partials and progress markers."""
@@ -80,7 +86,12 @@ class DetectAgent:
         """Apply a batch of partials to the detector state, then write the state."""
         rt = self.rt
         raw = rt.detector_table.get(DETECTOR_STATE)
-        state = DetectorRuntime.model_validate_json(raw) if raw else DetectorRuntime()
+        cached, self._state = self._state, None  # kept again only once written
+        if cached is not None and raw is not None and cached[0] is raw:
+            state = cached[1]
+        else:
+            state = DetectorRuntime.model_validate_json(raw) if raw else DetectorRuntime()
+            self._values.clear()  # the table changed under this agent: parse from it
         # Entries of minutes judged by the last batch; deleted only now that the state
         # saying so is written (a crash in between leaves them listed, deleted next time).
         for stale in state.drop:
@@ -104,7 +115,9 @@ class DetectAgent:
                 )
                 continue
             await self._judge_ready_minutes(state)
-        await rt.put(rt.detector_table, 0, DETECTOR_STATE, state.model_dump_json().encode())
+        written = state.model_dump_json().encode()
+        await rt.put(rt.detector_table, 0, DETECTOR_STATE, written)
+        self._state = (written, state)
 
     async def _one(self, rt: DetectorRuntime, key: bytes | None, value: bytes, heard: int) -> None:
         if minute_gate.is_progress(key):
@@ -128,7 +141,9 @@ class DetectAgent:
         if w.partial in arrived:
             return  # re-published by a worker that replayed after a crash
         arrived.append(w.partial)
-        await self.rt.put(self.rt.detector_table, 0, _pending_key(start, w.partial), value)
+        key = _pending_key(start, w.partial)
+        await self.rt.put(self.rt.detector_table, 0, key, value)
+        self._values[key] = (value, w.values)
 
     async def _judge_ready_minutes(self, rt: DetectorRuntime) -> None:
         """Judge the oldest pending minutes every partition is done with (`minute_gate`).
@@ -155,7 +170,10 @@ class DetectAgent:
                 key = _pending_key(start, partial)
                 rt.drop.append(key.decode())
                 raw = self.rt.detector_table.get(key)
-                if raw is not None:
+                cached = self._values.pop(key, None)
+                if raw is not None and cached is not None and cached[0] is raw:
+                    parts.append(cached[1])
+                elif raw is not None:
                     parts.append(WindowState.model_validate_json(raw).values)
             values = detector.merge_partials(
                 [(rollup.split_key(k), c) for part in parts for k, c in part.items()]

@@ -30,6 +30,7 @@ from streams.offset_guard import OffsetGuard
 from streams.partition import PartitionState, Published, partition_of_key
 from streams.rollup import WindowState
 from streams.runtime import AgentRuntime
+from streams.send_buffer import key_partition
 from streams.sessionizer import SessionState
 from streams.table_io import reads
 from streams.validate_agent import ValidateStep
@@ -102,6 +103,7 @@ class QoeAgent:
         self.owned: set[int] = set()  # raw partitions assigned to this worker
         self._parts: dict[int, _Partition] = {}
         self._committed: dict[int, int] = {}  # partition -> last offset of its checkpoint
+        self._checkpoints_in_flight: list[asyncio.Future[Any]] = []  # see `commit`
         self._last_purge = 0.0
 
     def forget(self, partition: int) -> None:
@@ -152,6 +154,11 @@ class QoeAgent:
         async with self.lock:
             for p in partitions:
                 self.forget(p)
+            # The last commit's checkpoints were handed to the producer, not awaited (step
+            # 0 of the next batch does that): the next owner recovers these partitions from
+            # the changelog, so they must be there first. Faust's own flush on a revoke ran
+            # before the batch in flight finished.
+            await self.rt.flush()
 
     def assign(self, partitions: set[int]) -> None:
         """Apply `partitions` from now on, from their committed state."""
@@ -191,7 +198,7 @@ class QoeAgent:
                 )
                 self.rt.counters["qoe.dead_lettered"] += 1
             part.done_with(msg.offset, out)
-        # Sent once per batch, in order per topic; the commit's flush makes them durable
+        # Buffered once per batch, in order per topic; the commit's flush makes them durable
         # before the checkpoint (nothing is awaited per event but the producer's buffer).
         await self._send(out)
         await self.commit(list(touched.values()))
@@ -209,23 +216,23 @@ class QoeAgent:
         await self.validate.purge({p: part.cp.watermark_ms for p, part in self._parts.items()})
 
     async def commit(self, parts: list[_Partition]) -> None:
-        """Commit the batch of each partition; its outputs were sent already.
+        """Commit the batch of each partition.
 
-        0. Flush the producer: the previous batch's checkpoints are durable (sent when it
-           committed, they were delivered while this batch was applied, so this rarely
-           waits), and only then may this batch write entries; delete for good what those
-           checkpoints committed as forgotten.
+        0. Wait until the previous batch's checkpoints are durable (handed to the producer
+           when it committed, they were delivered while this batch was applied, so this
+           rarely waits): only then may this batch write entries, and delete for good what
+           those checkpoints committed as forgotten.
         1. Write every state the batch touched as an entry (new image + undo image) under
            the partition's next batch number.
         2. Flush the producer: forwards, seen-set entries, outputs, dead letters and
-           entries are durable.
+           entries are durable (one round trip: they travel together).
         3. Write each partition's checkpoint (batch number, last input offset, event-time
            clock): the commit point. A crash before it rolls the entries back on restart.
 
-        Outputs sent before 0 are safe: a batch replayed after a crash publishes the same
-        records again, as it does when a crash comes between 2 and 3.
+        Outputs published before 3 are safe: a batch replayed after a crash publishes the
+        same records again.
         """
-        await self.rt.flush()  # 0.
+        await self._checkpoints_durable()  # 0.
         for part in parts:
             await self._drop_tombstones(part)
         for part in parts:  # 1.
@@ -240,23 +247,35 @@ class QoeAgent:
             part.committed_forgotten_windows |= part.forgotten_windows
             part.forgotten_sessions.clear()
             part.forgotten_windows.clear()
-        await self.rt.push()  # delivered while the next batch is applied (awaited at its 0.)
+        # Delivered while the next batch is applied; its step 0 awaits these alone.
+        self._checkpoints_in_flight = await self.rt.push()
+
+    async def _checkpoints_durable(self) -> None:
+        """Wait for the delivery of the checkpoints the last commit handed over; raise if
+        one failed (the batch then fails, and the partitions recover from what is durable).
+        """
+        in_flight, self._checkpoints_in_flight = self._checkpoints_in_flight, []
+        for delivered in in_flight:
+            await delivered  # acks=all; raises the producer's error if delivery failed
 
     async def _send(self, out: Published) -> None:
-        # The producer itself, not `topic.send`: faust's channel machinery per message cost
-        # more than the serialization; the records are the same (raw bytes, default
-        # partitioner on the key).
+        # Buffered with the forwards (`streams.send_buffer`), not `producer.send` per
+        # record: aiokafka's partitioner, accumulator and future per record cost more than
+        # the serialization. The records are the same (raw bytes, to the partition the
+        # default partitioner gives the key); the commit's flushes make them durable
+        # before the checkpoint, as before.
         rt = self.rt
-        send = rt.app.producer.send
-        name = rt.sessions_topic.get_topic_name()
-        for summary in out.summaries:
-            await send(name, summary.session_id.encode(), _json(summary), None, None, None)
-        name = rt.minute_topic.get_topic_name()
-        for r in out.rollups:
-            await send(name, r.key.encode(), _json(r), None, None, None)
-        name = rt.partials_topic.get_topic_name()
-        for key, value in out.partials:
-            await send(name, key, value, None, None, None)
+        for topic, records in (
+            (rt.sessions_topic, [(s.session_id.encode(), _json(s)) for s in out.summaries]),
+            (rt.minute_topic, [(r.key.encode(), _json(r)) for r in out.rollups]),
+            (rt.partials_topic, out.partials),
+        ):
+            if not records:
+                continue
+            name = topic.get_topic_name()
+            n = await rt.partitions_of(name)
+            for key, value in records:
+                rt.send(name, key_partition(key, n), key, value, None)
         out.clear()
 
     async def _partition(self, p: int) -> _Partition:

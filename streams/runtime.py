@@ -7,6 +7,7 @@ import circle), and says in one place what an agent may touch.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any, Protocol
 
@@ -58,8 +59,12 @@ class AgentRuntime(Protocol):
     ) -> None:
         """Buffer a record for `topic` (sent at the next push or flush)."""
 
-    async def push(self) -> None:
-        """Hand what is buffered to the producer (delivery is not awaited)."""
+    async def partitions_of(self, topic: str) -> int:
+        """How many partitions `topic` has (the producer's metadata, asked once)."""
+
+    async def push(self) -> list[asyncio.Future[Any]]:
+        """Hand what is buffered to the producer (delivery is not awaited): the futures of
+        the batches handed over."""
 
     async def flush(self) -> None:
         """Push, then wait until everything sent so far is acknowledged."""

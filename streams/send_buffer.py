@@ -2,10 +2,10 @@
 
 aiokafka's `send` costs tens of microseconds per record (partitioner, accumulator, a
 future per record); the one pass sends two to three records per event (the forwarded
-event, its seen-set entry, and per batch the state entries and checkpoints). Appending to
-a `BatchBuilder` and submitting it with `send_batch` costs a few. The records are the
-same; delivery is the same (acks=all, awaited by the producer's flush, which waits for
-submitted batches too).
+event, its seen-set entry, and per batch the state entries, outputs and checkpoints).
+Appending to a `BatchBuilder` as the record is added and submitting the builder with
+`send_batch` costs a few. The records are the same; delivery is the same (acks=all,
+awaited by the producer's flush, which waits for submitted batches too).
 
 Order: records of one topic partition are submitted in the order they were added, and
 `push` runs before every flush (`StreamsApp.flush`), so a flush is still a barrier for
@@ -14,18 +14,28 @@ everything added before it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
+
+from aiokafka.partitioner import murmur2
 
 Headers = list[tuple[str, bytes]]
 
 
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition aiokafka's default partitioner gives `key` (Java client's murmur2),
+    so that records sent through the buffer land where `producer.send` would put them."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 class SendBuffer:
-    """Records to send, per (topic, partition), until `push` submits them as batches."""
+    """Records to send, appended per (topic, partition) to batches that `push` submits."""
 
     def __init__(self, producer_of: Callable[[], Any]) -> None:
         self._producer_of = producer_of  # the aiokafka producer (created when first used)
-        self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
+        self._open: dict[tuple[str, int], Any] = {}  # the BatchBuilder being filled
+        self._full: list[tuple[str, int, Any]] = []  # filled ones, in the order they filled
 
     def add(
         self,
@@ -36,24 +46,31 @@ class SendBuffer:
         headers: Headers | None = None,
     ) -> None:
         """Add one record (sent at the next `push`)."""
-        records = self._pending.get((topic, partition))
-        if records is None:
-            records = self._pending[topic, partition] = []
-        records.append((key, value, headers or []))
+        batch = self._open.get((topic, partition))
+        if batch is None:
+            batch = self._open[topic, partition] = self._producer_of().create_batch()
+        if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            self._full.append((topic, partition, batch))
+            batch = self._open[topic, partition] = self._producer_of().create_batch()
+            if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                raise ValueError(f"a record for {topic}[{partition}] exceeds a batch")
 
-    async def push(self) -> None:
+    async def push(self) -> list[asyncio.Future[Any]]:
         """Submit everything added so far to the producer, one batch per partition (more
-        when a batch is full); delivery is awaited by the producer's flush."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, {}
+        when a batch filled); delivery is awaited by the producer's flush, or by awaiting
+        the returned futures (one per batch: its delivery, acks=all).
+
+        The batches are closed first: a closed batch is sent at once instead of lingering
+        (`producer_linger_s`), and `producer.send` cannot append to it afterwards.
+        """
+        if not self._open:
+            return []
+        full, self._full = self._full, []
+        batches = full + [(t, p, b) for (t, p), b in self._open.items()]
+        self._open = {}
         producer = self._producer_of()
-        for (topic, partition), records in pending.items():
-            batch = producer.create_batch()
-            for key, value, headers in records:
-                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    await producer.send_batch(batch, topic, partition=partition)
-                    batch = producer.create_batch()
-                    if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                        raise ValueError(f"a record for {topic}[{partition}] exceeds a batch")
-            await producer.send_batch(batch, topic, partition=partition)
+        delivered = []
+        for topic, partition, batch in batches:
+            batch.close()
+            delivered.append(await producer.send_batch(batch, topic, partition=partition))
+        return delivered

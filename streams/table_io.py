@@ -3,8 +3,9 @@ sends, flushes and dead letters (mixed into `streams.app.StreamsApp`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+from collections.abc import Mapping, MutableMapping
+from typing import Any, cast
 
 from ingest.deadletter import DeadLetter
 from streams.runtime import SourceMessage
@@ -29,6 +30,10 @@ class TableIO:
     app: Any  # faust.App
     deadletter_topic: Any
     _sends: SendBuffer | None = None
+    _partition_counts: dict[str, int] | None = None
+    # Per table (by id): its store's plain dict and its changelog topic's name, looked up
+    # once: `stage` runs once per event (the seen-set entry).
+    _stage_targets: dict[int, tuple[MutableMapping[bytes, bytes], str]] | None = None
 
     @property
     def sends(self) -> SendBuffer:
@@ -52,8 +57,31 @@ class TableIO:
 
     def stage(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """`put`, with the changelog record buffered until the next push or flush."""
-        self._store(table, key, value)
-        self.sends.add(table.changelog_topic.get_topic_name(), partition, key, value)
+        targets = self._stage_targets
+        if targets is None:
+            targets = self._stage_targets = {}
+        target = targets.get(id(table))
+        if target is None:
+            store = cast(MutableMapping[bytes, bytes], reads(table))
+            target = targets[id(table)] = (store, table.changelog_topic.get_topic_name())
+        store, topic = target
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
+        self.sends.add(topic, partition, key, value)
+
+    async def partitions_of(self, topic: str) -> int:
+        """How many partitions `topic` has, as the producer's metadata says (asked once)."""
+        counts = self._partition_counts
+        if counts is None:
+            counts = self._partition_counts = {}
+        n = counts.get(topic)
+        if n is None:
+            producer = self.app.producer._ensure_producer()
+            await producer.client._wait_on_metadata(topic)
+            n = counts[topic] = len(producer.client.cluster.partitions_for_topic(topic))
+        return n
 
     def send(
         self, topic: str, partition: int, key: bytes | None, value: bytes, headers: Headers | None
@@ -61,10 +89,12 @@ class TableIO:
         """Buffer a record for `topic` (sent at the next push or flush)."""
         self.sends.add(topic, partition, key, value, headers)
 
-    async def push(self) -> None:
-        """Hand what is buffered to the producer (delivery is not awaited)."""
-        if self._sends is not None:
-            await self._sends.push()
+    async def push(self) -> list[asyncio.Future[Any]]:
+        """Hand what is buffered to the producer (delivery is not awaited): the futures of
+        the batches handed over, to await their delivery alone."""
+        if self._sends is None:
+            return []
+        return await self._sends.push()
 
     async def flush(self) -> None:
         """Push, then wait until everything sent so far is acknowledged (acks=all)."""

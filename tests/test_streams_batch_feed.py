@@ -4,9 +4,15 @@ dropped. Its drain loop runs against the real broker in the worker and crash tes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 
-from streams.batch_feed import RawFeed
+import pytest
+from aiokafka.consumer.fetcher import PartitionRecords
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.structs import TopicPartition
+
+from streams.batch_feed import RawFeed, RawRecord, _aiokafka_record, _light_record, light_records
 
 
 @dataclass(frozen=True)
@@ -50,3 +56,34 @@ async def test_a_full_queue_holds_the_fetcher_back() -> None:
     # Taking frees the slot; the held-back fetch lands and is merged into the same batch.
     assert await feed.take(10, within_s=0.1) == fetch(0, 0, 2)
     assert blocked.done()
+
+
+def test_light_records_hold_what_aiokafkas_records_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Records as the broker returns them (built by aiokafka's own batch builder), read by
+    # the fetcher's record factory: aiokafka's dataclass, and the worker's named tuple.
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1_000_000,
+    )
+    builder.append(0, timestamp=1_700_000_000_123, key=b"s-1", value=b'{"a":1}', headers=[])
+    builder.append(1, timestamp=None, key=None, value=b"x", headers=[("late", b"1")])
+    builder.append(2, timestamp=5, key=b"k", value=None, headers=[])
+    records = list(DefaultRecordBatch(bytes(builder.build())))
+    fetched = PartitionRecords.__new__(PartitionRecords)
+    fetched._key_deserializer = fetched._value_deserializer = None
+    tp = TopicPartition("raw", 3)
+    for record in records:
+        theirs = _aiokafka_record(fetched, tp, record)
+        ours = _light_record(fetched, tp, record)
+        assert isinstance(ours, RawRecord)
+        assert tuple(ours) == dataclasses.astuple(theirs)
+        assert ours._fields == tuple(f.name for f in dataclasses.fields(theirs))
+    # Installed process-wide (the worker's process): undone after this test.
+    monkeypatch.setattr(PartitionRecords, "_consumer_record", _aiokafka_record)
+    light_records()
+    assert PartitionRecords._consumer_record is _light_record
