@@ -349,7 +349,7 @@ class QoeAgent:
                 if state is None:  # forgotten in this batch: an uncommitted deletion
                     entry = Entry(seq, 0, True, b"", prev)
                 else:
-                    entry = Entry(seq, *_hints_of(state), state.model_dump_json().encode(), prev)
+                    entry = Entry(seq, *_hints_of(state), state.json_bytes(), prev)
                 self.rt.stage(table, part.p, key, entry.encode())
             dirty.clear()
 

@@ -104,10 +104,12 @@ class ValidateStep:
                 self._seen_index.load(p, entries)
             plan = self._seen_index.plan(p, watermarks[p], policy)
             # Markers first: a crash between the two leaves ids that the next purge
-            # removes, never a forgotten session without its marker.
+            # removes, never a forgotten session without its marker. Buffered (one send
+            # per id was one producer call per event over a long run); the buffer keeps
+            # their order within each changelog partition, and the next flush sends them.
             for part, key, value in plan.markers:
-                await rt.put(rt.seen, part, key, value)
+                rt.stage(rt.seen, part, key, value)
             for part, key in plan.forget:
-                await rt.put(rt.seen, part, key, None)
+                rt.stage(rt.seen, part, key, None)
             rt.counters["validate.seen_purged"] += len(plan.forget)
             rt.counters["validate.sessions_closed"] += len(plan.markers)

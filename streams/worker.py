@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -84,9 +85,19 @@ async def ensure_internal_topics(settings: Settings) -> None:
         await admin.close()
 
 
+GC_THRESHOLDS = (100_000, 50, 1_000)  # CPython's default: (700, 10, 10)
+
+
 def run(settings: Settings, index: int = 0, loglevel: str = "INFO") -> int:
     """Run one worker until it is told to stop; returns its exit code."""
     silence_false_alarms()
+    # The worker holds every open session's state and its table entries (hundreds of
+    # thousands of long-lived objects) and allocates a few dozen short-lived ones per event.
+    # At CPython's default thresholds, the collections that walk the old objects cost
+    # 12-15 % of the worker's CPU (bench_worker, 400,000 events: 103-106 against 88-93 µs
+    # per event). Collect the young generation less often and the oldest rarely; reference
+    # counting frees nearly everything here anyway.
+    gc.set_threshold(*GC_THRESHOLDS)
     asyncio.run(ensure_internal_topics(settings))
     streams_app = StreamsApp(settings, index=index)
     instrument(streams_app, settings, index)
