@@ -47,6 +47,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from benchmarks.run_topics import delete_run_topics_sync
 from indexers import naming
 from indexers.search_factory import make_backend
 from indexers.warehouse_reader import connect_readonly
@@ -397,7 +398,6 @@ def run_at(base: Settings, shape: RunShape) -> None:
 
 def _cleanup(s: Settings) -> None:
     """Delete the run's indices, topics and directories."""
-    from aiokafka.admin import AIOKafkaAdminClient
 
     from indexers.search_setup import drop_all
 
@@ -407,17 +407,7 @@ def _cleanup(s: Settings) -> None:
     finally:
         backend.close()
 
-    async def delete_topics() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
-        await admin.start()
-        try:
-            mine = [t for t in await admin.list_topics() if t.startswith(s.topic_prefix)]
-            if mine:
-                await admin.delete_topics(mine)
-        finally:
-            await admin.close()
-
-    asyncio.run(delete_topics())
+    delete_run_topics_sync(s)
     for path in (s.data_dir, s.warehouse_dir):
         if path is not None:
             shutil.rmtree(path, ignore_errors=True)

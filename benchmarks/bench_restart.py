@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
+from benchmarks.run_topics import delete_run_topics
 from ingest.events import EVENT_ADAPTER
 from platform_stub.generator import RunOptions, StubRun
 from streams import sessionizer
@@ -132,17 +133,6 @@ async def _one_event_per_partition(s: Settings, event: bytes, old_sid: str) -> N
         await producer.stop()
 
 
-async def _drop_topics(s: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(s.topic_prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
-
-
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -189,7 +179,7 @@ def measure(n: int, state: sessionizer.SessionState, event: bytes) -> tuple[floa
             proc.wait(timeout=120)
         return took, rss, size
     finally:
-        asyncio.run(_drop_topics(s))
+        asyncio.run(delete_run_topics(s))
 
 
 def main() -> int:

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks.run_topics import delete_run_topics_sync
 from contract.columns import parse_timestamp
 from indexers import naming, search_queries
 from indexers.documents import flatten_event
@@ -232,6 +233,7 @@ def main() -> None:
         if not args.keep:
             for s in made:
                 drop_all(backend, s)
+                delete_run_topics_sync(s)
         backend.close()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.kafka_reference import consumer_performance
+from benchmarks.run_topics import delete_run_topics_sync
 from ingest.events import EVENT_ADAPTER
 from platform_stub.generator import RunOptions, StubRun
 from streams.progress import progress
@@ -116,6 +118,14 @@ def bench_worker(keys: list[bytes], values: list[bytes], workers: int = 1) -> No
         }
     )
     asyncio.run(create_topics(s))
+    try:
+        _run_workers(s, keys, values, workers)
+    finally:
+        delete_run_topics_sync(s)  # gigabytes per run on the shared broker
+        shutil.rmtree(s.data_dir, ignore_errors=True)
+
+
+def _run_workers(s: Settings, keys: list[bytes], values: list[bytes], workers: int) -> None:
     asyncio.run(_produce(s, keys, values))
     n = len(values)
     bare_s = asyncio.run(_bare_consume(s, n))
