@@ -150,6 +150,10 @@ def console_url(tw: TraceWorld, tmp_path_factory: pytest.TempPathFactory) -> Ite
             proc.kill()
 
 
+# Streamlit marks what a rerun has not redrawn yet as stale (`data-stale="true"`).
+NOTHING_STALE = "() => !document.querySelector('[data-stale=\"true\"]')"
+
+
 def test_trace_in_the_console_in_a_real_browser(console_url: str, tw: TraceWorld) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -184,6 +188,9 @@ def test_trace_in_the_console_in_a_real_browser(console_url: str, tw: TraceWorld
             page.get_by_text(f"Member {tw.clean_member}").wait_for()
             page.get_by_text("No errors for this member").wait_for()
             page.get_by_text("Case note").wait_for()  # the result is drawn to its end
+            # ... and no element of the previous member's answer is left stale: a click on
+            # one that the rerun is replacing lands on an inert, then detached, node.
+            page.wait_for_function(NOTHING_STALE)
             page.locator('[data-testid="stExpander"] summary').first.click()
             toggle = page.get_by_text("Show the server trace of this play")
             toggle.locator("visible=true").first.click()
