@@ -50,14 +50,9 @@ class ValidateStats:
     duplicates: int = 0  # includes `late_closed`
     late_closed: int = 0  # events of sessions closed and forgotten: kept, never re-counted
 
-    # The counter names, as the pydantic model gave them (`streams.progress` sums them).
-    model_fields: ClassVar[tuple[str, ...]] = (
-        "raw",
-        "valid",
-        "dead_lettered",
-        "duplicates",
-        "late_closed",
-    )
+    # The counter names, as the pydantic model gave them (`streams.progress` sums them);
+    # set from the fields below the class.
+    model_fields: ClassVar[tuple[str, ...]]
 
     def model_dump(self) -> dict[str, int]:
         """The counters by name."""
@@ -95,8 +90,7 @@ class Checkpoint:
 
 
 _CHECKPOINT_JSON: TypeAdapter[Checkpoint] = TypeAdapter(Checkpoint)
-if ValidateStats.model_fields != tuple(f.name for f in fields(ValidateStats)):
-    raise RuntimeError("ValidateStats.model_fields must name its fields, in order")
+ValidateStats.model_fields = tuple(f.name for f in fields(ValidateStats))
 
 
 @dataclass(frozen=True)
@@ -125,9 +119,19 @@ class Entry:
         """Inverse of `encode`; a bare JSON state (written before entries) is batch 0."""
         if is_legacy(raw):
             return cls(0, 0, False, raw)
-        seq, ms, closed, n, rest = raw.split(b":", 4)
-        size = int(n)
-        return cls(int(seq), int(ms), closed == b"1", rest[:size], rest[size:])
+        seq, ms, closed, start, end = _head(raw)
+        return cls(int(seq), int(ms), closed == b"1", raw[start:end], raw[end:])
+
+
+def _head(raw: bytes) -> tuple[bytes, bytes, bytes, int, int]:
+    """An entry's seq, ms and closed fields, and where its `cur` image starts and ends."""
+    seq_end = raw.index(b":")
+    ms_end = raw.index(b":", seq_end + 1)
+    closed_end = raw.index(b":", ms_end + 1)
+    size_end = raw.index(b":", closed_end + 1)
+    start = size_end + 1
+    end = start + int(raw[closed_end + 1 : size_end])
+    return raw[:seq_end], raw[seq_end + 1 : ms_end], raw[ms_end + 1 : closed_end], start, end
 
 
 def is_legacy(raw: bytes) -> bool:
@@ -144,9 +148,8 @@ def committed_value(raw: bytes | None) -> bytes:
         return b""
     if is_legacy(raw):
         return raw
-    size_at = raw.index(b":", raw.index(b":", raw.index(b":") + 1) + 1) + 1
-    start = raw.index(b":", size_at) + 1
-    return raw[start : start + int(raw[size_at : start - 1])]
+    _, _, _, start, end = _head(raw)
+    return raw[start:end]
 
 
 @dataclass(frozen=True)
