@@ -299,7 +299,7 @@ class QoeAgent:
                 "demo: `make clean && make demo` starts it afresh)"
             )
         store = TableStore(reads(rt.sessions), reads(rt.windows))
-        part = _Partition(p, cp, rt.config, store, rt.counters)
+        part = _Partition(p, cp, rt.config.behind_id_dedupe(), store, rt.counters)
         for table, index, hints in (
             (rt.sessions, part.session_index, _session_hints),
             (rt.windows, part.window_index, _window_hints),

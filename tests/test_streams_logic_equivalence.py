@@ -207,3 +207,42 @@ def test_states_stored_by_the_reference_read_back_byte_for_byte() -> None:
         fast_rollup.WindowState.model_validate_json(
             b'{"window_start_ms":0,"partial":"p0","bogus":1}'
         )
+
+
+def _published(config: StreamsConfig, events: list[Event], offsets: bool) -> tuple[Any, Any]:
+    """What a partition publishes for `events`, and its session states at the end."""
+    part = fast.PartitionState(3, Checkpoint(), config, fast.MemoryStore(), Counter())
+    out = fast.Published()
+    for i, e in enumerate(events):
+        offset = i if offsets else None
+        part.apply(e, offset, out)
+        part.done_with(offset, out)
+    part.cp.watermark_ms += 3_600_000
+    part.scan(out)
+    published = (
+        [s.model_dump_json() for s in out.summaries],
+        [r.model_dump_json() for r in out.rollups],
+        list(out.partials),
+    )
+    return published, list(part.sessions.values())
+
+
+def test_sessions_behind_the_validate_step_keep_no_ids_and_publish_what_replay_does() -> None:
+    """The worker's sessions see only what its validate step forwards (every event id once)
+    and keep no ids of their own; they publish exactly what the replay's sessions, which
+    dedupe by id, publish for the same input."""
+    events = _events(2, "isp_congestion", 14_000)
+    forwarded: list[Event] = []
+    ids: set[Any] = set()
+    for e in events:
+        if e.event_id not in ids:
+            ids.add(e.event_id)
+            forwarded.append(e)
+    assert len(forwarded) < len(events) - 100  # the input had duplicates to remove
+
+    worker, states = _published(SHORT.behind_id_dedupe(), forwarded, offsets=True)
+    replayed, replay_states = _published(SHORT, forwarded, offsets=False)
+    assert sum(len(x) for x in worker) > 1_000
+    assert worker == replayed
+    assert states and all(not s.seen_ids for s in states)
+    assert any(s.seen_ids for s in replay_states)
