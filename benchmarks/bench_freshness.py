@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -57,6 +58,7 @@ from streamwatch.settings import Settings
 from streamwatch.topics_cli import create_topics
 
 GRACE_S = 120.0  # after the stub stops: how long samples may still arrive
+PROGRESS_EVERY_S = 30.0
 
 
 def _free_port() -> int:
@@ -105,6 +107,7 @@ class Samples:
     raw_first: float = 0.0
     raw_last: float = 0.0
     lag_at: list[float] = field(default_factory=list)
+    lag_now: int | None = None  # the latest sample, ramp included
 
     def pending(self, seen: dict[str, float]) -> list[str]:
         """Followed events not found yet in a store, among those already on the events topic.
@@ -227,11 +230,29 @@ async def _poll_lag(s: Settings, out: Samples, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             p = await progress(s)
+            out.lag_now = max(0, p.raw_end - p.raw_counted)
             if time.time() >= out.measure_from:
-                out.lag.append(max(0, p.raw_end - p.raw_counted))
+                out.lag.append(out.lag_now)
         except Exception:
             pass
         await asyncio.sleep(1.0)
+
+
+async def _report(out: Samples, started: float, stop: asyncio.Event) -> None:
+    """A line every `PROGRESS_EVERY_S`: a run cut short (by a timeout, a full disk) still
+    shows how far it got and whether the worker kept up."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S)
+        phase = "ramp" if time.time() < out.measure_from else "measured window"
+        lag = out.lag_now
+        print(
+            f"  [{time.time() - started:5.0f} s, {phase}] received {out.raw_count:,}"
+            f" followed {len(out.received)} forwarded {len(out.forwarded)}"
+            f" searchable {len(out.searchable)} warehoused {len(out.warehoused)}"
+            f" worker lag {lag if lag is not None else '-'}",
+            flush=True,
+        )
 
 
 def _wait_http(url: str, timeout_s: float = 60.0) -> None:
@@ -262,6 +283,7 @@ async def _measure(
             (_poll_lag, (out, stop)),
         )
     ]
+    tasks.append(asyncio.create_task(_report(out, time.time(), stop)))
     while stub.poll() is None:
         await asyncio.sleep(1.0)
     deadline = time.monotonic() + GRACE_S
