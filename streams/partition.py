@@ -292,9 +292,11 @@ class PartitionState:
         out.rollups.extend(rollups)
         self.counters["qoe.rollups"] += len(rollups)
 
+    # A state forgotten since the last commit is still in the store, committed: it must
+    # not come back from there (`MemoryStore` has nothing either, so replay agrees).
     def _session(self, key: bytes) -> SessionState | None:
         state = self.sessions.get(key)
-        if state is None:
+        if state is None and key not in self.forgotten_sessions:
             state = self.store.load_session(key)
             if state is not None:
                 self.sessions[key] = state
@@ -302,7 +304,7 @@ class PartitionState:
 
     def _window_state(self, key: bytes) -> WindowState | None:
         w = self.windows.get(key)
-        if w is None:
+        if w is None and key not in self.forgotten_windows:
             w = self.store.load_window(key)
             if w is not None:
                 self.windows[key] = w

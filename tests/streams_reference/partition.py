@@ -273,9 +273,11 @@ class PartitionState:
         out.rollups.extend(rollups)
         self.counters["qoe.rollups"] += len(rollups)
 
+    # The one change since this reference was frozen (a fix, in both): a state forgotten
+    # since the last commit is not loaded back from the store, where it is still committed.
     def _session(self, key: bytes) -> SessionState | None:
         state = self.sessions.get(key)
-        if state is None:
+        if state is None and key not in self.forgotten_sessions:
             state = self.store.load_session(key)
             if state is not None:
                 self.sessions[key] = state
@@ -283,7 +285,7 @@ class PartitionState:
 
     def _window_state(self, key: bytes) -> WindowState | None:
         w = self.windows.get(key)
-        if w is None:
+        if w is None and key not in self.forgotten_windows:
             w = self.store.load_window(key)
             if w is not None:
                 self.windows[key] = w
