@@ -35,6 +35,10 @@ class StreamsConfig:
     # as idle and not waited for.
     detector_silence_s: float = 120.0
     commit_interval_s: float = 1.0
+    # How often the one pass commits its partitions' states (`QoeAgent.checkpoint`): a
+    # session written once per interval, not once per batch it is in. What a crash costs:
+    # the input since the last checkpoint is applied again (its outputs, the same, again).
+    checkpoint_interval_s: float = 2.0
     # Kafka drops a worker that stopped heartbeating (e.g. killed) after this long; until
     # then its partitions wait, and a restarted worker waits for the rebalance.
     broker_session_timeout_s: float = 60.0

@@ -104,16 +104,26 @@ class QoeAgent:
         self._parts: dict[int, _Partition] = {}
         self._committed: dict[int, int] = {}  # partition -> last offset of its checkpoint
         self._checkpoints_in_flight: list[asyncio.Future[Any]] = []  # see `commit`
+        # Partitions applied since their last checkpoint, committed together every
+        # `checkpoint_interval_s` (see `run`).
+        self._pending: dict[int, _Partition] = {}
+        self._last_checkpoint = time.monotonic()
         self._last_purge = 0.0
 
     def forget(self, partition: int) -> None:
         """Drop what this worker holds of a raw partition (revoked or reassigned)."""
         self._parts.pop(partition, None)
+        self._pending.pop(partition, None)
         self._committed.pop(partition, None)
         self.validate.forget(partition)
 
     async def run(self, stream: StreamT[Any]) -> None:
-        """The agent: batches of raw records from the feed, each committed per partition.
+        """The agent: batches of raw records from the feed, applied as they come, their
+        outputs handed to the producer at once; the partitions they changed are committed
+        together every `checkpoint_interval_s`, and whenever the input pauses.
+
+        A session with events in several batches of one interval is written once: its
+        whole state per event was the worker's largest write.
 
         The faust stream of the raw topic stays empty: its records come through `feed`
         (`streams.batch_feed`), a fetch at a time.
@@ -124,13 +134,17 @@ class QoeAgent:
             async with self.lock:
                 # A partition revoked while its records waited is not ours to apply.
                 mine = [r for r in records if r.partition in self.owned]
-                if not mine:
+                if not mine and not self._pending:
                     continue
-                # Records per batch, as the feed delivers them (logged every 30 s).
-                self.rt.counters["qoe.batches"] += 1
-                self.rt.counters["qoe.batch_records"] += len(mine)
                 try:
-                    await self.batch(mine)
+                    if mine:
+                        # Records per batch, as the feed delivers them (logged every 30 s).
+                        self.rt.counters["qoe.batches"] += 1
+                        self.rt.counters["qoe.batch_records"] += len(mine)
+                        await self.batch(mine)
+                    due = time.monotonic() - self._last_checkpoint >= cfg.checkpoint_interval_s
+                    if not mine or due:
+                        await self.checkpoint()
                 except ConfigurationError as exc:
                     # State this worker must not guess about (an older worker's layout):
                     # retrying every batch would only flood the log. Stop, saying why.
@@ -145,6 +159,7 @@ class QoeAgent:
                     log.exception("qoe: batch failed; recovering from the last checkpoints")
                     self.rt.counters["qoe.batch_failures"] += 1
                     self._parts.clear()
+                    self._pending.clear()
 
     async def revoke(self, partitions: set[int]) -> None:
         """Stop applying `partitions`: drop their queued records and wait for the batch in
@@ -152,12 +167,16 @@ class QoeAgent:
         self.owned -= partitions
         self.feed.drop(partitions)
         async with self.lock:
+            # What was applied since the last checkpoint is committed, so the next owner
+            # starts where this worker stopped instead of applying it again.
+            if self._pending:
+                await self.checkpoint()
             for p in partitions:
                 self.forget(p)
             # The last commit's checkpoints were handed to the producer, not awaited (step
-            # 0 of the next batch does that): the next owner recovers these partitions from
-            # the changelog, so they must be there first. Faust's own flush on a revoke ran
-            # before the batch in flight finished.
+            # 0 of the next commit does that): the next owner recovers these partitions
+            # from the changelog, so they must be there first. Faust's own flush on a
+            # revoke ran before the batch in flight finished.
             await self.rt.flush()
 
     def assign(self, partitions: set[int]) -> None:
@@ -171,9 +190,9 @@ class QoeAgent:
         return {p: upto + 1 for p, upto in self._committed.items() if p in self.owned}
 
     async def batch(self, batch: Sequence[Any]) -> None:
-        """Validate and apply one batch of raw records, then commit it (see `commit`)."""
-        await self._purge_seen()
-        touched: dict[int, _Partition] = {}
+        """Validate and apply one batch of raw records and hand what it publishes to the
+        producer; its partitions are committed at the next `checkpoint`."""
+        touched = self._pending
         out = Published()
         validate = self.validate.one
         admit = self.guard.admit
@@ -198,16 +217,27 @@ class QoeAgent:
                 )
                 self.rt.counters["qoe.dead_lettered"] += 1
             part.done_with(msg.offset, out)
-        # Buffered once per batch, in order per topic; the commit's flush makes them durable
-        # before the checkpoint (nothing is awaited per event but the producer's buffer).
+        # Buffered once per batch, in order per topic, and handed over now: the sinks
+        # see them without waiting for the checkpoint, whose flush makes them durable
+        # before it (a batch replayed after a crash publishes the same records again).
         await self._send(out)
-        await self.commit(list(touched.values()))
+        await self.rt.push()
+
+    async def checkpoint(self) -> None:
+        """Commit every partition applied since the last checkpoint (`commit`), then purge
+        the seen-set if its time has come."""
+        parts = list(self._pending.values())
+        self._pending.clear()
+        await self.commit(parts)
+        self._last_checkpoint = time.monotonic()
+        await self._purge_seen()
 
     async def _purge_seen(self) -> None:
         """Purge the seen-set of the partitions held, at their committed event time.
 
-        Run between batches, after a flush: the checkpoints whose watermark decides what is
-        forgotten are durable, so a crash can never leave a purge ahead of its checkpoint.
+        Run right after a checkpoint, after a flush: every partition's state is committed
+        and its checkpoint, whose watermark decides what is forgotten, durable, so a crash
+        can never leave a purge ahead of its checkpoint.
         """
         if time.monotonic() - self._last_purge < self.rt.config.seen_purge_every_s:
             return
@@ -218,12 +248,12 @@ class QoeAgent:
     async def commit(self, parts: list[_Partition]) -> None:
         """Commit the batch of each partition.
 
-        0. Wait until the previous batch's checkpoints are durable (handed to the producer
-           when it committed, they were delivered while this batch was applied, so this
-           rarely waits): only then may this batch write entries, and delete for good what
-           those checkpoints committed as forgotten.
-        1. Write every state the batch touched as an entry (new image + undo image) under
-           the partition's next batch number.
+        0. Wait until the previous checkpoints are durable (handed to the producer at the
+           last commit, they were delivered while the batches since were applied, so this
+           rarely waits): only then may entries be written, and what those checkpoints
+           committed as forgotten deleted for good.
+        1. Write every state the batches since the last commit touched as an entry (new
+           image + undo image) under the partition's next batch number.
         2. Flush the producer: forwards, seen-set entries, outputs, dead letters and
            entries are durable (one round trip: they travel together).
         3. Write each partition's checkpoint (batch number, last input offset, event-time
