@@ -36,9 +36,11 @@ class StreamsConfig:
     detector_silence_s: float = 120.0
     commit_interval_s: float = 1.0
     # How often the one pass commits its partitions' states (`QoeAgent.checkpoint`): a
-    # session written once per interval, not once per batch it is in. What a crash costs:
-    # the input since the last checkpoint is applied again (its outputs, the same, again).
-    checkpoint_interval_s: float = 2.0
+    # session is written once per interval, not once per batch it is in. What a crash
+    # costs: the input since the last checkpoint is applied again (its outputs, the same,
+    # published again). bench_worker, 400k events: 82 us CPU per event committing every
+    # batch, 60 at 2 s, 51 at 5 s, 50 at 10 s.
+    checkpoint_interval_s: float = 5.0
     # Kafka drops a worker that stopped heartbeating (e.g. killed) after this long; until
     # then its partitions wait, and a restarted worker waits for the rebalance.
     broker_session_timeout_s: float = 60.0
