@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -439,4 +440,82 @@ def test_mutated_events(
     for path in drops:
         with contextlib.suppress(KeyError, TypeError):
             doc = _without(doc, *path)
+    _compare(json.dumps(doc, ensure_ascii=False).encode())
+
+
+# Values of the right kind, sometimes just past a bound, so that both ways accept most of
+# these events and the events they build are compared (the mutations above are mostly
+# rejected).
+def _sized(lo: int, hi: int) -> st.SearchStrategy[str]:
+    return st.text(min_size=lo, max_size=hi) | st.sampled_from(["x" * lo, "ü" * hi])
+
+
+_id = _sized(1, 128)
+_small = st.integers(min_value=0, max_value=200_000) | st.sampled_from(
+    [0, 200_000, 200_000, 200_001, 4_294_967_295, 4_294_967_296, 2**64, -1]
+)
+_when = st.datetimes(
+    min_value=datetime(1950, 1, 1),  # before, many zones' offsets have seconds (rejected)
+    max_value=datetime(2100, 1, 1),
+    timezones=st.timezones() | st.sampled_from([None]),
+    allow_imaginary=False,
+).map(lambda t: t.isoformat().replace("+00:00", "Z"))
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    member_id=_id,
+    device=st.fixed_dictionaries(
+        {},
+        optional={
+            "device_id": _id,
+            "os": _sized(0, 128),
+            "device_type": st.sampled_from(["tv", "web", "unknown", "TV"]),
+        },
+    ),
+    network=st.fixed_dictionaries(
+        {}, optional={"country": _sized(2, 7), "asn": _small, "isp": _sized(0, 128)}
+    ),
+    payload=st.fixed_dictionaries(
+        {
+            "bitrate_kbps": st.none() | _small,
+            "buffer_ms": st.none() | _small,
+            "throughput_kbps": st.none() | _small,
+        },
+        optional={
+            "dropped_frames": _small,
+            "playing": st.none() | st.booleans(),
+        },
+    ),
+    event_time=_when,
+    received_at=st.none() | _when,
+    event_id=st.uuids().map(str) | st.uuids().map(lambda u: str(u).upper()),
+    dimensions=st.dictionaries(_sized(1, 64), _sized(0, 256), max_size=10),
+    facts=st.lists(st.text(max_size=20), max_size=32),
+    extra=st.dictionaries(st.text(max_size=5), _json, max_size=3),
+)
+def test_valid_looking_events(
+    member_id: str,
+    device: dict[str, Any],
+    network: dict[str, Any],
+    payload: dict[str, Any],
+    event_time: str,
+    received_at: str | None,
+    event_id: str,
+    dimensions: dict[str, str],
+    facts: list[str],
+    extra: dict[str, Any],
+) -> None:
+    doc = _doc(
+        member_id=member_id,
+        device=device,
+        network=network,
+        payload={"event_type": "heartbeat", **payload},
+        event_time=event_time,
+        received_at=received_at,
+        event_id=event_id,
+        dimensions=dimensions,
+        unknown_facts=facts,
+        extra=extra,
+    )
     _compare(json.dumps(doc, ensure_ascii=False).encode())
