@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +22,13 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from contract.events import EVENT_ADAPTER, Event
-from contract.fast_parse import active, fast_event, parse_event_json
+from contract.fast_parse import (
+    active,
+    fast_event,
+    fast_event_python,
+    parse_event_json,
+    parse_event_python,
+)
 from platform_stub.generator import RunOptions, StubRun
 from platform_stub.scenarios import SCENARIOS
 from streams.validate import Rejected, dump_event, parse
@@ -60,27 +67,50 @@ def _errors(exc: ValidationError) -> str:
 
 
 def _compare(raw: bytes) -> str:
-    """'fast', 'fallback' or 'rejected' after checking both ways agree on `raw`."""
+    """'fast', 'fallback' or 'rejected' after checking both ways agree on `raw`, as bytes
+    (the worker) and as the parsed object, also stamped as the collector stamps it."""
+    outcome = _compare_with(raw, EVENT_ADAPTER.validate_json, parse_event_json, fast_event)
     try:
-        want: Event | ValidationError = EVENT_ADAPTER.validate_json(raw)
+        obj = json.loads(raw)
+    except ValueError:
+        return outcome
+    python = (EVENT_ADAPTER.validate_python, parse_event_python, fast_event_python)
+    _compare_with(obj, *python)  # (json.loads takes what jiter may not: a BOM, NaN)
+    if isinstance(obj, dict):
+        obj.update(received_at=RECEIVED, clock_skew_clamped=False)
+        _compare_with(obj, *python)
+    return outcome
+
+
+RECEIVED = datetime(2026, 1, 1, 0, 0, 1, 5, tzinfo=UTC)
+
+
+def _compare_with(
+    value: Any,
+    reference: Callable[[Any], Event],
+    parse_event: Callable[[Any], Event],
+    fast: Callable[[Any], Event | None],
+) -> str:
+    try:
+        want: Event | ValidationError = reference(copy.deepcopy(value))
     except ValidationError as exc:
         want = exc
     try:
-        got: Event | ValidationError = parse_event_json(raw)
+        got: Event | ValidationError = parse_event(copy.deepcopy(value))
     except ValidationError as exc:
         got = exc
     if isinstance(want, ValidationError):
-        assert isinstance(got, ValidationError), raw
+        assert isinstance(got, ValidationError), value
         assert _errors(got) == _errors(want)
         assert str(got) == str(want)
-        assert fast_event(raw) is None
+        assert fast(copy.deepcopy(value)) is None
         return "rejected"
-    assert isinstance(got, Event), (raw, got)
+    assert isinstance(got, Event), (value, got)
     _same_event(got, want)
-    fast = fast_event(raw)
-    if fast is None:
+    taken = fast(copy.deepcopy(value))
+    if taken is None:
         return "fallback"
-    _same_event(fast, want)
+    _same_event(taken, want)
     return "fast"
 
 
