@@ -79,9 +79,21 @@ def fast_event(value: bytes | str) -> Event | None:
 
 
 def fast_event_python(obj: Any) -> Event | None:
-    """`fast_event` for a parsed object: what `EVENT_ADAPTER.validate_python(obj)` returns."""
+    """`fast_event` for a parsed object: what `EVENT_ADAPTER.validate_python(obj)` returns.
+
+    A payload without its tag gets the envelope's first, as the left-out step does (many
+    clients leave it out; the raw topic's events, written by the collector, all carry it).
+    """
     if _FAST is None:
         return None
+    if isinstance(obj, dict):
+        payload, event_type = obj.get("payload"), obj.get("event_type")
+        if (
+            isinstance(payload, dict)
+            and "event_type" not in payload
+            and isinstance(event_type, str)
+        ):
+            obj = {**obj, "payload": {**payload, "event_type": event_type}}
     try:
         event: Event = _FAST.validate_python(obj)
     except ValidationError:

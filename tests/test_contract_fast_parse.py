@@ -74,15 +74,15 @@ def _compare(raw: bytes) -> str:
         obj = json.loads(raw)
     except ValueError:
         return outcome
-    python = (EVENT_ADAPTER.validate_python, parse_event_python, fast_event_python)
-    _compare_with(obj, *python)  # (json.loads takes what jiter may not: a BOM, NaN)
+    _compare_with(obj, *_PYTHON)  # (json.loads takes what jiter may not: a BOM, NaN)
     if isinstance(obj, dict):
         obj.update(received_at=RECEIVED, clock_skew_clamped=False)
-        _compare_with(obj, *python)
+        _compare_with(obj, *_PYTHON)
     return outcome
 
 
 RECEIVED = datetime(2026, 1, 1, 0, 0, 1, 5, tzinfo=UTC)
+_PYTHON = (EVENT_ADAPTER.validate_python, parse_event_python, fast_event_python)
 
 
 def _compare_with(
@@ -549,3 +549,14 @@ def test_valid_looking_events(
         extra=extra,
     )
     _compare(json.dumps(doc, ensure_ascii=False).encode())
+
+
+def test_an_untagged_payload_takes_the_fast_path_as_an_object() -> None:
+    # The collector validates what clients send, often without the payload's own tag.
+    raw = _doc_bytes(payload={"bitrate_kbps": 1, "buffer_ms": None, "throughput_kbps": None})
+    obj = json.loads(raw)
+    assert _compare_with(obj, *_PYTHON) == "fast"
+    assert "event_type" not in obj["payload"]  # the caller's object is left as it was
+    assert parse_event_python(obj).payload.model_fields_set >= {"event_type"}
+    for wrong in ({**obj, "event_type": "pause"}, {**obj, "event_type": 5}):
+        assert _compare_with(wrong, *_PYTHON) == "rejected"
