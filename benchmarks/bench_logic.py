@@ -22,7 +22,10 @@ in `tests/streams_reference`), same run, same events. Figures are CPU time per e
 pays per event around the logic, each against the pydantic way it replaced (same bytes,
 tested in `tests/test_streams_state_json.py` and `tests/test_streams_event_json.py`):
 writing session states and, after every batch of events, the partition's current window
-(`json_bytes`), enriching a parsed event, and writing the forwarded event.
+(`json_bytes`), enriching a parsed event, and writing the forwarded event; and parsing a
+raw event (`contract.fast_parse.parse_event_json` against `EVENT_ADAPTER.validate_json`,
+the same events, tested in `tests/test_contract_fast_parse.py`), as the stub writes it and
+as the collector writes it.
 
 The 1-minute load average is printed with the figures.
 """
@@ -43,6 +46,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from contract.fast_parse import parse_event_json
 from ingest.events import EVENT_ADAPTER, Event
 from platform_stub.generator import RunOptions, StubRun
 from streams import partition, rollup
@@ -135,7 +139,16 @@ def bench_codecs(values: list[bytes], events: list[Event], repeat: int) -> None:
     catalog = Catalog()
     few = values[:20_000]
     n_bytes = sum(len(s.json_bytes()) for s in sessions) // max(1, len(sessions))
+    # What the collector forwards: the same events re-written by pydantic (v2 fields set).
+    collected = [EVENT_ADAPTER.dump_json(EVENT_ADAPTER.validate_json(v)) for v in values]
     pairs: list[tuple[str, list[Any], Callable[[Any], object], Callable[[Any], object]]] = [
+        ("parse (stub event)", values, EVENT_ADAPTER.validate_json, parse_event_json),
+        (
+            "parse (collector-written event)",
+            collected,
+            EVENT_ADAPTER.validate_json,
+            parse_event_json,
+        ),
         (
             f"session state ({len(sessions)}, ~{n_bytes} B)",
             sessions,

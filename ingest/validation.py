@@ -40,6 +40,7 @@ from contract.deadletter import (
     UNPROCESSABLE as UNPROCESSABLE,  # streams/app.py (s2-worker) imports it from here
 )
 from contract.events import EVENT_ADAPTER, SCHEMA_VERSION, Event
+from contract.fast_parse import parse_event_python
 from streamwatch.settings import Settings
 
 BodyFormat = Literal["json_array", "json_object", "ndjson"]
@@ -413,7 +414,7 @@ def validate_object(
     obj["received_at"] = received_at
     obj["clock_skew_clamped"] = False
     try:
-        event = EVENT_ADAPTER.validate_python(obj)
+        event = parse_event_python(obj)
     except ValidationError as exc:
         reason, detail = _describe_validation_error(exc)
         return Rejection(index, reason, detail, original, event_id)

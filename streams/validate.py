@@ -10,7 +10,8 @@ import orjson
 from pydantic import ValidationError
 
 from contract.deadletter import INVALID_JSON, SCHEMA_INVALID, UNKNOWN_EVENT_TYPE
-from contract.events import EVENT_ADAPTER, Event
+from contract.events import Event
+from contract.fast_parse import parse_event_json
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ def parse(value: bytes | None) -> Event | Rejected:
     if not value:
         return Rejected(INVALID_JSON, "empty message")
     try:
-        return EVENT_ADAPTER.validate_json(value)
+        return parse_event_json(value)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         reason = SCHEMA_INVALID
