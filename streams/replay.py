@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ingest.events import EVENT_ADAPTER
+from contract.fast_parse import parse_event_json
 from streams import detector, minute_gate, rollup
 from streams.committed_state import Checkpoint
 from streams.config import StreamsConfig
@@ -96,7 +96,7 @@ def replay(
 
     for line in lines:
         try:
-            event = EVENT_ADAPTER.validate_json(line)
+            event = parse_event_json(line)
         except ValueError:
             out.invalid += 1
             continue
