@@ -58,6 +58,12 @@ class OffsetGuard:
         self._rewound: dict[TP, tuple[int, float]] = {}
         self._log_start: dict[TP, int] = {}
 
+    def next_in_sequence(self, offset: int, last_applied: int) -> bool:
+        """Whether the message is the next to apply and no rewind is under way: `admit`'s
+        answer for nearly every message, without a coroutine per message. False says
+        only that `admit` must decide."""
+        return last_applied >= 0 and offset == last_applied + 1 and not self._rewound
+
     async def admit(self, topic: str, partition: int, offset: int, last_applied: int) -> bool:
         """True when this message is the next to apply; False to skip it."""
         if last_applied < 0:

@@ -33,6 +33,7 @@ from streams.runtime import AgentRuntime
 from streams.send_buffer import key_partition
 from streams.sessionizer import SessionState
 from streams.table_io import reads
+from streams.validate import Rejected
 from streams.validate_agent import ValidateStep
 from streamwatch.errors import ConfigurationError
 
@@ -195,20 +196,25 @@ class QoeAgent:
         touched = self._pending
         out = Published()
         validate = self.validate.one
-        admit = self.guard.admit
+        guard = self.guard
         for msg in batch:
             p = msg.partition
             part = touched.get(p)
             if part is None:
                 part = touched[p] = await self._partition(p)
-            if not await admit(msg.topic, p, msg.offset, part.cp.upto):
+            upto = part.cp.upto
+            if not guard.next_in_sequence(msg.offset, upto) and not await guard.admit(
+                msg.topic, p, msg.offset, upto
+            ):
                 continue
             st = part.cp.stats
             st.raw += 1
             value: bytes = msg.value or b""
             try:
-                event = await validate(msg, value, st)
-                if event is not None:
+                event = validate(msg, value, st)
+                if isinstance(event, Rejected):
+                    await self.validate.reject(msg, value, event, st)
+                elif event is not None:
                     part.apply(event, msg.offset, out)
             except Exception as exc:  # one bad event never stops the stream
                 log.exception("qoe: %s[%d]@%d failed", msg.topic, p, msg.offset)

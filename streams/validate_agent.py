@@ -40,19 +40,19 @@ class ValidateStep:
         """Drop what this worker indexed of a raw partition (revoked or reassigned)."""
         self._seen_index.forget([partition])
 
-    async def one(self, msg: Any, value: bytes, st: ValidateStats) -> Event | None:
-        """The enriched event to apply, or None (dead-lettered, duplicate, or late-closed).
+    def one(self, msg: Any, value: bytes, st: ValidateStats) -> Event | Rejected | None:
+        """The enriched event to apply; why it is not an event (for `reject`); or None
+        (a duplicate, or an event of a session closed and forgotten).
 
         `msg` is the raw record (an aiokafka ConsumerRecord). Counts the message in `st`
-        (except `raw`, which the caller counts).
+        (except `raw`, which the caller counts, and a rejection, which `reject` counts).
+        Not a coroutine: it runs once per event, and only a rejection needs to wait.
         """
         rt = self.rt
         p = msg.partition
         parsed = parse(value)
         if isinstance(parsed, Rejected):
-            await rt.dead_letter(value, parsed.reason, parsed.detail, msg, parsed.event_id)
-            st.dead_lettered += 1
-            return None
+            return parsed
         key = str(parsed.event_id).encode()
         seen_set = reads(rt.seen)
         seen = seen_set.get(key)
@@ -78,6 +78,11 @@ class ValidateStep:
         enriched = self._enrich(parsed)
         self._forward(p, enriched, None)
         return enriched
+
+    async def reject(self, msg: Any, value: bytes, why: Rejected, st: ValidateStats) -> None:
+        """Dead-letter a raw message that is not an event, with the reason, and count it."""
+        await self.rt.dead_letter(value, why.reason, why.detail, msg, why.event_id)
+        st.dead_lettered += 1
 
     def _enrich(self, parsed: Event) -> Event:
         # In place: `parsed` was made by this step's `parse` and is held by no one else
