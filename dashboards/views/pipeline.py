@@ -45,7 +45,11 @@ def body() -> None:
     )
 
     st.subheader("Consumer lag")
-    st.caption("Per consumer group and partition: end offset - committed offset (Kafka).")
+    st.caption(
+        "Per consumer group and partition: end offset - committed offset (Kafka). The stream "
+        "worker commits with its checkpoints, every few seconds (`checkpoint_interval_s`, "
+        "5 s): its lag includes up to that much input it has already applied."
+    )
     try:
         lag = read_lag_sync(cfg, timeout_s=5.0)
     except KafkaUnreachable as exc:  # Kafka down is a finding to show, not a page crash
