@@ -61,7 +61,7 @@ def template() -> tuple[sessionizer.SessionState, bytes]:
     events = [EVENT_ADAPTER.validate_json(line) for line in lines]
     sid = events[0].session_id
     state = sessionizer.new_state(sid)
-    policy = StreamsConfig().session
+    policy = StreamsConfig().behind_id_dedupe().session  # as the worker keeps them
     for ev in [e for e in events if e.session_id == sid][:20]:
         if ev.event_type != "playback_end":
             sessionizer.apply(state, ev, policy)
