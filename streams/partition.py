@@ -133,6 +133,7 @@ class PartitionState:
         # (a lower bound: 0 until a scan has looked at every session), so that a scan
         # walks every open session only when one is due (the walk was 4 % of the worker).
         self._sessions_due_ms = 0
+        # Read once: the policy's attribute chain per event cost more than the comparison.
         self._timeout_ms = config.session.inactivity_timeout_ms
         self._retention_ms = config.session.closed_retention_ms
 
@@ -152,7 +153,7 @@ class PartitionState:
         applied = sessionizer.apply(state, event, self.config.session, offset, t)
         last_ms, closed = state.last_event_ms, state.closed
         self.session_index[skey] = (last_ms, closed)
-        due = last_ms + (self._retention_ms if closed else self._timeout_ms)
+        due = self._due_ms(last_ms, closed)
         if due < self._sessions_due_ms:
             self._sessions_due_ms = due
         if applied.duplicate:
@@ -234,11 +235,10 @@ class PartitionState:
         spol, wm = self.config.session, self.cp.watermark_ms
         if wm < self._sessions_due_ms:
             return  # none is due: what the walk below would find
-        timeout, retention = self._timeout_ms, self._retention_ms
         due: list[bytes] = []
         next_due = _NEVER
         for k, (last_ms, closed) in self.session_index.items():
-            at = last_ms + (retention if closed else timeout)
+            at = self._due_ms(last_ms, closed)
             if at <= wm:
                 due.append(k)
             elif at < next_due:
@@ -255,7 +255,7 @@ class PartitionState:
                 self._publish_summary(summary, out)
                 self._count_end(summary, f"{key!r}-end")
                 self.session_index[key] = (state.last_event_ms, True)
-                next_due = min(next_due, state.last_event_ms + retention)
+                next_due = min(next_due, self._due_ms(state.last_event_ms, True))
             elif sessionizer.forgettable(state, wm, spol):
                 del self.sessions[key]
                 del self.session_index[key]
@@ -263,6 +263,11 @@ class PartitionState:
             else:
                 next_due = wm  # still due: looked at again by the next scan
         self._sessions_due_ms = next_due
+
+    def _due_ms(self, last_ms: int, closed: bool) -> int:
+        """When a session last seen at `last_ms` is due at a scan: an open one times out,
+        a closed one is forgotten (`sessionizer.expire`, `sessionizer.forgettable`)."""
+        return last_ms + (self._retention_ms if closed else self._timeout_ms)
 
     def _close_windows(self, out: Published) -> None:
         lateness, wm = self.config.rollup.allowed_lateness_ms, self.cp.watermark_ms

@@ -14,6 +14,7 @@ import streamlit as st
 from dashboards import charts, tables, ui
 from dashboards.filters import Filters
 from dashboards.queries import pipeline as q
+from streams.config import StreamsConfig
 from streamwatch.pipeline_lag import KafkaUnreachable, as_rows, read_lag_sync
 
 st.title("Pipeline health")
@@ -47,8 +48,9 @@ def body() -> None:
     st.subheader("Consumer lag")
     st.caption(
         "Per consumer group and partition: end offset - committed offset (Kafka). The stream "
-        "worker commits with its checkpoints, every few seconds (`checkpoint_interval_s`, "
-        "5 s): its lag includes up to that much input it has already applied."
+        "worker commits with its checkpoints, every "
+        f"{StreamsConfig.from_env().checkpoint_interval_s:g} s (`checkpoint_interval_s`): "
+        "its lag includes up to that much input it has already applied."
     )
     try:
         lag = read_lag_sync(cfg, timeout_s=5.0)
