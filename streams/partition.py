@@ -139,9 +139,15 @@ class PartitionState:
 
     # ------------------------------------------------------------------ events ---------
 
-    def apply(self, event: Event, offset: int | None, out: Published) -> Applied:
-        """Apply one event to its session and its minute window."""
-        t = int(event.event_time.timestamp() * 1000)  # sessionizer.to_ms, inline: per event
+    def apply(
+        self, event: Event, offset: int | None, out: Published, t: int | None = None
+    ) -> Applied:
+        """Apply one event to its session and its minute window.
+
+        `t`: the event's time in epoch ms, if the caller has worked it out already.
+        """
+        if t is None:
+            t = int(event.event_time.timestamp() * 1000)  # sessionizer.to_ms, inline
         cp = self.cp
         if t > cp.watermark_ms:
             cp.watermark_ms = t

@@ -211,11 +211,11 @@ class QoeAgent:
             st.raw += 1
             value: bytes = msg.value or b""
             try:
-                event = validate(msg, value, st)
-                if isinstance(event, Rejected):
-                    await self.validate.reject(msg, value, event, st)
-                elif event is not None:
-                    part.apply(event, msg.offset, out)
+                valid = validate(msg, value, st)
+                if isinstance(valid, Rejected):
+                    await self.validate.reject(msg, value, valid, st)
+                elif valid is not None:
+                    part.apply(valid[0], msg.offset, out, valid[1])
             except Exception as exc:  # one bad event never stops the stream
                 log.exception("qoe: %s[%d]@%d failed", msg.topic, p, msg.offset)
                 await self.rt.dead_letter(

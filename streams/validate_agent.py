@@ -13,6 +13,7 @@ enriched and forwarded to telemetry.events.v1 (for the sinks) keyed by session_i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from ingest.events import Event
@@ -35,14 +36,18 @@ class ValidateStep:
         self._seen_index = dedupe.SeenIndex()
         self._events_topic: str = rt.events_topic.get_topic_name()
         self._events_parts = rt.settings.partitions_for(topics.EVENTS)
+        # The seen-set's plain dict, looked up once (as `TableIO.stage` does): read per event.
+        self._seen_set: Mapping[bytes, bytes] | None = None
 
     def forget(self, partition: int) -> None:
         """Drop what this worker indexed of a raw partition (revoked or reassigned)."""
         self._seen_index.forget([partition])
+        self._seen_set = None
 
-    def one(self, msg: Any, value: bytes, st: ValidateStats) -> Event | Rejected | None:
-        """The enriched event to apply; why it is not an event (for `reject`); or None
-        (a duplicate, or an event of a session closed and forgotten).
+    def one(self, msg: Any, value: bytes, st: ValidateStats) -> tuple[Event, int] | Rejected | None:
+        """The enriched event to apply with its event time in epoch ms (worked out here
+        once, for the seen-set and the session alike); why it is not an event (for
+        `reject`); or None (a duplicate, or an event of a session closed and forgotten).
 
         `msg` is the raw record (an aiokafka ConsumerRecord). Counts the message in `st`
         (except `raw`, which the caller counts, and a rejection, which `reject` counts).
@@ -54,7 +59,9 @@ class ValidateStep:
         if isinstance(parsed, Rejected):
             return parsed
         key = str(parsed.event_id).encode()
-        seen_set = reads(rt.seen)
+        seen_set = self._seen_set
+        if seen_set is None:
+            seen_set = self._seen_set = reads(rt.seen)
         seen = seen_set.get(key)
         if seen is not None and not dedupe.seen_at(seen, p, msg.offset):
             st.duplicates += 1
@@ -77,7 +84,7 @@ class ValidateStep:
         st.valid += 1
         enriched = self._enrich(parsed)
         self._forward(p, enriched, None)
-        return enriched
+        return enriched, t
 
     async def reject(self, msg: Any, value: bytes, why: Rejected, st: ValidateStats) -> None:
         """Dead-letter a raw message that is not an event, with the reason, and count it."""
