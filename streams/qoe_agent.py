@@ -30,12 +30,12 @@ from streams.offset_guard import OffsetGuard
 from streams.partition import PartitionState, Published, partition_of_key
 from streams.rollup import WindowState
 from streams.runtime import AgentRuntime
-from streams.send_buffer import key_partition
 from streams.sessionizer import SessionState
 from streams.table_io import reads
 from streams.validate import Rejected
 from streams.validate_agent import ValidateStep
 from streamwatch.errors import ConfigurationError
+from streamwatch.key_partition import key_partition
 
 log = logging.getLogger("streamwatch.streams")
 
@@ -379,14 +379,16 @@ class QoeAgent:
             (self.rt.sessions, store.dirty_sessions, part.sessions),
             (self.rt.windows, store.dirty_windows, part.windows),
         ]
+        p = part.p
         for table, dirty, mem in written:
+            write = self.rt.stager(table)
             for key, prev in dirty.items():
                 state = mem.get(key)
                 if state is None:  # forgotten in this batch: an uncommitted deletion
                     entry = Entry(seq, 0, True, b"", prev)
                 else:
                     entry = Entry(seq, *_hints_of(state), state.json_bytes(), prev)
-                self.rt.stage(table, part.p, key, entry.encode())
+                write(p, key, entry.encode())
             dirty.clear()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from streams.config import StreamsConfig
@@ -48,6 +49,9 @@ class AgentRuntime(Protocol):
 
     def stage(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """`put`, with the changelog record buffered until the next push or flush."""
+
+    def stager(self, table: Any) -> Callable[[int, bytes, bytes], None]:
+        """`stage` of one table, bound once (for a write per event)."""
 
     def send(
         self,

@@ -18,15 +18,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 Headers = list[tuple[str, bytes]]
-
-
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition aiokafka's default partitioner gives `key` (Java client's murmur2),
-    so that records sent through the buffer land where `producer.send` would put them."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class SendBuffer:

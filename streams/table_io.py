@@ -4,7 +4,7 @@ sends, flushes and dead letters (mixed into `streams.app.StreamsApp`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, cast
 
 from ingest.deadletter import DeadLetter
@@ -70,6 +70,20 @@ class TableIO:
         else:
             store[key] = value
         self.sends.add(topic, partition, key, value)
+
+    def stager(self, table: Any) -> Callable[[int, bytes, bytes], None]:
+        """`stage` of one table, bound once, for many writes in a row (the seen-set's id per
+        event, a checkpoint's entries): the store and changelog topic are looked up here,
+        not per call. Not for deletes."""
+        store = cast(MutableMapping[bytes, bytes], reads(table))
+        topic = table.changelog_topic.get_topic_name()
+        add = self.sends.add
+
+        def write(partition: int, key: bytes, value: bytes) -> None:
+            store[key] = value
+            add(topic, partition, key, value)
+
+        return write
 
     async def partitions_of(self, topic: str) -> int:
         """How many partitions `topic` has, as the producer's metadata says (asked once)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from contract.deadletter import INVALID_JSON, SCHEMA_INVALID, UNKNOWN_EVENT_TYPE
 from contract.events import Event
@@ -83,5 +83,11 @@ def dump_event(event: Event) -> bytes:
 
 def _plain_time(t: datetime) -> bool:
     """A time orjson writes as pydantic does: its UTC offset, if any, in whole minutes."""
+    if t.tzinfo is _PARSED_UTC:
+        return True  # nearly every event: pydantic gives every parsed UTC time this one
     offset = t.utcoffset()
     return offset is None or not offset % _MINUTE
+
+
+# The tzinfo pydantic's validator attaches to every UTC time it parses (one shared object).
+_PARSED_UTC = TypeAdapter(datetime).validate_json(b'"2000-01-01T00:00:00Z"').tzinfo

@@ -13,7 +13,7 @@ enriched and forwarded to telemetry.events.v1 (for the sinks) keyed by session_i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ingest.events import Event
@@ -36,13 +36,16 @@ class ValidateStep:
         self._seen_index = dedupe.SeenIndex()
         self._events_topic: str = rt.events_topic.get_topic_name()
         self._events_parts = rt.settings.partitions_for(topics.EVENTS)
-        # The seen-set's plain dict, looked up once (as `TableIO.stage` does): read per event.
+        # The seen-set's plain dict and its `TableIO.stager`, looked up once: read and
+        # written per event.
         self._seen_set: Mapping[bytes, bytes] | None = None
+        self._write_seen: Callable[[int, bytes, bytes], None] | None = None
 
     def forget(self, partition: int) -> None:
         """Drop what this worker indexed of a raw partition (revoked or reassigned)."""
         self._seen_index.forget([partition])
         self._seen_set = None
+        self._write_seen = None
 
     def one(self, msg: Any, value: bytes, st: ValidateStats) -> tuple[Event, int] | Rejected | None:
         """The enriched event to apply with its event time in epoch ms (worked out here
@@ -79,7 +82,10 @@ class ValidateStep:
         # checkpoint; the state was rolled back, so it is applied again.)
         t = to_ms(parsed.event_time)
         if seen is None:
-            rt.stage(rt.seen, p, key, dedupe.id_value(p, msg.offset, t, parsed.session_id))
+            write = self._write_seen
+            if write is None:
+                write = self._write_seen = rt.stager(rt.seen)
+            write(p, key, dedupe.id_value(p, msg.offset, t, parsed.session_id))
             self._seen_index.add_id(p, key, t, parsed.session_id)
         st.valid += 1
         enriched = self._enrich(parsed)

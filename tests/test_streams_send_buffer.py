@@ -10,8 +10,9 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.send_buffer import SendBuffer, key_partition
+from streams.send_buffer import SendBuffer
 from streamwatch import topics
+from streamwatch.key_partition import key_partition
 from streamwatch.settings import Settings
 
 
