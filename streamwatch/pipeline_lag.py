@@ -241,11 +241,12 @@ def as_rows(lag: PipelineLag) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for p in lag.partitions:
         state = lag.groups.get(p.group, GroupState())
-        waiting_s = (
-            (lag.read_at_ms - p.oldest_unprocessed_ms) / 1000.0
-            if p.lag > 0 and p.oldest_unprocessed_ms is not None
-            else None
-        )
+        # Caught up: nothing waits (0 s, not a blank the page shows as "None"); lagging with
+        # no broker timestamp to date the oldest record: unknown.
+        waiting_s: float | None = 0.0
+        if p.lag > 0:
+            oldest = p.oldest_unprocessed_ms
+            waiting_s = None if oldest is None else (lag.read_at_ms - oldest) / 1000.0
         rows.append(
             {
                 "Consumer group": p.group,

@@ -162,3 +162,17 @@ def test_worker_log_drops_fausts_false_alarm_and_keeps_real_errors(
         cluster_log.error("Topic %s not found in cluster metadata", "streams.x")
     levels = [(r.levelname, r.getMessage()[:20]) for r in caplog.records]
     assert levels == [("ERROR", "Has not committed 'T"), ("WARNING", "Topic streams.x not ")]
+
+
+def test_a_caught_up_partition_waits_zero_seconds_and_an_undated_one_is_unknown() -> None:
+    """The pipeline page showed a grey "None" for every partition that was caught up."""
+    lag = PipelineLag(
+        partitions=(
+            PartitionLag("g", "t", 0, committed=10, end_offset=10),
+            PartitionLag("g", "t", 1, committed=5, end_offset=10, oldest_unprocessed_ms=7_000),
+            PartitionLag("g", "t", 2, committed=5, end_offset=10),
+        ),
+        read_at_ms=10_000,
+    )
+    waiting = [r["Oldest waiting (s)"] for r in as_rows(lag)]
+    assert waiting == [0.0, 3.0, None]
