@@ -373,3 +373,43 @@ def test_support_lookup_without_member_directory(world: World) -> None:
         code = catalog_code(PLAYER_LIB[p.spec.player], p.measure["fatalErrorCode"])
         assert code is not None and code in found
         assert catalog[code].meaning in found
+
+
+@pytest.mark.parametrize(
+    ("player", "manifest"),
+    [("hls", "hls/master.m3u8"), ("dash", "dash/manifest.mpd"), ("video", "plain.mp4")],
+)
+def test_the_page_without_src_plays_the_ladder_in_the_players_format(
+    player: str, manifest: str
+) -> None:
+    """`player.html?player=dash` alone loaded the HLS master, which dash.js cannot play."""
+    from playwright.async_api import async_playwright
+
+    from players.browser import CHROMIUM, CHROMIUM_ARGS
+
+    media = Path(os.environ.get("STREAMWATCH_PLAYER_MEDIA", REPO / ".streamwatch" / "media"))
+
+    async def started(base: str) -> dict[str, Any]:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{base}/player.html?player={player}&report=none")
+                deadline = time.monotonic() + 60
+                started = "() => window.__measure && window.__measure.startupMs !== null"
+                while not await page.evaluate(started):
+                    failed = await page.evaluate(
+                        "() => window.__measure && window.__measure.fatalErrorCode"
+                    )
+                    assert failed is None, failed
+                    assert time.monotonic() < deadline, "playback did not start in 60 s"
+                    await asyncio.sleep(0.25)
+                measure: dict[str, Any] = await page.evaluate("() => window.__measure")
+                return measure
+            finally:
+                await browser.close()
+
+    with ServerThread(ladder_mod.build(media)) as server:
+        measure = asyncio.run(started(server.base_url))
+    assert measure["config"]["src"] == f"/m/demo/{manifest}"
+    assert measure["startupMs"] > 0

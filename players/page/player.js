@@ -5,9 +5,17 @@
 (function () {
   "use strict";
   const q = new URLSearchParams(location.search);
+  const kind = q.get("player") || "hls";
+  // Without `src`, each player plays the local ladder in its own format (dash.js was given
+  // the HLS master it cannot play).
+  const defaultSrc = {
+    hls: "/m/demo/hls/master.m3u8",
+    dash: "/m/demo/dash/manifest.mpd",
+    video: "/m/demo/plain.mp4",
+  };
   const cfg = {
-    player: q.get("player") || "hls",
-    src: q.get("src") || "/m/demo/hls/master.m3u8",
+    player: kind,
+    src: q.get("src") || defaultSrc[kind] || defaultSrc.hls,
     report: q.get("report") || "both", // sdk | cmcd | both | none
     eventsUrl: q.get("events_url") || "/collector/v1/events",
     cmcdUrl: q.get("cmcd_url") || "/collector/v1/cmcd",
