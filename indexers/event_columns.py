@@ -6,13 +6,12 @@ each event into typed structs, which decide whether the poll can take this path,
 C++ JSON reader (`json_transform`) extracts the plain columns of the whole poll at once: a
 per-value Python pass over ~45 columns and their Arrow conversion was most of what remained.
 Python builds only what DuckDB cannot tell apart (absent vs null): values lifted out of
-`extra`, the JSON columns and the renamed-field checks, with whole-column C loops
-(`list.count`, `any`) and a per-event loop only where an event needs one.
+`extra` and the JSON columns, with whole-column C loops (`list.count`, `any`) and a
+per-event loop only where an event needs one.
 
 This path only takes a poll it can prove the exact path would turn into the same rows: an
-unknown field, a value of another type, a null where an object belongs, a renamed payload
-field (`code`, `from_ms`, ...) on an event type it does not belong to, a missing event_id or
-a value Arrow cannot hold makes it decline (return None), and the poll takes the exact path,
+unknown field, a value of another type, a null where an object belongs, a missing event_id
+or a value Arrow cannot hold makes it decline (return None), and the poll takes the exact path,
 which finds and dead-letters what is wrong. `tests/test_indexers_event_columns.py` checks both
 paths give the same table.
 """
@@ -81,14 +80,14 @@ class _Payload(msgspec.Struct, forbid_unknown_fields=True):
     http_status: _Int = None
     watched_ms: _Int = None
     exit_reason: _Str = None
-    # Renamed into columns for one event type only (documents._RENAMES); elsewhere the exact
-    # path keeps them in `extra`, so their presence (UNSET vs null) matters.
-    code: str | msgspec.UnsetType | None = msgspec.UNSET
-    category: str | msgspec.UnsetType | None = msgspec.UNSET
-    severity: str | msgspec.UnsetType | None = msgspec.UNSET
-    message: str | msgspec.UnsetType | None = msgspec.UNSET
-    from_ms: int | msgspec.UnsetType | None = msgspec.UNSET
-    to_ms: int | msgspec.UnsetType | None = msgspec.UNSET
+    # Renamed into columns (`error_code`, `seek_from_ms`, ...) on every event type, as
+    # `flatten_event` does: the exact path has no per-type renames.
+    code: _Str = None
+    category: _Str = None
+    severity: _Str = None
+    message: _Str = None
+    from_ms: _Int = None
+    to_ms: _Int = None
 
 
 class _Event(msgspec.Struct, forbid_unknown_fields=True):
@@ -116,21 +115,13 @@ class _Event(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER = msgspec.json.Decoder(_Event)
-_RENAMED = {
-    "error_code": ("code", "error"),
-    "error_category": ("category", "error"),
-    "error_severity": ("severity", "error"),
-    "error_message": ("message", "error"),
-    "seek_from_ms": ("from_ms", "seek"),
-    "seek_to_ms": ("to_ms", "seek"),
-}
-_RENAMED_FIELDS = tuple(field for field, _owner in _RENAMED.values())
-_RENAMED_GET = operator.attrgetter(*_RENAMED_FIELDS)
-_NONE_SET = (_UNSET,) * len(_RENAMED_FIELDS)
-_ALL_RENAMED = tuple(range(len(_RENAMED_FIELDS)))
-_NOT_OWNED = {  # event type → positions (in _RENAMED_FIELDS) of the fields it must not set
-    owner: tuple(i for i, (_f, o) in enumerate(_RENAMED.values()) if o != owner)
-    for _f, owner in _RENAMED.values()
+_RENAMED = {  # column → the payload field it is read from
+    "error_code": "code",
+    "error_category": "category",
+    "error_severity": "severity",
+    "error_message": "message",
+    "seek_from_ms": "from_ms",
+    "seek_to_ms": "to_ms",
 }
 _ENRICHMENT = ("genre", "device_family", "oca_site")
 _JSON_COLUMNS = ("derived_facts", "unknown_facts", "dimensions")
@@ -146,7 +137,12 @@ class Declined(Exception):
 
 
 def _part(name: str) -> str:
-    """Which struct holds column `name`: the event, its device, network or payload."""
+    """Which struct holds column `name`: the event, its device, network or payload.
+
+    The envelope first: `event_type` is also the payload's discriminator, which
+    `flatten_event` skips (a payload's own `event_type` is never the column)."""
+    if name in _Event.__struct_fields__:
+        return "event"
     for part, fields in (("device", _DEVICE), ("network", _NETWORK), ("payload", _PAYLOAD)):
         if name in fields:
             return part
@@ -174,7 +170,7 @@ def _extract_sql() -> str:
         structure[part][name] = kinds[name]
         path = "t" if part == "event" else f't."{part}"'
         select.append(f'{path}."{name}" AS "{name}"')
-    for column, (field, _owner) in _RENAMED.items():
+    for column, field in _RENAMED.items():
         structure["payload"][field] = kinds[column]
         select.append(f't."payload"."{field}" AS "{column}"')
     for name in _ENRICHMENT:
@@ -265,14 +261,12 @@ def _checked_columns(
     Python builds (JSON texts, values lifted from `extra`, provenance).
 
     The checks run on whole columns (`list.count`, `any`, `in`: C loops); a per-event
-    Python loop runs only for what needs one (extra present, renamed payload fields set).
+    Python loop runs only for what needs one (extra present).
     """
     n = len(events)
     ids = list(map(operator.attrgetter("event_id"), events))
     if "" in ids:
         raise Declined("an event without event_id (the exact path dead-letters it)")
-    payloads = [e.payload for e in events]
-    _check_renamed(payloads, list(map(operator.attrgetter("event_type"), events)), n)
     values = {
         name: _json_texts(list(map(operator.attrgetter(name), events)), n) for name in _JSON_COLUMNS
     }
@@ -280,22 +274,6 @@ def _checked_columns(
     values["source_partition"] = [r.partition for r in records]
     values["source_offset"] = [r.offset for r in records]
     return values
-
-
-def _check_renamed(payloads: list[_Payload], event_types: list[Any], n: int) -> None:
-    """`code`, `from_ms`, ... set (even to null) only on events of their owner type: elsewhere
-    the exact path keeps them in `extra`.
-
-    One C pass takes the six fields of every payload; only the events that set one of them
-    (errors and seeks) get a Python loop."""
-    got = list(map(_RENAMED_GET, payloads))
-    if got.count(_NONE_SET) == n:
-        return
-    setting = itertools.compress(zip(event_types, got, strict=True), map(_NONE_SET.__ne__, got))
-    for event_type, fields in setting:
-        for i in _NOT_OWNED.get(event_type, _ALL_RENAMED):
-            if fields[i] is not _UNSET:
-                raise Declined(f"payload.{_RENAMED_FIELDS[i]} on a {event_type} event")
 
 
 def _json_texts(values: list[Any], n: int) -> list[str | None]:

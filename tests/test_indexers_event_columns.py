@@ -100,11 +100,8 @@ DECLINED = {
     "unknown top-level field": _edit(_one_heartbeat(), "newer_field", 1),
     "unknown payload field": _edit(_one_heartbeat(), "payload.codec", "av1"),
     "null device": _edit(_one_heartbeat(), "device", None),
-    "error code on a heartbeat": _edit(_one_heartbeat(), "payload.code", "X-1"),
-    "seek field on a heartbeat": _edit(_one_heartbeat(), "payload.from_ms", 5),
     "int32 overflow": _edit(_one_heartbeat(), "payload.buffer_ms", 2**40),
     "int64 overflow": _edit(_one_heartbeat(), "network.asn", 2**70),
-    "null renamed field on a heartbeat": _edit(_one_heartbeat(), "payload.message", None),
     "float in an int column": _edit(_one_heartbeat(), "payload.buffer_ms", 1.5),
     "number as text": _edit(_one_heartbeat(), "network.asn", "7922"),
     "empty event_id": _edit(_one_error(), "event_id", ""),
@@ -113,6 +110,41 @@ DECLINED = {
     "not JSON": b"{not json",
     "not UTF-8": json.dumps(_one_heartbeat()).encode().replace(b'"m-', b'"\xff-', 1),
 }
+
+
+def _without(base: dict[str, Any], path: str) -> dict[str, Any]:
+    obj = copy.deepcopy(base)
+    *parents, leaf = path.split(".")
+    target = obj
+    for key in parents:
+        target = target[key]
+    del target[leaf]
+    return obj
+
+
+# Odd but well-typed events the column decode takes: its rows must be the exact path's.
+TAKEN = {
+    # `flatten_event` renames payload fields into their columns on every event type.
+    "error code on a heartbeat": _edit(_one_heartbeat(), "payload.code", "X-1"),
+    "seek field on a heartbeat": _edit(_one_heartbeat(), "payload.from_ms", 5),
+    "null renamed field on a heartbeat": _edit(_one_heartbeat(), "payload.message", None),
+    # The event_type column is the envelope's; the payload's discriminator is not stored.
+    "payload without event_type": _without(_one_heartbeat(), "payload.event_type"),
+    "payload event_type differs": _edit(_one_heartbeat(), "payload.event_type", "pause"),
+    "no envelope event_type": _without(_one_error(), "event_type"),
+    "no device": _without(_one_heartbeat(), "device"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAKEN))
+def test_odd_events_taken_give_the_exact_rows(case: str) -> None:
+    records = _records([_one_heartbeat(), TAKEN[case], _one_error()])
+    fast = events_table(records, STAMP)
+    assert fast is not None, "a well-typed event takes the column decode"
+    exact = _exact(records)
+    assert fast.schema.equals(exact.schema)
+    for column in EVENT_COLUMNS:
+        assert fast[column.name].equals(exact[column.name]), column.name
 
 
 @pytest.mark.parametrize("case", sorted(DECLINED))
