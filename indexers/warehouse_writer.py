@@ -33,14 +33,30 @@ def write_partitioned(root: Path, spec: TableSpec, table: pa.Table) -> list[Path
     # Hours as floored timestamps and their few distinct values: formatting every row's
     # date and hour as text, then grouping on the text, was a quarter of the write.
     hours = pc.floor_temporal(when, unit="hour")
+    if hours.null_count:
+        raise ValueError(f"{spec.name}: rows without {spec.time_column} or ingested_at")
+    table, hours = _by_hour(table, hours)
     written: list[Path] = []
-    for hour in pc.unique(hours).to_pylist():
-        if hour is None:
-            raise ValueError(f"{spec.name}: rows without {spec.time_column} or ingested_at")
-        part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
+    start = 0
+    counts = pc.value_counts(hours)  # in order of first appearance: ascending hours here
+    for hour, count in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
         directory = partition_dir(root, spec.name, hour.strftime("%Y-%m-%d"), hour.hour)
-        written.append(_write_atomically(directory, part))
+        written.append(_write_atomically(directory, table.slice(start, count)))
+        start += count
     return written
+
+
+def _by_hour(table: pa.Table, hours: pa.ChunkedArray) -> tuple[pa.Table, pa.ChunkedArray]:
+    """`table` and `hours` with each hour's rows together, in their original order within it.
+
+    A poll is usually in time order already: its hours are then contiguous slices (no copy),
+    where filtering once per hour copied every column once per hour."""
+    if len(hours) < 2 or pc.all(pc.less_equal(hours[:-1], hours[1:])).as_py():
+        return table, hours
+    order = pc.sort_indices(hours)  # stable: rows of one hour keep their order
+    return table.take(order), hours.take(order)
 
 
 def _write_atomically(directory: Path, table: pa.Table) -> Path:
