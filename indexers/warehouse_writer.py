@@ -43,7 +43,9 @@ def write_partitioned(root: Path, spec: TableSpec, table: pa.Table) -> list[Path
         counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
     ):
         directory = partition_dir(root, spec.name, hour.strftime("%Y-%m-%d"), hour.hour)
-        written.append(_write_atomically(directory, table.slice(start, count)))
+        written.append(
+            _write_atomically(directory, table.slice(start, count), _dictionary_columns(spec))
+        )
         start += count
     return written
 
@@ -59,12 +61,27 @@ def _by_hour(table: pa.Table, hours: pa.ChunkedArray) -> tuple[pa.Table, pa.Chun
     return table.take(order), hours.take(order)
 
 
-def _write_atomically(directory: Path, table: pa.Table) -> Path:
+# Columns whose values are (nearly) unique per row besides a one-column dedupe key and the
+# Kafka offset. pyarrow dictionary-encodes every column by default, building each dictionary
+# until 1 MiB before it falls back to plain: for these that was wasted work and a larger
+# file (events: write 1.12 -> 0.97 us/row, 52.7 -> 42.1 bytes/row on the stub's events).
+_NEAR_UNIQUE: dict[str, frozenset[str]] = {"events": frozenset({"event_time", "received_at"})}
+
+
+def _dictionary_columns(spec: TableSpec) -> list[str]:
+    """The columns of `spec` worth a dictionary: all but the near-unique ones."""
+    unique = {"source_offset", *_NEAR_UNIQUE.get(spec.name, ())}
+    if len(spec.key) == 1:
+        unique.add(spec.key[0])
+    return [c.name for c in spec.columns if c.name not in unique]
+
+
+def _write_atomically(directory: Path, table: pa.Table, dictionary: list[str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"part-{uuid.uuid4().hex}.parquet"
     tmp = directory / f".{name}.tmp"  # not matched by readers' `*.parquet` glob
     with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
+        pq.write_table(table, handle, compression="zstd", use_dictionary=dictionary)
         handle.flush()
         os.fsync(handle.fileno())
     final = directory / name

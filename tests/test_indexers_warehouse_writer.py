@@ -68,3 +68,17 @@ def test_one_hour_is_one_file_of_the_whole_table(tmp_path: Path) -> None:
 def test_no_rows_no_files(tmp_path: Path) -> None:
     assert write_partitioned(tmp_path, SPEC, _table([]).slice(0, 0)) == []
     assert not (tmp_path / SPEC.name).exists()
+
+
+def test_near_unique_columns_are_written_without_a_dictionary(tmp_path: Path) -> None:
+    """A dictionary only where values repeat; the rows read back are the same either way."""
+    table = _table([1, 2, 3])
+    (path,) = write_partitioned(tmp_path, SPEC, table)
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {
+        meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
+    }
+    for name in ("event_id", "event_time", "received_at", "source_offset"):
+        assert "RLE_DICTIONARY" not in encodings[name], name
+    assert "RLE_DICTIONARY" in encodings["member_id"]
+    assert pq.read_table(path).equals(table)
