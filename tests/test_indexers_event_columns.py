@@ -160,3 +160,41 @@ def test_a_large_poll_keeps_record_order() -> None:
     assert table is not None, "a large poll of usual events must take the column decode"
     assert table["event_id"].to_pylist() == [o["event_id"] for o in objs]
     assert table["source_offset"].to_pylist() == list(range(len(objs)))
+
+
+def _assert_same_as_exact(objs: list[Any]) -> None:
+    records = _records(objs)
+    fast = events_table(records, STAMP)
+    assert fast is not None, "well-typed events take the column decode"
+    exact = _exact(records)
+    assert fast.schema.equals(exact.schema)
+    for column in EVENT_COLUMNS:
+        assert fast[column.name].equals(exact[column.name]), column.name
+
+
+def test_extra_on_a_few_events_across_decode_chunks_gives_the_exact_rows() -> None:
+    """The decode runs in chunks of a few hundred records: values lifted out of `extra` on
+    some events of some chunks land on their own rows; the rest keep their top-level ones."""
+    objs = copy.deepcopy(list(events(1000, seed=9)))
+    for i in (3, 255, 256, 257, 700, 999):
+        objs[i]["extra"] = {"genre": f"g-{i}", "oca_site": f"site-{i}", "note": i}
+    objs[256]["genre"] = None  # present at the top: not lifted, stays in extra
+    objs[257]["device_family"] = "tv_os"  # at the top, and nothing to lift for it
+    objs[500]["extra"] = {}  # empty: nothing lifted, extra null
+    objs[5]["genre"] = "drama"  # at the top, without an extra
+    _assert_same_as_exact(objs)
+    fast = events_table(_records(objs), STAMP)
+    assert fast is not None
+    assert fast["genre"][999].as_py() == "g-999"
+    assert fast["genre"][5].as_py() == "drama"
+    assert fast["genre"][256].as_py() is None
+
+
+@pytest.mark.parametrize(
+    ("index", "path", "value"),
+    [(555, "payload.codec", "av1"), (400, "extra", {"genre": 7}), (999, "event_id", "")],
+)
+def test_a_bad_event_in_a_later_decode_chunk_declines(index: int, path: str, value: Any) -> None:
+    objs = list(events(1000, seed=9))
+    objs[index] = _edit(objs[index], path, value)
+    assert events_table(_records(objs), STAMP) is None
