@@ -2,7 +2,9 @@
 
 The exact path (`decode` → `flatten_event` → `rows_to_table`) builds a dict per event and
 converts it value by value; it was two thirds of the warehouse sink step. Here msgspec decodes
-each event into typed structs, which decide whether the poll can take this path, and DuckDB's
+each event into typed structs (a few hundred at a time, freed before the next: a whole poll's
+structs cost more in memory traffic than their decode), which decide whether the poll can
+take this path, and DuckDB's
 C++ JSON reader (`json_transform`) extracts the plain columns of the whole poll at once: a
 per-value Python pass over ~45 columns and their Arrow conversion was most of what remained.
 Python builds only what DuckDB cannot tell apart (absent vs null): values lifted out of
@@ -14,6 +16,9 @@ unknown field, a value of another type, a null where an object belongs, a missin
 or a value Arrow cannot hold makes it decline (return None), and the poll takes the exact path,
 which finds and dead-letters what is wrong. `tests/test_indexers_event_columns.py` checks both
 paths give the same table.
+
+Known gap: a key repeated within one JSON object (which no serializer of ours writes; the
+worker re-serializes every event) is read first-wins by DuckDB and last-wins by orjson.
 """
 
 from __future__ import annotations

@@ -43,6 +43,16 @@ def _exact(records: list[Record]) -> pa.Table:
     return table
 
 
+def _assert_same_as_exact(objs: list[Any]) -> None:
+    records = _records(objs)
+    fast = events_table(records, STAMP)
+    assert fast is not None, "well-typed events take the column decode"
+    exact = _exact(records)
+    assert fast.schema.equals(exact.schema)
+    for column in EVENT_COLUMNS:
+        assert fast[column.name].equals(exact[column.name]), column.name
+
+
 def _worker_shaped(n: int) -> list[dict[str, Any]]:
     """Events as the stream worker forwards them: v2 facts, dimensions, enrichment in extra."""
     out = []
@@ -138,13 +148,7 @@ TAKEN = {
 
 @pytest.mark.parametrize("case", sorted(TAKEN))
 def test_odd_events_taken_give_the_exact_rows(case: str) -> None:
-    records = _records([_one_heartbeat(), TAKEN[case], _one_error()])
-    fast = events_table(records, STAMP)
-    assert fast is not None, "a well-typed event takes the column decode"
-    exact = _exact(records)
-    assert fast.schema.equals(exact.schema)
-    for column in EVENT_COLUMNS:
-        assert fast[column.name].equals(exact[column.name]), column.name
+    _assert_same_as_exact([_one_heartbeat(), TAKEN[case], _one_error()])
 
 
 @pytest.mark.parametrize("case", sorted(DECLINED))
@@ -160,16 +164,6 @@ def test_a_large_poll_keeps_record_order() -> None:
     assert table is not None, "a large poll of usual events must take the column decode"
     assert table["event_id"].to_pylist() == [o["event_id"] for o in objs]
     assert table["source_offset"].to_pylist() == list(range(len(objs)))
-
-
-def _assert_same_as_exact(objs: list[Any]) -> None:
-    records = _records(objs)
-    fast = events_table(records, STAMP)
-    assert fast is not None, "well-typed events take the column decode"
-    exact = _exact(records)
-    assert fast.schema.equals(exact.schema)
-    for column in EVENT_COLUMNS:
-        assert fast[column.name].equals(exact[column.name]), column.name
 
 
 def test_extra_on_a_few_events_across_decode_chunks_gives_the_exact_rows() -> None:
