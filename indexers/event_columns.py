@@ -26,12 +26,13 @@ from __future__ import annotations
 import array
 import operator
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Annotated, Any
 
 import duckdb
 import msgspec
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -297,7 +298,8 @@ def _checked_columns(values: list[bytes]) -> dict[str, Any]:
     """
     decode = _DECODER.decode
     raw: dict[str, list[Any]] = {name: [] for name in _JSON_COLUMNS}
-    lifted = _Lifted()
+    to_json = _JsonTexts()
+    lifted = _Lifted(to_json)
     for start in range(0, len(values), _CHUNK):
         # A comprehension, not `list(map(...))`: its bytecode lets the GIL go to the
         # extraction thread, which needs it to start its scan and to return its table.
@@ -309,29 +311,50 @@ def _checked_columns(values: list[bytes]) -> dict[str, Any]:
         extras = list(map(_GET_EXTRA, events))
         if extras.count(None) != len(extras):
             lifted.take(start, events, extras)
-    columns: dict[str, Any] = {name: _json_texts(raw[name], len(values)) for name in raw}
+    columns: dict[str, Any] = {name: _json_texts(raw[name], to_json) for name in raw}
     columns["extra"] = lifted.extra_column(len(values))
     columns["lifted"] = lifted
     return columns
 
 
-def _json_texts(values: list[Any], n: int) -> list[str | None]:
-    """`COERCE["json"]` of each value; lists of strings (facts: a handful of distinct ones)
-    are encoded once per distinct list."""
-    if values.count(None) == n:
-        return [None] * n
-    to_json = COERCE["json"]
-    cache: dict[tuple[str, ...], str | None] = {}
-    out: list[str | None] = []
-    for value in values:
-        if isinstance(value, list) and all(isinstance(x, str) for x in value):
-            key = tuple(value)
-            if key not in cache:
-                cache[key] = to_json(value)
-            out.append(cache[key])
-        else:
-            out.append(None if value is None else to_json(value))
-    return out
+class _JsonTexts:
+    """`COERCE["json"]`, remembered for the poll by orjson's bytes of the value.
+
+    The texts of `extra`, `dimensions` and the facts repeat across a poll (a few enrichments
+    and dimension sets), and `json.dumps` cost ~3 us each. For what msgspec decodes (no NaN,
+    no non-JSON types) orjson's bytes tell values apart exactly as JSON does (1, 1.0 and true
+    differ; key order counts), so equal bytes mean an equal `COERCE["json"]` text; a value
+    orjson refuses (an integer beyond 64 bits) is encoded without the memo."""
+
+    def __init__(self) -> None:
+        self._memo: dict[bytes, str | None] = {}
+
+    def __call__(self, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return _TO_JSON(value)
+        try:
+            key = orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError included
+            return _TO_JSON(value)
+        if b"null" in key:
+            # orjson writes NaN and infinities as null (msgspec never decodes them, but a
+            # memo must not depend on that): no memo for a value with a null in it.
+            return _TO_JSON(value)
+        try:
+            return self._memo[key]
+        except KeyError:
+            text = self._memo[key] = _TO_JSON(value)
+            return text
+
+
+_TO_JSON: Callable[[Any], str | None] = COERCE["json"]
+
+
+def _json_texts(values: list[Any], to_json: _JsonTexts) -> list[str | None]:
+    """`COERCE["json"]` of each value (a column of nulls without a per-value call)."""
+    if values.count(None) == len(values):
+        return [None] * len(values)
+    return [to_json(v) for v in values]
 
 
 class _Lifted:
@@ -341,13 +364,14 @@ class _Lifted:
     Elsewhere the extracted top-level values are these columns already (absent and null are
     both null there), and `extra` is null."""
 
-    def __init__(self) -> None:
+    def __init__(self, to_json: _JsonTexts) -> None:
+        self.to_json = to_json
         self.rows: list[int] = []
         self.values: dict[str, list[Any]] = {name: [] for name in (*_ENRICHMENT, "extra")}
 
     def take(self, start: int, events: list[_Event], extras: list[Any]) -> None:
         """Note the events of a chunk (its first record is number `start`) with an extra."""
-        to_json = COERCE["json"]
+        to_json = self.to_json
         for offset, (e, raw) in enumerate(zip(events, extras, strict=True)):
             if not raw:
                 continue

@@ -10,11 +10,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from aiokafka.structs import ConsumerRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from contract.columns import COERCE
 from contract.tables import EVENT_COLUMNS
 from indexers.arrow_rows import rows_to_table
 from indexers.decode import Decoded, Decoder
-from indexers.event_columns import events_table
+from indexers.event_columns import _JsonTexts, events_table
 from indexers.sink_loop import Record
 from streamwatch import topics
 from streamwatch.settings import Settings
@@ -192,3 +195,47 @@ def test_a_bad_event_in_a_later_decode_chunk_declines(index: int, path: str, val
     objs = list(events(1000, seed=9))
     objs[index] = _edit(objs[index], path, value)
     assert events_table(_records(objs), STAMP) is None
+
+
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_JSON_VALUES, min_size=1, max_size=6))
+def test_remembered_json_texts_are_coerce_json(values: list[Any]) -> None:
+    """Within one memo, every value's text is `COERCE["json"]`'s, whatever came before."""
+    to_json = _JsonTexts()
+    for value in [*values, *values]:
+        assert to_json(value) == COERCE["json"](value)
+
+
+def test_remembered_json_texts_tell_apart_what_json_tells_apart() -> None:
+    to_json = _JsonTexts()
+    for value in (
+        {"a": 1},
+        {"a": 1.0},
+        {"a": True},
+        {"a": "1"},
+        {"b": 1, "a": 2},
+        {"a": 2, "b": 1},
+        {"a": "\x7f"},
+        {"a": "é"},
+        {"a": 2**70},
+        {"a": float("inf")},
+        {"a": None},
+        {},
+        [],
+        ["x", "y"],
+    ):
+        assert to_json(value) == COERCE["json"](value), value
