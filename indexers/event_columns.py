@@ -2,34 +2,39 @@
 
 The exact path (`decode` → `flatten_event` → `rows_to_table`) builds a dict per event and
 converts it value by value; it was two thirds of the warehouse sink step. Here msgspec decodes
-each event into typed structs, which decide whether the poll can take this path, and DuckDB's
+each event into typed structs (a few hundred at a time, freed before the next: a whole poll's
+structs cost more in memory traffic than their decode), which decide whether the poll can
+take this path, and DuckDB's
 C++ JSON reader (`json_transform`) extracts the plain columns of the whole poll at once: a
 per-value Python pass over ~45 columns and their Arrow conversion was most of what remained.
 Python builds only what DuckDB cannot tell apart (absent vs null): values lifted out of
-`extra`, the JSON columns and the renamed-field checks, with whole-column C loops
-(`list.count`, `any`) and a per-event loop only where an event needs one.
+`extra` and the JSON columns, with whole-column C loops (`list.count`, `any`) and a
+per-event loop only where an event needs one.
 
 This path only takes a poll it can prove the exact path would turn into the same rows: an
-unknown field, a value of another type, a null where an object belongs, a renamed payload
-field (`code`, `from_ms`, ...) on an event type it does not belong to, a missing event_id or
-a value Arrow cannot hold makes it decline (return None), and the poll takes the exact path,
+unknown field, a value of another type, a null where an object belongs, a missing event_id
+or a value Arrow cannot hold makes it decline (return None), and the poll takes the exact path,
 which finds and dead-letters what is wrong. `tests/test_indexers_event_columns.py` checks both
 paths give the same table.
+
+Known gap: a key repeated within one JSON object (which no serializer of ours writes; the
+worker re-serializes every event) is read first-wins by DuckDB and last-wins by orjson.
 """
 
 from __future__ import annotations
 
 import array
-import itertools
 import operator
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Annotated, Any
 
 import duckdb
 import msgspec
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contract.columns import COERCE, Column
 from contract.tables import EVENT_COLUMNS
@@ -42,7 +47,9 @@ _Str = str | None
 _Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None
 
 
-class _Device(msgspec.Struct, forbid_unknown_fields=True):
+# gc=False: decoded structs hold only what JSON gives (never themselves), so no cycle can
+# form; untracked, their 200,000 allocations and frees per poll skip the collector's lists.
+class _Device(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     device_id: _Str = None
     device_type: _Str = None
     device_model: _Str = None
@@ -50,7 +57,7 @@ class _Device(msgspec.Struct, forbid_unknown_fields=True):
     app_version: _Str = None
 
 
-class _Network(msgspec.Struct, forbid_unknown_fields=True):
+class _Network(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     country: _Str = None
     region: _Str = None
     isp: _Str = None
@@ -60,7 +67,7 @@ class _Network(msgspec.Struct, forbid_unknown_fields=True):
     connection_type: _Str = None
 
 
-class _Payload(msgspec.Struct, forbid_unknown_fields=True):
+class _Payload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_type: _Str = None
     autoplay: bool | None = None
     resume_position_ms: _Int = None
@@ -81,17 +88,17 @@ class _Payload(msgspec.Struct, forbid_unknown_fields=True):
     http_status: _Int = None
     watched_ms: _Int = None
     exit_reason: _Str = None
-    # Renamed into columns for one event type only (documents._RENAMES); elsewhere the exact
-    # path keeps them in `extra`, so their presence (UNSET vs null) matters.
-    code: str | msgspec.UnsetType | None = msgspec.UNSET
-    category: str | msgspec.UnsetType | None = msgspec.UNSET
-    severity: str | msgspec.UnsetType | None = msgspec.UNSET
-    message: str | msgspec.UnsetType | None = msgspec.UNSET
-    from_ms: int | msgspec.UnsetType | None = msgspec.UNSET
-    to_ms: int | msgspec.UnsetType | None = msgspec.UNSET
+    # Renamed into columns (`error_code`, `seek_from_ms`, ...) on every event type, as
+    # `flatten_event` does: the exact path has no per-type renames.
+    code: _Str = None
+    category: _Str = None
+    severity: _Str = None
+    message: _Str = None
+    from_ms: _Int = None
+    to_ms: _Int = None
 
 
-class _Event(msgspec.Struct, forbid_unknown_fields=True):
+class _Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_id: str
     event_type: _Str = None
     schema_version: _Int = None
@@ -116,21 +123,13 @@ class _Event(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER = msgspec.json.Decoder(_Event)
-_RENAMED = {
-    "error_code": ("code", "error"),
-    "error_category": ("category", "error"),
-    "error_severity": ("severity", "error"),
-    "error_message": ("message", "error"),
-    "seek_from_ms": ("from_ms", "seek"),
-    "seek_to_ms": ("to_ms", "seek"),
-}
-_RENAMED_FIELDS = tuple(field for field, _owner in _RENAMED.values())
-_RENAMED_GET = operator.attrgetter(*_RENAMED_FIELDS)
-_NONE_SET = (_UNSET,) * len(_RENAMED_FIELDS)
-_ALL_RENAMED = tuple(range(len(_RENAMED_FIELDS)))
-_NOT_OWNED = {  # event type → positions (in _RENAMED_FIELDS) of the fields it must not set
-    owner: tuple(i for i, (_f, o) in enumerate(_RENAMED.values()) if o != owner)
-    for _f, owner in _RENAMED.values()
+_RENAMED = {  # column → the payload field it is read from
+    "error_code": "code",
+    "error_category": "category",
+    "error_severity": "severity",
+    "error_message": "message",
+    "seek_from_ms": "from_ms",
+    "seek_to_ms": "to_ms",
 }
 _ENRICHMENT = ("genre", "device_family", "oca_site")
 _JSON_COLUMNS = ("derived_facts", "unknown_facts", "dimensions")
@@ -146,7 +145,12 @@ class Declined(Exception):
 
 
 def _part(name: str) -> str:
-    """Which struct holds column `name`: the event, its device, network or payload."""
+    """Which struct holds column `name`: the event, its device, network or payload.
+
+    The envelope first: `event_type` is also the payload's discriminator, which
+    `flatten_event` skips (a payload's own `event_type` is never the column)."""
+    if name in _Event.__struct_fields__:
+        return "event"
     for part, fields in (("device", _DEVICE), ("network", _NETWORK), ("payload", _PAYLOAD)):
         if name in fields:
             return part
@@ -174,7 +178,7 @@ def _extract_sql() -> str:
         structure[part][name] = kinds[name]
         path = "t" if part == "event" else f't."{part}"'
         select.append(f'{path}."{name}" AS "{name}"')
-    for column, (field, _owner) in _RENAMED.items():
+    for column, field in _RENAMED.items():
         structure["payload"][field] = kinds[column]
         select.append(f't."payload"."{field}" AS "{column}"')
     for name in _ENRICHMENT:
@@ -216,11 +220,27 @@ def _json_column(values: list[bytes]) -> pa.Table:
     """The records' bytes as one Arrow string column `j`, built from two buffers (their
     concatenation and offsets): a value-by-value conversion grew its buffer by reallocation
     and checked UTF-8, which msgspec checks anyway (invalid bytes make the poll decline).
-    Column `i` numbers the records."""
-    offsets = array.array("q", itertools.accumulate(map(len, values), initial=0))
-    data = pa.py_buffer(b"".join(values))
-    column = pa.LargeStringArray.from_buffers(len(values), pa.py_buffer(offsets), data)
-    return pa.table({"i": pa.array(range(len(values)), pa.int64()), "j": column})
+    Column `i` numbers the records.
+
+    The bytes are copied into this thread's reused buffer: a new 30 MB `b"".join` per poll
+    paid a page fault per 4 KiB on first touch, twice the cost of the copy. The buffer is
+    overwritten by the thread's next call only: `events_table` returns after DuckDB's read
+    of it, and the table it returns holds none of it."""
+    n = len(values)
+    size = sum(map(len, values))
+    data: bytearray | None = getattr(_LOCAL, "json_buffer", None)
+    if data is None or len(data) < size:
+        data = _LOCAL.json_buffer = bytearray(size)
+    view = memoryview(data)
+    offsets = array.array("q", bytes(8 * (n + 1)))
+    end = 0
+    for k, value in enumerate(values, 1):
+        start, end = end, end + len(value)
+        view[start:end] = value
+        offsets[k] = end
+    column = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(view[:end]))
+    index = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array.array("q", range(n)))])
+    return pa.table({"i": index, "j": column})
 
 
 def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None:
@@ -229,12 +249,9 @@ def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None
     batch = _json_column(values)
     extracting = _EXTRACTOR.submit(_extract, batch)
     try:
-        # A comprehension, not `list(map(...))`: its bytecode lets the GIL go to the
-        # extraction thread, which needs it to start its scan and to return its table.
-        decode = _DECODER.decode
-        events = [decode(v) for v in values]
-        python = _checked_columns(events, records, ingested_at)
-        del events  # freed while DuckDB may still be reading
+        python = _checked_columns(values)
+        python["source_partition"] = [r.partition for r in records]
+        python["source_offset"] = [r.offset for r in records]
         arrays = {c.name: _array(python[c.name], c) for c in EVENT_COLUMNS if c.name in python}
         # One stamp for the poll: cast once, not once per row.
         stamp = pa.scalar(ingested_at, pa.string()).cast(_SCHEMA.field("ingested_at").type)
@@ -247,6 +264,9 @@ def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None
             arrays[c.name] if c.name in arrays else _cast(extracted[c.name], c)
             for c in EVENT_COLUMNS
         ]
+        lifted: _Lifted = python["lifted"]
+        if lifted.rows:
+            columns = lifted.over(columns)
     except (msgspec.DecodeError, Declined, pa.ArrowException, OverflowError, TypeError):
         return None
     except duckdb.Error:
@@ -258,83 +278,131 @@ def events_table(records: Sequence[Record], ingested_at: str) -> pa.Table | None
     return pa.Table.from_arrays(columns, schema=_SCHEMA)
 
 
-def _checked_columns(
-    events: list[_Event], records: Sequence[Record], stamp: str
-) -> dict[str, list[Any]]:
-    """The checks that decide between this path and the exact one, and the columns only
-    Python builds (JSON texts, values lifted from `extra`, provenance).
+# Records decoded at a time. A chunk's structs are freed before the next chunk's are made, so
+# the allocator hands the same, cache-warm memory back: the structs of a whole 50,000-record
+# poll at once (1.5 million objects) cost 2-3x the decode itself in page faults, cache misses
+# and arenas returned to the OS (decode and free 3.8-4.1 -> 1.3-1.5 us/record).
+_CHUNK = 256
+_GET_ID = operator.attrgetter("event_id")
+_GET_EXTRA = operator.attrgetter("extra")
+_GET_JSON = {name: operator.attrgetter(name) for name in _JSON_COLUMNS}
 
-    The checks run on whole columns (`list.count`, `any`, `in`: C loops); a per-event
-    Python loop runs only for what needs one (extra present, renamed payload fields set).
+
+def _checked_columns(values: list[bytes]) -> dict[str, Any]:
+    """Decode every record with msgspec (which decides whether the poll takes this path) and
+    build the columns only Python builds: the JSON texts and, under "lifted", the values
+    `flatten_event` takes out of `extra`. Raises `msgspec.DecodeError` or `Declined`.
+
+    The checks run on whole chunks (`in`, `list.count`: C loops); a per-event Python loop runs
+    only for events that carry an `extra`.
     """
-    n = len(events)
-    ids = list(map(operator.attrgetter("event_id"), events))
-    if "" in ids:
-        raise Declined("an event without event_id (the exact path dead-letters it)")
-    payloads = [e.payload for e in events]
-    _check_renamed(payloads, list(map(operator.attrgetter("event_type"), events)), n)
-    values = {
-        name: _json_texts(list(map(operator.attrgetter(name), events)), n) for name in _JSON_COLUMNS
-    }
-    values.update(_lifted_from_extra(events))
-    values["source_partition"] = [r.partition for r in records]
-    values["source_offset"] = [r.offset for r in records]
-    return values
+    decode = _DECODER.decode
+    raw: dict[str, list[Any]] = {name: [] for name in _JSON_COLUMNS}
+    to_json = _JsonTexts()
+    lifted = _Lifted(to_json)
+    for start in range(0, len(values), _CHUNK):
+        # A comprehension, not `list(map(...))`: its bytecode lets the GIL go to the
+        # extraction thread, which needs it to start its scan and to return its table.
+        events = [decode(v) for v in values[start : start + _CHUNK]]
+        if "" in map(_GET_ID, events):
+            raise Declined("an event without event_id (the exact path dead-letters it)")
+        for name, get in _GET_JSON.items():
+            raw[name].extend(map(get, events))
+        extras = list(map(_GET_EXTRA, events))
+        if extras.count(None) != len(extras):
+            lifted.take(start, events, extras)
+    columns: dict[str, Any] = {name: _json_texts(raw[name], to_json) for name in raw}
+    columns["extra"] = lifted.extra_column(len(values))
+    columns["lifted"] = lifted
+    return columns
 
 
-def _check_renamed(payloads: list[_Payload], event_types: list[Any], n: int) -> None:
-    """`code`, `from_ms`, ... set (even to null) only on events of their owner type: elsewhere
-    the exact path keeps them in `extra`.
+class _JsonTexts:
+    """`COERCE["json"]`, remembered for the poll by orjson's bytes of the value.
 
-    One C pass takes the six fields of every payload; only the events that set one of them
-    (errors and seeks) get a Python loop."""
-    got = list(map(_RENAMED_GET, payloads))
-    if got.count(_NONE_SET) == n:
-        return
-    setting = itertools.compress(zip(event_types, got, strict=True), map(_NONE_SET.__ne__, got))
-    for event_type, fields in setting:
-        for i in _NOT_OWNED.get(event_type, _ALL_RENAMED):
-            if fields[i] is not _UNSET:
-                raise Declined(f"payload.{_RENAMED_FIELDS[i]} on a {event_type} event")
+    The texts of `extra`, `dimensions` and the facts repeat across a poll (a few enrichments
+    and dimension sets), and `json.dumps` cost ~3 us each. For what msgspec decodes (no NaN,
+    no non-JSON types) orjson's bytes tell values apart exactly as JSON does (1, 1.0 and true
+    differ; key order counts), so equal bytes mean an equal `COERCE["json"]` text; a value
+    orjson refuses (an integer beyond 64 bits) is encoded without the memo."""
 
+    def __init__(self) -> None:
+        self._memo: dict[bytes, str | None] = {}
 
-def _json_texts(values: list[Any], n: int) -> list[str | None]:
-    """`COERCE["json"]` of each value; lists of strings (facts: a handful of distinct ones)
-    are encoded once per distinct list."""
-    if values.count(None) == n:
-        return [None] * n
-    to_json = COERCE["json"]
-    cache: dict[tuple[str, ...], str | None] = {}
-    out: list[str | None] = []
-    for value in values:
-        if isinstance(value, list) and all(isinstance(x, str) for x in value):
-            key = tuple(value)
-            if key not in cache:
-                cache[key] = to_json(value)
-            out.append(cache[key])
-        else:
-            out.append(None if value is None else to_json(value))
-    return out
+    def __call__(self, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return _TO_JSON(value)
+        try:
+            key = orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError included
+            return _TO_JSON(value)
+        if b"null" in key:
+            # orjson writes NaN and infinities as null (msgspec never decodes them, but a
+            # memo must not depend on that): no memo for a value with a null in it.
+            return _TO_JSON(value)
+        try:
+            return self._memo[key]
+        except KeyError:
+            text = self._memo[key] = _TO_JSON(value)
+            return text
 
 
-def _lifted_from_extra(events: list[_Event]) -> dict[str, list[Any]]:
-    """`extra`, and `genre`, `device_family`, `oca_site` where `flatten_event` lifts them out
-    of it (absent at the top, present in `extra`); nothing when no event carries an extra
-    (the extracted top-level values are then the columns)."""
-    extras = [e.extra for e in events]
-    if not any(extras):
-        return {"extra": [None] * len(events)}
-    to_json = COERCE["json"]
-    out: dict[str, list[Any]] = {name: [] for name in (*_ENRICHMENT, "extra")}
-    for e, raw in zip(events, extras, strict=True):
-        extra = dict(raw) if raw else {}
-        for name in _ENRICHMENT:
-            top = getattr(e, name)
-            if top is _UNSET:
-                top = extra.pop(name, None)
-            out[name].append(top)
-        out["extra"].append(to_json(extra) if extra else None)
-    return out
+_TO_JSON: Callable[[Any], str | None] = COERCE["json"]
+
+
+def _json_texts(values: list[Any], to_json: _JsonTexts) -> list[str | None]:
+    """`COERCE["json"]` of each value (a column of nulls without a per-value call)."""
+    if values.count(None) == len(values):
+        return [None] * len(values)
+    return [to_json(v) for v in values]
+
+
+class _Lifted:
+    """`extra` and `genre`, `device_family`, `oca_site` of the events whose `extra` is not
+    empty, where `flatten_event` lifts them out of it (absent at the top, present in `extra`).
+
+    Elsewhere the extracted top-level values are these columns already (absent and null are
+    both null there), and `extra` is null."""
+
+    def __init__(self, to_json: _JsonTexts) -> None:
+        self.to_json = to_json
+        self.rows: list[int] = []
+        self.values: dict[str, list[Any]] = {name: [] for name in (*_ENRICHMENT, "extra")}
+
+    def take(self, start: int, events: list[_Event], extras: list[Any]) -> None:
+        """Note the events of a chunk (its first record is number `start`) with an extra."""
+        to_json = self.to_json
+        for offset, (e, raw) in enumerate(zip(events, extras, strict=True)):
+            if not raw:
+                continue
+            extra = dict(raw)
+            for name in _ENRICHMENT:
+                top = getattr(e, name)
+                if top is _UNSET:
+                    top = extra.pop(name, None)
+                self.values[name].append(top)
+            self.values["extra"].append(to_json(extra) if extra else None)
+            self.rows.append(start + offset)
+
+    def extra_column(self, n: int) -> list[str | None]:
+        """The `extra` column's JSON texts."""
+        column: list[str | None] = [None] * n
+        for row, text in zip(self.rows, self.values["extra"], strict=True):
+            column[row] = text
+        return column
+
+    def over(self, columns: list[pa.Array]) -> list[pa.Array]:
+        """`columns` (in EVENT_COLUMNS order) with the lifted enrichment values put in."""
+        chosen = [False] * len(columns[0])
+        for row in self.rows:
+            chosen[row] = True
+        mask = pa.array(chosen, pa.bool_())
+        out = list(columns)
+        for index, column in enumerate(EVENT_COLUMNS):
+            if column.name in _ENRICHMENT:
+                lifted = _array(self.values[column.name], column)
+                out[index] = pc.replace_with_mask(columns[index], mask, lifted)
+        return out
 
 
 def _cast(values: pa.ChunkedArray, column: Column) -> pa.Array:

@@ -79,9 +79,10 @@ class WarehouseSink:
     def _add(self, records: Sequence[Record], now: datetime) -> None:
         # One stamp per poll: a clock read and its ISO text per record showed in profiles.
         stamp = now.isoformat()
-        events = [r for r in records if self._decoder.table_of(r.topic) is EVENTS]
-        if events and len(events) == len(records):
-            table = events_table(events, stamp)
+        # One lookup per topic, not per record: a poll is usually one partition's records.
+        topics_seen = {r.topic for r in records}
+        if topics_seen and all(self._decoder.table_of(t) is EVENTS for t in topics_seen):
+            table = events_table(records, stamp)
             if table is not None:
                 self._events.append(table)
                 return

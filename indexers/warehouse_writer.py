@@ -33,22 +33,55 @@ def write_partitioned(root: Path, spec: TableSpec, table: pa.Table) -> list[Path
     # Hours as floored timestamps and their few distinct values: formatting every row's
     # date and hour as text, then grouping on the text, was a quarter of the write.
     hours = pc.floor_temporal(when, unit="hour")
+    if hours.null_count:
+        raise ValueError(f"{spec.name}: rows without {spec.time_column} or ingested_at")
+    table, hours = _by_hour(table, hours)
     written: list[Path] = []
-    for hour in pc.unique(hours).to_pylist():
-        if hour is None:
-            raise ValueError(f"{spec.name}: rows without {spec.time_column} or ingested_at")
-        part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
+    start = 0
+    counts = pc.value_counts(hours)  # in order of first appearance: ascending hours here
+    for hour, count in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
         directory = partition_dir(root, spec.name, hour.strftime("%Y-%m-%d"), hour.hour)
-        written.append(_write_atomically(directory, part))
+        written.append(
+            _write_atomically(directory, table.slice(start, count), _dictionary_columns(spec))
+        )
+        start += count
     return written
 
 
-def _write_atomically(directory: Path, table: pa.Table) -> Path:
+def _by_hour(table: pa.Table, hours: pa.ChunkedArray) -> tuple[pa.Table, pa.ChunkedArray]:
+    """`table` and `hours` with each hour's rows together, in their original order within it.
+
+    A poll is usually in time order already: its hours are then contiguous slices (no copy),
+    where filtering once per hour copied every column once per hour."""
+    if len(hours) < 2 or pc.all(pc.less_equal(hours[:-1], hours[1:])).as_py():
+        return table, hours
+    order = pc.sort_indices(hours)  # stable: rows of one hour keep their order
+    return table.take(order), hours.take(order)
+
+
+# Columns whose values are (nearly) unique per row besides a one-column dedupe key and the
+# Kafka offset. pyarrow dictionary-encodes every column by default, building each dictionary
+# until 1 MiB before it falls back to plain: for these that was wasted work and a larger
+# file (events: write 1.12 -> 0.97 us/row, 52.7 -> 42.1 bytes/row on the stub's events).
+_NEAR_UNIQUE: dict[str, frozenset[str]] = {"events": frozenset({"event_time", "received_at"})}
+
+
+def _dictionary_columns(spec: TableSpec) -> list[str]:
+    """The columns of `spec` worth a dictionary: all but the near-unique ones."""
+    unique = {"source_offset", *_NEAR_UNIQUE.get(spec.name, ())}
+    if len(spec.key) == 1:
+        unique.add(spec.key[0])
+    return [c.name for c in spec.columns if c.name not in unique]
+
+
+def _write_atomically(directory: Path, table: pa.Table, dictionary: list[str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"part-{uuid.uuid4().hex}.parquet"
     tmp = directory / f".{name}.tmp"  # not matched by readers' `*.parquet` glob
     with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
+        pq.write_table(table, handle, compression="zstd", use_dictionary=dictionary)
         handle.flush()
         os.fsync(handle.fileno())
     final = directory / name

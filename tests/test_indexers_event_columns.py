@@ -10,11 +10,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from aiokafka.structs import ConsumerRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from contract.columns import COERCE
 from contract.tables import EVENT_COLUMNS
 from indexers.arrow_rows import rows_to_table
 from indexers.decode import Decoded, Decoder
-from indexers.event_columns import events_table
+from indexers.event_columns import _JsonTexts, events_table
 from indexers.sink_loop import Record
 from streamwatch import topics
 from streamwatch.settings import Settings
@@ -41,6 +44,16 @@ def _exact(records: list[Record]) -> pa.Table:
     table, bad = rows_to_table(rows, EVENT_COLUMNS)
     assert not bad
     return table
+
+
+def _assert_same_as_exact(objs: list[Any]) -> None:
+    records = _records(objs)
+    fast = events_table(records, STAMP)
+    assert fast is not None, "well-typed events take the column decode"
+    exact = _exact(records)
+    assert fast.schema.equals(exact.schema)
+    for column in EVENT_COLUMNS:
+        assert fast[column.name].equals(exact[column.name]), column.name
 
 
 def _worker_shaped(n: int) -> list[dict[str, Any]]:
@@ -100,11 +113,8 @@ DECLINED = {
     "unknown top-level field": _edit(_one_heartbeat(), "newer_field", 1),
     "unknown payload field": _edit(_one_heartbeat(), "payload.codec", "av1"),
     "null device": _edit(_one_heartbeat(), "device", None),
-    "error code on a heartbeat": _edit(_one_heartbeat(), "payload.code", "X-1"),
-    "seek field on a heartbeat": _edit(_one_heartbeat(), "payload.from_ms", 5),
     "int32 overflow": _edit(_one_heartbeat(), "payload.buffer_ms", 2**40),
     "int64 overflow": _edit(_one_heartbeat(), "network.asn", 2**70),
-    "null renamed field on a heartbeat": _edit(_one_heartbeat(), "payload.message", None),
     "float in an int column": _edit(_one_heartbeat(), "payload.buffer_ms", 1.5),
     "number as text": _edit(_one_heartbeat(), "network.asn", "7922"),
     "empty event_id": _edit(_one_error(), "event_id", ""),
@@ -113,6 +123,35 @@ DECLINED = {
     "not JSON": b"{not json",
     "not UTF-8": json.dumps(_one_heartbeat()).encode().replace(b'"m-', b'"\xff-', 1),
 }
+
+
+def _without(base: dict[str, Any], path: str) -> dict[str, Any]:
+    obj = copy.deepcopy(base)
+    *parents, leaf = path.split(".")
+    target = obj
+    for key in parents:
+        target = target[key]
+    del target[leaf]
+    return obj
+
+
+# Odd but well-typed events the column decode takes: its rows must be the exact path's.
+TAKEN = {
+    # `flatten_event` renames payload fields into their columns on every event type.
+    "error code on a heartbeat": _edit(_one_heartbeat(), "payload.code", "X-1"),
+    "seek field on a heartbeat": _edit(_one_heartbeat(), "payload.from_ms", 5),
+    "null renamed field on a heartbeat": _edit(_one_heartbeat(), "payload.message", None),
+    # The event_type column is the envelope's; the payload's discriminator is not stored.
+    "payload without event_type": _without(_one_heartbeat(), "payload.event_type"),
+    "payload event_type differs": _edit(_one_heartbeat(), "payload.event_type", "pause"),
+    "no envelope event_type": _without(_one_error(), "event_type"),
+    "no device": _without(_one_heartbeat(), "device"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAKEN))
+def test_odd_events_taken_give_the_exact_rows(case: str) -> None:
+    _assert_same_as_exact([_one_heartbeat(), TAKEN[case], _one_error()])
 
 
 @pytest.mark.parametrize("case", sorted(DECLINED))
@@ -128,3 +167,75 @@ def test_a_large_poll_keeps_record_order() -> None:
     assert table is not None, "a large poll of usual events must take the column decode"
     assert table["event_id"].to_pylist() == [o["event_id"] for o in objs]
     assert table["source_offset"].to_pylist() == list(range(len(objs)))
+
+
+def test_extra_on_a_few_events_across_decode_chunks_gives_the_exact_rows() -> None:
+    """The decode runs in chunks of a few hundred records: values lifted out of `extra` on
+    some events of some chunks land on their own rows; the rest keep their top-level ones."""
+    objs = copy.deepcopy(list(events(1000, seed=9)))
+    for i in (3, 255, 256, 257, 700, 999):
+        objs[i]["extra"] = {"genre": f"g-{i}", "oca_site": f"site-{i}", "note": i}
+    objs[256]["genre"] = None  # present at the top: not lifted, stays in extra
+    objs[257]["device_family"] = "tv_os"  # at the top, and nothing to lift for it
+    objs[500]["extra"] = {}  # empty: nothing lifted, extra null
+    objs[5]["genre"] = "drama"  # at the top, without an extra
+    _assert_same_as_exact(objs)
+    fast = events_table(_records(objs), STAMP)
+    assert fast is not None
+    assert fast["genre"][999].as_py() == "g-999"
+    assert fast["genre"][5].as_py() == "drama"
+    assert fast["genre"][256].as_py() is None
+
+
+@pytest.mark.parametrize(
+    ("index", "path", "value"),
+    [(555, "payload.codec", "av1"), (400, "extra", {"genre": 7}), (999, "event_id", "")],
+)
+def test_a_bad_event_in_a_later_decode_chunk_declines(index: int, path: str, value: Any) -> None:
+    objs = list(events(1000, seed=9))
+    objs[index] = _edit(objs[index], path, value)
+    assert events_table(_records(objs), STAMP) is None
+
+
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_JSON_VALUES, min_size=1, max_size=6))
+def test_remembered_json_texts_are_coerce_json(values: list[Any]) -> None:
+    """Within one memo, every value's text is `COERCE["json"]`'s, whatever came before."""
+    to_json = _JsonTexts()
+    for value in [*values, *values]:
+        assert to_json(value) == COERCE["json"](value)
+
+
+def test_remembered_json_texts_tell_apart_what_json_tells_apart() -> None:
+    to_json = _JsonTexts()
+    for value in (
+        {"a": 1},
+        {"a": 1.0},
+        {"a": True},
+        {"a": "1"},
+        {"b": 1, "a": 2},
+        {"a": 2, "b": 1},
+        {"a": "\x7f"},
+        {"a": "é"},
+        {"a": 2**70},
+        {"a": float("inf")},
+        {"a": None},
+        {},
+        [],
+        ["x", "y"],
+    ):
+        assert to_json(value) == COERCE["json"](value), value
