@@ -69,9 +69,12 @@ class LicenseResult:
 class ControlPlane:
     """The simulated services of all regions, their breakers, and the spans they emit."""
 
-    def __init__(self, seed: int, scenario: str, config: sv.ControlPlaneConfig) -> None:
+    def __init__(
+        self, seed: int, scenario: str, config: sv.ControlPlaneConfig, stream: str = ""
+    ) -> None:
+        """`stream` tells apart the random streams of a run's shards (`RunOptions.shards`)."""
         self.config = config
-        self.rng = random.Random(f"control:{seed}:{scenario}")
+        self.rng = random.Random(f"control:{seed}:{scenario}{stream}")
         self.fault: Fault | None = None
         self.struck = False  # a fault touched the last play or license call
         self.affected_members: set[str] = set()  # members whose own requests the fault hit
