@@ -8,8 +8,9 @@ Measures, in one run on one machine:
 
 - generation alone (events/s, wall and CPU): the ceiling of one stub process;
 - stub -> Kafka (acks=all, idempotent, key = session id), counting only acknowledged events;
-- the same with `--processes` stub processes started together (generation is what limits one
-  process, so more processes is how the stub scales);
+- the same with `--processes` stub processes, the shards of one world, started together once
+  each is ready (generation is what limits one process, so more processes is how the stub
+  scales);
 - Kafka's `ProducerPerformance` (acks=all, idempotent) with records of the stub's mean size,
   before and after the stub runs (the machine's load moves within a run);
 
@@ -151,13 +152,16 @@ def _one_process(
     rate: float,
     members: int,
     seed: int,
+    shard: tuple[int, int],
     ready: Any,
     start: Any,
 ) -> tuple[int, int, float, float, float]:
-    """One stub process of `bench_kafka_processes`: (events, bytes, t0, t1, cpu seconds)."""
+    """One stub process of `bench_kafka_processes` (shard `shard[0]` of `shard[1]`):
+    (events, bytes, t0, t1, cpu seconds)."""
 
     async def run() -> tuple[int, int, float, float, float]:
-        stub = StubRun(_options(events, rate, members, seed))
+        options = _options(events, rate, members, seed)
+        stub = StubRun(dataclasses.replace(options, shard=shard[0], shards=shard[1]))
         acked = size = 0
 
         def delivered(lines: list[str]) -> None:
@@ -208,9 +212,10 @@ def bench_kafka_processes(
     members: int = 50_000,
     seed: int = 1,
 ) -> StubRate:
-    """`processes` stub processes (seeds `seed`, `seed`+1, ...: independent simulated
-    populations), each producing `events / processes` events; the rate is all acknowledged
-    events over the wall time from the common start to the last acknowledgement.
+    """`processes` stub processes, the shards of one simulated world (`RunOptions.shards`:
+    one population and fault, each process its share of the sessions), each producing
+    `events / processes` events; the rate is all acknowledged events over the wall time
+    from the common start to the last acknowledgement.
 
     Generation is the limit of one stub process (it costs more than producing), so this is
     how a stub scales on a machine with cores to spare.
@@ -221,8 +226,8 @@ def bench_kafka_processes(
     share = events // processes
     with manager, ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
         futures = [
-            pool.submit(_one_process, bootstrap_servers, topic, share, rate, members, seed + i,
-                        ready, start)
+            pool.submit(_one_process, bootstrap_servers, topic, share, rate, members, seed,
+                        (i, processes), ready, start)
             for i in range(processes)
         ]  # fmt: skip
         # Start together once every child has built its population and connected (on a
