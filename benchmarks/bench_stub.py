@@ -8,11 +8,13 @@ Measures, in one run on one machine:
 
 - generation alone (events/s, wall and CPU): the ceiling of one stub process;
 - stub -> Kafka (acks=all, idempotent, key = session id), counting only acknowledged events;
-- the same with `--processes` stub processes started together (generation is what limits one
-  process, so more processes is how the stub scales);
-- Kafka's `ProducerPerformance` (acks=all, idempotent) with records of the stub's mean size;
+- the same with `--processes` stub processes, the shards of one world, started together once
+  each is ready (generation is what limits one process, so more processes is how the stub
+  scales);
+- Kafka's `ProducerPerformance` (acks=all, idempotent) with records of the stub's mean size,
+  before and after the stub runs (the machine's load moves within a run);
 
-and prints the stub's Kafka rate as a ratio of the reference. Generation runs twice, with
+and prints the stub's Kafka rates as ratios of the mean reference. Generation runs twice, with
 the control plane (every play's service calls, spans counted separately) and without it
 (the player model alone, the stub before issue 15), and prints the ratio of the two event
 rates with spans per play and span bytes per play. Each function returns its
@@ -27,9 +29,10 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
+import queue
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,12 +152,16 @@ def _one_process(
     rate: float,
     members: int,
     seed: int,
+    shard: tuple[int, int],
+    ready: Any,
     start: Any,
 ) -> tuple[int, int, float, float, float]:
-    """One stub process of `bench_kafka_processes`: (events, bytes, t0, t1, cpu seconds)."""
+    """One stub process of `bench_kafka_processes` (shard `shard[0]` of `shard[1]`):
+    (events, bytes, t0, t1, cpu seconds)."""
 
     async def run() -> tuple[int, int, float, float, float]:
-        stub = StubRun(_options(events, rate, members, seed))
+        options = _options(events, rate, members, seed)
+        stub = StubRun(dataclasses.replace(options, shard=shard[0], shards=shard[1]))
         acked = size = 0
 
         def delivered(lines: list[str]) -> None:
@@ -165,6 +172,7 @@ def _one_process(
         sink = KafkaSink(bootstrap_servers, topic, delivered, linger_ms=5)
         await sink.start()
         try:
+            ready.put(os.getpid())  # population built, producer connected
             await asyncio.to_thread(start.wait)  # every process set up: start together
             t0, cpu = time.time(), time.process_time()
             for batch in stub.batches(5_000):
@@ -180,6 +188,21 @@ def _one_process(
     return asyncio.run(run())
 
 
+def _wait_ready(ready: Any, futures: list[Future[Any]]) -> None:
+    """Wait until every child reported ready; a child that ended early raises its error."""
+    waiting = len(futures)
+    while waiting:
+        try:
+            ready.get(timeout=1.0)
+            waiting -= 1
+        except queue.Empty:
+            pass
+        for future in futures:
+            if future.done():
+                future.result()  # raises the child's error
+                raise RuntimeError("a stub process ended before the start")
+
+
 def bench_kafka_processes(
     bootstrap_servers: str,
     topic: str,
@@ -189,26 +212,28 @@ def bench_kafka_processes(
     members: int = 50_000,
     seed: int = 1,
 ) -> StubRate:
-    """`processes` stub processes (seeds `seed`, `seed`+1, ...: independent simulated
-    populations), each producing `events / processes` events; the rate is all acknowledged
-    events over the wall time from the common start to the last acknowledgement.
+    """`processes` stub processes, the shards of one simulated world (`RunOptions.shards`:
+    one population and fault, each process its share of the sessions), each producing
+    `events / processes` events; the rate is all acknowledged events over the wall time
+    from the common start to the last acknowledgement.
 
     Generation is the limit of one stub process (it costs more than producing), so this is
     how a stub scales on a machine with cores to spare.
     """
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Manager().Event()
+    manager = ctx.Manager()
+    ready, start = manager.Queue(), manager.Event()
     share = events // processes
-    with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+    with manager, ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
         futures = [
-            pool.submit(_one_process, bootstrap_servers, topic, share, rate, members, seed + i,
-                        start)
+            pool.submit(_one_process, bootstrap_servers, topic, share, rate, members, seed,
+                        (i, processes), ready, start)
             for i in range(processes)
         ]  # fmt: skip
-        time.sleep(1.0)
-        while not all(f.running() or f.done() for f in futures):
-            time.sleep(0.2)
-        time.sleep(5.0)  # each child builds its population and connects before the start
+        # Start together once every child has built its population and connected (on a
+        # loaded machine that takes anywhere from 3 to 20 s; a fixed wait started the clock
+        # while a child was still building, and the build was counted as produce time).
+        _wait_ready(ready, futures)
         start.set()
         results = [f.result() for f in futures]
     acked = sum(r[0] for r in results)
@@ -258,6 +283,10 @@ def main() -> None:
     asyncio.run(create_topics(settings))
     try:
         topic = settings.topic(topics.RAW)
+        # The reference runs before and after the stub runs and the ratios use the mean: on
+        # a shared machine the load moves within a run, and a single reference at the end
+        # measured a different machine from the stub's.
+        refs = [] if args.skip_reference else [_reference(settings, topic, args.events, gen)]
         kafka = asyncio.run(
             bench_kafka(settings.bootstrap_servers, topic, args.events, args.rate, args.members)
         )
@@ -266,22 +295,27 @@ def main() -> None:
             settings.bootstrap_servers, topic, args.events, args.processes, args.rate, args.members
         )
         _print_rate(f"stub -> Kafka, {args.processes} processes", many)
-        if not args.skip_reference:
-            from benchmarks.kafka_reference import producer_performance
-
-            ref = producer_performance(settings, topic, args.events, kafka.mean_bytes)
+        if refs:
+            refs.append(_reference(settings, topic, args.events, gen))
+            ref = sum(refs) / len(refs)
             print(
-                f"ProducerPerformance {ref.records_per_s:>10,.0f} records/s "
-                f"({ref.mb_per_s:.1f} MB/s, {kafka.mean_bytes} B records)"
+                f"ProducerPerformance {ref:>10,.0f} records/s, mean of {refs[0]:,.0f} before "
+                f"and {refs[1]:,.0f} after the stub runs ({gen.mean_bytes} B records)"
             )
-            print(f"ratio 1 process / reference:  {kafka.per_s / ref.records_per_s:.2f}")
-            print(
-                f"ratio {args.processes} processes / reference: "
-                f"{many.per_s / ref.records_per_s:.2f}"
-            )
+            print(f"ratio 1 process / reference:  {kafka.per_s / ref:.2f}")
+            print(f"ratio {args.processes} processes / reference: {many.per_s / ref:.2f}")
         print(f"load average: {os.getloadavg()[0]:.1f} at the end")
     finally:
         asyncio.run(_delete_topics(settings))
+
+
+def _reference(settings: Settings, topic: str, events: int, gen: StubRate) -> float:
+    """ProducerPerformance's records/s with records of the stub's mean event size."""
+    from benchmarks.kafka_reference import producer_performance
+
+    ref = producer_performance(settings, topic, events, gen.mean_bytes)
+    print(f"ProducerPerformance {ref.records_per_s:>10,.0f} records/s ({ref.mb_per_s:.1f} MB/s)")
+    return ref.records_per_s
 
 
 def _print_rate(label: str, rate: StubRate) -> None:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ingest.endpoints import events_url
 from platform_stub.generator import RunOptions, seed_epoch_ms
-from platform_stub.runner import PIPELINE_TARGETS, Pacing, SinkFactory, run
+from platform_stub.runner import PIPELINE_TARGETS, Pacing, RunSummary, SinkFactory, run
 from platform_stub.scenarios import SCENARIOS
+from platform_stub.shards import merge_shards, shard_dir
 from platform_stub.sinks import (
     Delivered,
     FileSink,
@@ -111,6 +115,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = get_settings()
     start_service_exporter(settings, "stub")
     speed = args.speed if args.speed is not None else (1.0 if args.target in _LIVE_TARGETS else 0.0)
+    if args.processes < 1 or (args.processes > 1 and speed > 0):
+        raise ConfigurationError(
+            "--processes: 1 or more, and more than 1 only unpaced (--speed 0): pacing and "
+            "live faults follow one simulated clock in one process"
+        )
     start_ms = resolve_start(args.start, args.target, args.seed, args.duration)
     options = RunOptions(
         seed=args.seed,
@@ -124,8 +133,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warmup_s=args.warmup,
     )
     if not args.control_plane:
-        from dataclasses import replace
-
         plane = replace(options.config.control_plane, enabled=False)
         options = replace(options, config=replace(options.config, control_plane=plane))
     name = args.run_name or (
@@ -144,15 +151,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "use --warmup 1800 to start at the full rate",
             file=sys.stderr,
         )
-    summary = run(
-        options,
-        sink_factory(args, settings),
-        run_dir,
-        target=args.target,
-        pacing=Pacing(speed=speed),
-        truth=args.truth,
-        span_sink_factory=span_sink_factory(args, settings) if args.control_plane else None,
-    )
+    if args.processes > 1:
+        summary = _run_processes(args, options, run_dir)
+    else:
+        summary = run(
+            options,
+            sink_factory(args, settings),
+            run_dir,
+            target=args.target,
+            pacing=Pacing(speed=speed),
+            truth=args.truth,
+            span_sink_factory=span_sink_factory(args, settings) if args.control_plane else None,
+        )
     spans_ok = summary.extra.get("spans_acknowledged") in (None, summary.extra.get("spans"))
     print(json.dumps({
         "run_dir": summary.run_dir,
@@ -171,9 +181,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.delivered == summary.events and spans_ok else 1
 
 
-def _with_batch(options: RunOptions, max_batch: int) -> RunOptions:
-    from dataclasses import replace
+def _run_shard(args: argparse.Namespace, options: RunOptions, run_dir: Path) -> RunSummary:
+    """One shard of `--processes`, in a process of its own (sinks made here: they hold
+    connections and cannot cross processes)."""
+    settings = get_settings()
+    return run(
+        options,
+        sink_factory(args, settings),
+        run_dir,
+        target=args.target,
+        truth=args.truth,
+        progress=None,
+        span_sink_factory=span_sink_factory(args, settings) if args.control_plane else None,
+    )
 
+
+def _run_processes(args: argparse.Namespace, options: RunOptions, run_dir: Path) -> RunSummary:
+    """`--processes N`: the run's N shards in N processes, merged into one run directory."""
+    n = args.processes
+    cap = options.max_events
+    shards = [
+        replace(
+            options, shard=k, shards=n,
+            max_events=None if cap is None else cap // n + (1 if k < cap % n else 0),
+        )
+        for k in range(n)
+    ]  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(_run_shard, args, shard, shard_dir(run_dir, k))
+            for k, shard in enumerate(shards)
+        ]
+        summaries = [f.result() for f in futures]
+    return merge_shards(run_dir, summaries)
+
+
+def _with_batch(options: RunOptions, max_batch: int) -> RunOptions:
     return replace(options, config=replace(options.config, batch_events=max_batch))
 
 
@@ -243,6 +287,10 @@ def register(sub: Any) -> None:
     r.add_argument("--max-batch", type=int, default=1_000, help="events per sink batch")
     r.add_argument("--linger-ms", type=int, default=20, help="Kafka producer linger")
     r.add_argument("--compression", choices=("gzip", "lz4", "zstd", "snappy"), default=None)
+    r.add_argument(
+        "--processes", type=int, default=1, help="generate in this many processes, the shards "
+        "of one world (unpaced runs: generation is what limits one stub process)",
+    )  # fmt: skip
     r.add_argument(
         "--control-plane",
         action=argparse.BooleanOptionalAction,

@@ -52,6 +52,21 @@ class RunOptions:
     # of ramping up; those events carry past timestamps and are sent without pacing.
     warmup_s: float = 0.0
     config: StubConfig = field(default_factory=StubConfig)
+    # One world's traffic split over processes: shard `shard` of `shards` starts its share
+    # of the sessions (rate / shards) from random streams of its own, in the same population
+    # under the same fault. The union of the shards is the run; its ground truth is the union
+    # of theirs. One shard (the default) is the single-process stub, byte for byte.
+    shard: int = 0
+    shards: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shards < 1 or not 0 <= self.shard < self.shards:
+            raise ValueError(f"shard {self.shard} of {self.shards}: need 0 <= shard < shards")
+
+    @property
+    def stream(self) -> str:
+        """Suffix of the random streams' names: empty for one shard (the seed's streams)."""
+        return "" if self.shards == 1 else f":shard{self.shard}/{self.shards}"
 
     @property
     def start(self) -> int:
@@ -118,10 +133,11 @@ class StubRun:
         )
         self.errors = build_error_table()
         self.world = PlayerWorld(self.population, self.errors, self.fault, cfg.player)
-        self.world.rng = random.Random(f"players:{options.seed}:{options.scenario}")
+        stream = options.stream
+        self.world.rng = random.Random(f"players:{options.seed}:{options.scenario}{stream}")
         self.control: ControlPlane | None = None
         if cfg.control_plane.enabled:
-            self.control = ControlPlane(options.seed, options.scenario, cfg.control_plane)
+            self.control = ControlPlane(options.seed, options.scenario, cfg.control_plane, stream)
             self.control.fault = self.fault
             self.world.control = self.control
         self.spans = 0
@@ -133,10 +149,12 @@ class StubRun:
         self.affected: dict[str, str] = {}  # session id -> member id
         self.stopped_early = False
         self._heap: list[tuple[int, int, str, SessionEvents, SessionProgress]] = []
-        self._rng = random.Random(f"arrivals:{options.seed}:{options.scenario}")
+        self._rng = random.Random(f"arrivals:{options.seed}:{options.scenario}{stream}")
         self._sessions_per_ms = (
             options.rate / expected_events_per_session(self.population, cfg) / 1000.0
         )
+        if options.shards > 1:
+            self._sessions_per_ms /= options.shards
         self._load_minute = -1
         self._region_cum: list[float] = []
         self._load_start = self._total_load(options.start)

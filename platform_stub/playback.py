@@ -34,6 +34,10 @@ class Playback:
         "mode",
         "next_hb",
         "out",
+        "p_any",
+        "p_dip",
+        "p_err",
+        "p_pause",
         "pause_end",
         "pause_start",
         "rho",
@@ -72,6 +76,11 @@ class Playback:
         # Log-throughput walk: correlation 0.9 per 2 s whatever the tick, stationary sd 0.5.
         self.rho = 0.9 ** (cfg.tick_ms / 2_000)
         self.walk_sd = 0.5 * math.sqrt(1 - self.rho * self.rho)
+        # Per-tick probabilities, computed once (the same expressions the steps used inline).
+        self.p_dip = cfg.dip_per_hour * cfg.tick_ms / 3_600_000
+        self.p_err = s.world.playback_errors[s.device_type][0] * cfg.tick_ms
+        self.p_pause = cfg.pause_per_hour * cfg.tick_ms / 3_600_000
+        self.p_any = self.p_err + self.p_pause + cfg.seek_per_hour * cfg.tick_ms / 3_600_000
         self.next_hb = t + cfg.heartbeat_ms
         self.crash_at = t + s.crash_after_ms if s.crash_after_ms >= 0 else -1
         self.out: list[tuple[int, str]] = []
@@ -108,37 +117,41 @@ class Playback:
 
     def throughput(self, t: int) -> None:
         """This tick's throughput: the walk, short Wi-Fi/cell dips, and any congestion."""
-        s, link, cfg = self.s, self.link, self.s.cfg
+        s, link = self.s, self.link
         rng = s.rng
-        link.level = self.rho * link.level + self.walk_sd * NORMALS[rng.getrandbits(12)]
-        thr = link.base_kbps * math.exp(link.level)
+        level = link.level = self.rho * link.level + self.walk_sd * NORMALS[rng.getrandbits(12)]
+        thr = link.base_kbps * math.exp(level)
         if self.dip_ticks > 0:
             # Wi-Fi interference, a cell handover, a neighbour's upload: the link nearly stops.
             self.dip_ticks -= 1
             thr *= self.dip_depth
-        elif rng.random() < cfg.dip_per_hour * cfg.tick_ms / 3_600_000:
+        elif rng.random() < self.p_dip:
+            cfg = s.cfg
             self.dip_ticks = 1 + lognormal_ms(rng, cfg.dip_median_s * 1000 / cfg.tick_ms, 0.8)
             self.dip_depth = rng.uniform(0.0, 2.0 * cfg.dip_factor)
-        fault = s.world.fault
-        if link.congested and fault is not None and fault.active(t):
-            s.state.affected = True
-            thr *= fault.throughput_factor * rng.lognormvariate(0.0, 0.6)
+        if link.congested:
+            fault = s.world.fault
+            if fault is not None and fault.active(t):
+                s.state.affected = True
+                thr *= fault.throughput_factor * rng.lognormvariate(0.0, 0.6)
         link.thr = thr
-        link.est += cfg.abr_ewma_alpha * (thr - link.est)
+        link.est += s.cfg.abr_ewma_alpha * (thr - link.est)
 
     def viewer(self, t: int) -> None:
         """While playing: a crash, an error, a pause or a seek may happen this tick."""
-        s, cfg = self.s, self.s.cfg
+        s = self.s
         if self.crash_at >= 0 and t >= self.crash_at:
             self._sync()
             self.out.append((t, s.error(t, s.world.errors.fault("bad_app_release", fatal=True))))
             self._finish(t, "error")
             return
         rng = s.rng
-        err_rate_ms, err_entries, err_cum = s.world.playback_errors[s.device_type]
-        p_err = err_rate_ms * cfg.tick_ms
-        p_pause = cfg.pause_per_hour * cfg.tick_ms / 3_600_000
         u = rng.random()
+        if u >= self.p_any:
+            return  # nearly every tick: nothing happens
+        cfg = s.cfg
+        _, err_entries, err_cum = s.world.playback_errors[s.device_type]
+        p_err, p_pause = self.p_err, self.p_pause
         if u < p_err:
             err = err_entries[bisect.bisect_left(err_cum, rng.random() * err_cum[-1])]
             self._sync()
@@ -151,7 +164,7 @@ class Playback:
             self.pause_end = t + min(900_000, lognormal_ms(rng, cfg.pause_median_s * 1000, 1.0))
             payload = f'{{"event_type":"pause","position_ms":{self._position()}}}'
             self.out.append((t, s.line(t, "pause", payload)))
-        elif u < p_err + p_pause + cfg.seek_per_hour * cfg.tick_ms / 3_600_000:
+        else:
             self._seek(t)
 
     def _seek(self, t: int) -> None:
@@ -178,24 +191,33 @@ class Playback:
 
     def _play(self, now: float, t_end: int) -> float:
         """Play from `now`: drain the buffer; stall when it runs dry; end when watched."""
-        cfg, link = self.s.cfg, self.link
+        link = self.link
+        max_buffer = self.s.cfg.max_buffer_ms
         left_ms = t_end - now
-        fill = link.thr / link.br
-        if self.buffer >= cfg.max_buffer_ms and fill > 1.0:
+        br = link.br
+        fill = link.thr / br
+        buffer = self.buffer
+        if buffer >= max_buffer and fill > 1.0:
             fill = 1.0  # buffer full: the player only downloads what it plays
         drain = 1.0 - fill
-        stalls = not (drain <= 0.0 or self.buffer > drain * left_ms)
-        run = min(self.buffer / drain if stalls else left_ms, self.want - self.watch)
+        stalls = not (drain <= 0.0 or buffer > drain * left_ms)
+        # min()/max() written as conditionals (same value, same tie order, no call): this
+        # runs every tick.
+        run = buffer / drain if stalls else left_ms
+        rest = self.want - self.watch
+        if rest < run:
+            run = rest
+        left = buffer - drain * run
         if stalls:
-            self.buffer = max(0.0, self.buffer - drain * run)
+            self.buffer = left if left > 0.0 else 0.0
         else:
-            self.buffer = min(float(cfg.max_buffer_ms), self.buffer - drain * run)
-        self.watch += run
-        self.kbps_ms += link.br * run
+            self.buffer = left if left < max_buffer else float(max_buffer)
+        watch = self.watch = self.watch + run
+        self.kbps_ms += br * run
         now += run
-        if stalls and self.watch < self.want:
+        if stalls and watch < self.want:
             self._stall(now)
-        if self.watch >= self.want:
+        if watch >= self.want:
             self._finish(now, "completed" if self.completes else "user_exit")
         return now
 
@@ -268,7 +290,9 @@ class Playback:
         self.since_switch += 1
         if self.mode != _PLAY:
             return
-        to = link.rung(cfg.abr_safety * link.est)
+        ladder = link.ladder
+        rung = bisect.bisect_right(ladder, cfg.abr_safety * link.est) - 1  # link.rung(), inline
+        to = ladder[rung if rung > 0 else 0]
         if to > link.br:
             if self.buffer >= cfg.abr_upshift_buffer_ms and self.since_switch >= cfg.abr_hold_ticks:
                 self._switch(t_end, min(to, link.ladder[-1]))

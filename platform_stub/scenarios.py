@@ -8,9 +8,10 @@ detection and for the support console's "was this member hit by a known incident
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -218,4 +219,22 @@ def scenario_truth(
         endpoint=fault.endpoint,
         region=fault.region,
         instance_group=fault.instance_group,
+    )
+
+
+def merge_scenario_truths(parts: Sequence[ScenarioTruth]) -> ScenarioTruth:
+    """The ground truth of a run made of shards (`RunOptions.shards`): one fault, shared by
+    every shard, and the union of the sessions and members each shard saw it hit."""
+    if not parts:
+        raise ValueError("no shard truths to merge")
+    first = parts[0]
+    fault_fields = dataclasses.replace(first, affected_member_ids=(), affected_session_ids=())
+    for part in parts[1:]:
+        other = dataclasses.replace(part, affected_member_ids=(), affected_session_ids=())
+        if other != fault_fields:
+            raise ValueError(f"shards disagree on the fault: {first.kind} vs {part.kind}")
+    return dataclasses.replace(
+        first,
+        affected_member_ids=tuple(sorted({m for p in parts for m in p.affected_member_ids})),
+        affected_session_ids=tuple(sorted({s for p in parts for s in p.affected_session_ids})),
     )

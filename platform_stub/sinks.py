@@ -136,7 +136,7 @@ class KafkaSink:
             for _ in range(max(1, producers))
         ]
         self._partitions: list[int] = []
-        self._partition_of: dict[str, int] = {}
+        self._partition_of: dict[str, tuple[int, bytes]] = {}
         self._pending: list[tuple[asyncio.Future[Any], list[str]]] = []
         self._max_in_flight = max_in_flight_batches
 
@@ -148,27 +148,31 @@ class KafkaSink:
         if not self._partitions:
             raise SinkError(f"topic {self.topic!r} has no partitions (run `topics create`)")
 
-    def _partition(self, key: str) -> int:
-        partition = self._partition_of.get(key)
-        if partition is None:
+    def _partition(self, key: str) -> tuple[int, bytes]:
+        """The key's partition and its bytes."""
+        known = self._partition_of.get(key)
+        if known is None:
             # Same arithmetic as Kafka's DefaultPartitioner; cached because a session's many
             # events share one key and the pure-Python hash is slow.
-            idx = (murmur2(key.encode()) & 0x7FFFFFFF) % len(self._partitions)
-            partition = self._partitions[idx]
+            raw = key.encode()
+            idx = (murmur2(raw) & 0x7FFFFFFF) % len(self._partitions)
             if len(self._partition_of) > 500_000:
                 self._partition_of.clear()
-            self._partition_of[key] = partition
-        return partition
+            known = self._partition_of[key] = (self._partitions[idx], raw)
+        return known
 
     async def send(self, lines: list[str], keys: list[str]) -> None:
         """Queue one batch per partition; returns once queued (not yet acknowledged)."""
-        groups: dict[int, tuple[list[str], list[str]]] = {}
+        groups: dict[int, tuple[list[str], list[bytes]]] = {}
+        known = self._partition_of
         for line, key in zip(lines, keys, strict=True):
-            group = groups.get(self._partition(key))
+            # The cache hit inline: this loop runs once per event.
+            partition, raw = known.get(key) or self._partition(key)
+            group = groups.get(partition)
             if group is None:
-                group = groups[self._partition(key)] = ([], [])
+                group = groups[partition] = ([], [])
             group[0].append(line)
-            group[1].append(key)
+            group[1].append(raw)
         # Queue on every producer before waiting on any: a producer blocked on its previous
         # batch must not hold back the others.
         await asyncio.gather(
@@ -180,19 +184,19 @@ class KafkaSink:
             await asyncio.wait([f for f, _ in self._pending], return_when=asyncio.FIRST_COMPLETED)
             self._reap()
 
-    async def _send_partition(self, partition: int, lines: list[str], keys: list[str]) -> None:
+    async def _send_partition(self, partition: int, lines: list[str], keys: list[bytes]) -> None:
         producer = self._producers[partition % len(self._producers)]
         batch = producer.create_batch()
         in_batch: list[str] = []
         for line, key in zip(lines, keys, strict=True):
             value = line.encode()
-            if batch.append(key=key.encode(), value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None) is None:
                 batch.close()
                 future = await producer.send_batch(batch, self.topic, partition=partition)
                 self._pending.append((future, in_batch))
                 batch = producer.create_batch()
                 in_batch = []
-                if batch.append(key=key.encode(), value=value, timestamp=None) is None:
+                if batch.append(key=key, value=value, timestamp=None) is None:
                     raise SinkError(f"event larger than the producer batch: {len(value)} bytes")
             in_batch.append(line)
         if in_batch:

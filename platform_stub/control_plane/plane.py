@@ -22,12 +22,31 @@ from dataclasses import dataclass
 from contract.spans import trace_id_of
 from platform_stub.control_plane import services as sv
 from platform_stub.control_plane.resilience import CircuitBreaker
-from platform_stub.control_plane.span_json import SpanOutcome, TraceContext, span_line
+from platform_stub.control_plane.span_json import SpanOutcome, SpanSite, TraceContext, span_line
 from platform_stub.encoding import NORMALS as _NORMALS
 from platform_stub.scenarios import Fault
 
 # Inner work of a server call: (start ms, this span's id) -> (end ms, ok).
 Inner = Callable[[int, str], tuple[int, bool]]
+
+
+class _Route:
+    """One endpoint in one region: its caller's breaker and the instances that serve it."""
+
+    __slots__ = ("breaker", "sites")
+
+    def __init__(self, ep: sv.Endpoint, region: str) -> None:
+        self.breaker = CircuitBreaker(ep.breaker)
+        self.sites = tuple(
+            SpanSite(
+                ep.name, ep.service, ep.route,
+                f"{sv.instance_group(ep.service, region, g)}-{i}",
+                sv.instance_group(ep.service, region, g),
+                region,
+            )
+            for g in sv.GROUPS_PER_REGION
+            for i in range(sv.INSTANCES_PER_GROUP)
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,16 +69,18 @@ class LicenseResult:
 class ControlPlane:
     """The simulated services of all regions, their breakers, and the spans they emit."""
 
-    def __init__(self, seed: int, scenario: str, config: sv.ControlPlaneConfig) -> None:
+    def __init__(
+        self, seed: int, scenario: str, config: sv.ControlPlaneConfig, stream: str = ""
+    ) -> None:
+        """`stream` tells apart the random streams of a run's shards (`RunOptions.shards`)."""
         self.config = config
-        self.rng = random.Random(f"control:{seed}:{scenario}")
+        self.rng = random.Random(f"control:{seed}:{scenario}{stream}")
         self.fault: Fault | None = None
         self.struck = False  # a fault touched the last play or license call
         self.affected_members: set[str] = set()  # members whose own requests the fault hit
         self.spans: list[str] = []
         self.keys: list[str] = []
-        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
-        self._instances: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._routes: dict[tuple[str, str], _Route] = {}
 
     def drain(self) -> tuple[list[str], list[str]]:
         """The spans emitted since the last drain, with their keys (trace ids)."""
@@ -69,26 +90,17 @@ class ControlPlane:
 
     # ---- one attempt, one span ----------------------------------------------------------
 
-    def _breaker(self, ep: sv.Endpoint, region: str) -> CircuitBreaker:
+    def _route(self, ep: sv.Endpoint, region: str) -> _Route:
         key = (ep.name, region)
-        breaker = self._breakers.get(key)
-        if breaker is None:
-            breaker = self._breakers[key] = CircuitBreaker(ep.breaker)
-        return breaker
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = _Route(ep, region)
+        return route
 
-    def _instance(self, service: str, region: str) -> tuple[str, str]:
-        key = (service, region)
-        choices = self._instances.get(key)
-        if choices is None:
-            choices = self._instances[key] = tuple(
-                (
-                    f"{sv.instance_group(service, region, g)}-{i}",
-                    sv.instance_group(service, region, g),
-                )
-                for g in sv.GROUPS_PER_REGION
-                for i in range(sv.INSTANCES_PER_GROUP)
-            )
-        return choices[(self.rng.getrandbits(16) * len(choices)) >> 16]
+    def _instance(self, route: _Route) -> SpanSite:
+        """The instance that takes this attempt (the load balancer's pick)."""
+        sites = route.sites
+        return sites[(self.rng.getrandbits(16) * len(sites)) >> 16]
 
     def _fault_on(self, ep: sv.Endpoint, region: str, group: str, t: int) -> Fault | None:
         f = self.fault
@@ -126,24 +138,25 @@ class ControlPlane:
         Each attempt is one span; `inner` is the work the service does after its own
         processing (its calls to others), `slow` a latency factor (an overloaded origin).
         """
-        breaker = self._breaker(ep, ctx.region)
+        route = self._route(ep, ctx.region)
+        breaker = route.breaker
         attempt = 1
         while True:
             span_id = self.rng.getrandbits(64).to_bytes(8, "big").hex()
             out = SpanOutcome()
-            if not breaker.allows(t):
+            if t < breaker.open_until:  # not breaker.allows(t)
                 # Short-circuited: no request goes out; the caller takes its fallback at once.
-                instance, group = self._instance(ep.service, ctx.region)
+                site = self._instance(route)
                 out.ok, out.http_status, out.error_code = False, None, "CIRCUIT_OPEN"
                 out.circuit_open, out.fallback = True, ep.has_fallback
-                self._emit(ctx, span_id, parent, ep, (instance, group), t, t, attempt, out)
+                self._emit(ctx, span_id, parent, site, t, t, attempt, out)
                 return t, False, ep.has_fallback
-            end, where = self._attempt(ctx, ep, t, span_id, out, inner, slow)
+            end, site = self._attempt(ctx, ep, route, t, span_id, out, inner, slow)
             breaker.record(end, out.ok)
             last = out.ok or attempt >= ep.retry.max_attempts
             if not out.ok and last and ep.has_fallback:
                 out.fallback = True
-            self._emit(ctx, span_id, parent, ep, where, t, end, attempt, out)
+            self._emit(ctx, span_id, parent, site, t, end, attempt, out)
             if last:
                 return end, out.ok, out.fallback
             t = end + ep.retry.delay_ms(attempt)
@@ -153,15 +166,16 @@ class ControlPlane:
         self,
         ctx: TraceContext,
         ep: sv.Endpoint,
+        route: _Route,
         t: int,
         span_id: str,
         out: SpanOutcome,
         inner: Inner | None,
         slow: float,
-    ) -> tuple[int, tuple[str, str]]:
-        """One attempt's outcome (in `out`), end time and (instance, group)."""
-        where = self._instance(ep.service, ctx.region)
-        fault = None if self.fault is None else self._fault_on(ep, ctx.region, where[1], t)
+    ) -> tuple[int, SpanSite]:
+        """One attempt's outcome (in `out`), end time and the instance that served it."""
+        where = self._instance(route)
+        fault = None if self.fault is None else self._fault_on(ep, ctx.region, where.group, t)
         if fault is None:
             factor, error_p = slow, ep.error_rate
         else:
@@ -190,15 +204,13 @@ class ControlPlane:
         ctx: TraceContext,
         span_id: str,
         parent: str | None,
-        ep: sv.Endpoint,
-        where: tuple[str, str],
+        site: SpanSite,
         start: int,
         end: int,
         attempt: int,
         out: SpanOutcome,
     ) -> None:
-        names = (ep.name, ep.service, ep.route, where[0], where[1])
-        self.spans.append(span_line(ctx, span_id, parent, names, start, end, attempt, out))
+        self.spans.append(span_line(ctx, span_id, parent, site, start, end, attempt, out))
         self.keys.append(ctx.trace_id)
 
     # ---- a play -------------------------------------------------------------------------
@@ -208,20 +220,21 @@ class ControlPlane:
     ) -> tuple[int, bool]:
         """An EVCache lookup: (end ms, hit). A failed lookup counts as a miss (fallback)."""
         span_id = self.rng.getrandbits(64).to_bytes(8, "big").hex()
-        breaker = self._breaker(ep, ctx.region)
+        route = self._route(ep, ctx.region)
+        breaker = route.breaker
         out = SpanOutcome()
         out.http_status = None
-        where = self._instance(ep.service, ctx.region)
-        if not breaker.allows(t):
+        where = self._instance(route)
+        if t < breaker.open_until:  # not breaker.allows(t)
             out.ok, out.error_code, out.circuit_open, out.fallback = (
                 False,
                 "CIRCUIT_OPEN",
                 True,
                 True,
             )
-            self._emit(ctx, span_id, parent, ep, where, t, t, 1, out)
+            self._emit(ctx, span_id, parent, where, t, t, 1, out)
             return t, False
-        fault = self._fault_on(ep, ctx.region, where[1], t)
+        fault = self._fault_on(ep, ctx.region, where.group, t)
         end = t + self._latency(ep, 1.0)
         if fault is not None:
             self.struck = True
@@ -230,7 +243,7 @@ class ControlPlane:
         else:
             out.cache_hit = self.rng.random() < hit_p
         breaker.record(end, out.ok)
-        self._emit(ctx, span_id, parent, ep, where, t, end, 1, out)
+        self._emit(ctx, span_id, parent, where, t, end, 1, out)
         return end, bool(out.cache_hit)
 
     def _playback_work(self, ctx: TraceContext, result: list[bool]) -> Inner:

@@ -10,6 +10,7 @@ they are twice these figures (see `ControlPlaneConfig`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from contract.spans import Service
 from platform_stub.control_plane.resilience import BreakerPolicy, RetryPolicy
@@ -34,9 +35,9 @@ class Endpoint:
     error_status: int = 500
     has_fallback: bool = False  # a degraded answer exists (static list, default, origin)
 
-    @property
+    @cached_property
     def name(self) -> str:
-        """The span name: 'METHOD /route'."""
+        """The span name: 'METHOD /route' (cached: every span and breaker lookup reads it)."""
         return f"{self.method} {self.route}"
 
 
