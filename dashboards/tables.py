@@ -84,7 +84,7 @@ def incidents_table(frame: pd.DataFrame) -> Table:
         out,
         {
             "Started (UTC)": when(),
-            "Resolved (UTC)": when(),
+            "Resolved (UTC)": when("None while the incident is open"),
             "Observed": number("%.2f", "the metric in the root-cause cohort"),
             "Expected": number("%.2f", "the metric's baseline"),
             "Affected sessions": number("%d"),
@@ -132,7 +132,11 @@ def lag_tables(rows: list[dict[str, Any]]) -> tuple[Table, Table]:
     )
     formats = {
         "Lag (records)": number("%d"),
-        "Oldest waiting (s)": number("%.1f", "age of the oldest record not yet processed"),
+        "Oldest waiting (s)": number(
+            "%.1f",
+            "age of the oldest record not yet processed; read on the most lagging partition "
+            "of each group and topic (None on the others), 0 when nothing waits",
+        ),
         "Committed offset": number("%d"),
         "End offset": number("%d"),
         "Members": number("%d"),
