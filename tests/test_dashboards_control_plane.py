@@ -72,9 +72,9 @@ def _close(a: float | None, b: float | None) -> bool:
 
 def _shows(text: str, value: float, digits: int) -> bool:
     """Whether a metric's text is `value` to its shown precision. Not `fmt(value)` compared
-    as text: the page sums in another order, and a value a float's width from a rounding
-    boundary (2.095) then shows as 2.10 on one side and 2.09 on the other."""
-    return abs(float(text.replace(",", "")) - value) <= 0.5 * 10**-digits + 1e-9
+    as text: the page computes its figure in a query of its own, and a value on a rounding
+    boundary showed as 2.10 on the page and 2.09 from this SQL in one run."""
+    return abs(float(text.replace(",", "")) - value) <= 0.5 * 10.0**-digits + 1e-9
 
 
 def test_control_plane_page_equals_direct_sql(
