@@ -395,16 +395,12 @@ def test_the_page_without_src_plays_the_ladder_in_the_players_format(
             try:
                 page = await browser.new_page()
                 await page.goto(f"{base}/player.html?player={player}&report=none")
-                deadline = time.monotonic() + 60
-                started = "() => window.__measure && window.__measure.startupMs !== null"
-                while not await page.evaluate(started):
-                    failed = await page.evaluate(
-                        "() => window.__measure && window.__measure.fatalErrorCode"
-                    )
-                    assert failed is None, failed
-                    assert time.monotonic() < deadline, "playback did not start in 60 s"
-                    await asyncio.sleep(0.25)
+                # Until playback starts or fails (a stuck page fails the wait loudly).
+                settled = "() => window.__measure && (window.__measure.startupMs !== null"
+                settled += " || !!window.__measure.fatalErrorCode)"
+                await page.wait_for_function(settled, timeout=60_000)
                 measure: dict[str, Any] = await page.evaluate("() => window.__measure")
+                assert measure["fatalErrorCode"] is None, measure["fatalErrorDetail"]
                 return measure
             finally:
                 await browser.close()
