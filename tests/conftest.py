@@ -14,13 +14,14 @@ import os
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra import stack
 from infra.elasticsearch_server import ElasticsearchServer
-from streamwatch.settings import Settings
+from streamwatch.settings import Settings, get_settings
 from streamwatch.topics_cli import create_topics
 
 
@@ -160,3 +161,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status[0])
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data directory of the test's own, for commands that read `get_settings()`."""
+    monkeypatch.setenv("STREAMWATCH_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()

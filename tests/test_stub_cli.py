@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from platform_stub.generator import RunOptions
 from platform_stub.runner import Pacing, run
 from platform_stub.sinks import NullSink
 from streamwatch.cli import main
-from streamwatch.settings import get_settings
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("STREAMWATCH_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_run_to_file_writes_the_run_directory(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,6 @@ from streamwatch.settings import Settings, get_settings
 from tests.test_stub_kafka import _ledger, _read_back
 
 _RUN = ["stub", "run", "--members", "1000", "--rate", "60", "--duration", "300"]
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("STREAMWATCH_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_two_processes_write_one_run_directory(
