@@ -19,9 +19,12 @@ Pure logic; `streams.validate_agent` does the table I/O.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from streams.config import StreamsConfig
@@ -50,6 +53,15 @@ class DedupePolicy:
             horizon_ms=config.dedupe_horizon_ms,
             max_ids_per_partition=config.dedupe_max_keys_per_partition,
         )
+
+
+def id_key(event_id: uuid.UUID) -> bytes:
+    """The seen-set key of an event id: `str(event_id).encode()`.
+
+    orjson writes a UUID in the same canonical form (lower-case hex, hyphenated) in C;
+    `UUID.__str__` formats it in Python, about a microsecond per event.
+    """
+    return orjson.dumps(event_id)[1:-1]
 
 
 def closed_key(session_id: str) -> bytes:

@@ -61,7 +61,7 @@ class ValidateStep:
         parsed = parse(value)
         if isinstance(parsed, Rejected):
             return parsed
-        key = str(parsed.event_id).encode()
+        key = dedupe.id_key(parsed.event_id)
         seen_set = self._seen_set
         if seen_set is None:
             seen_set = self._seen_set = reads(rt.seen)
