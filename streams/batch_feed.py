@@ -14,9 +14,12 @@ partition at a time, to a bounded queue that the one-pass agent reads (`RawFeed.
 the records of every other topic (the partials topic, the changelogs read during
 recovery) take faust's own per-message path, unchanged.
 
-The records themselves are aiokafka's, built lighter (`light_records`): aiokafka makes a
-`ConsumerRecord` dataclass per record, about 3 µs each in the consumer's thread, where a
-named tuple with the same fields costs a fifth of that.
+The records themselves are lighter (`light_records`): aiokafka makes a `ConsumerRecord`
+dataclass per record, about 3 µs each in the consumer's thread. The raw topic's records
+are handed over as the fetcher decoded them (aiokafka's compiled record: offset,
+timestamp, key, value, headers), a fetch of one partition at a time (`Fetch`), so nothing
+is built per record at all; every other topic's records become a named tuple with the
+dataclass's fields (`RawRecord`, a fifth of its cost), which faust's own path reads.
 
 Faust never sees the raw records, so it never acks or commits them: the agent commits the
 group's offsets from its committed checkpoints (`StreamsApp._commit_raw_offsets`), the
@@ -54,13 +57,24 @@ class RawRecord(NamedTuple):
     headers: tuple[tuple[str, bytes], ...]
 
 
+class Fetch(NamedTuple):
+    """The records of one partition of the raw topic from one fetch, in offset order
+    (aiokafka's compiled records: `offset`, `timestamp`, `key`, `value`, `headers`)."""
+
+    partition: int
+    records: list[Any]
+
+
 _aiokafka_record = PartitionRecords._consumer_record
 _new_tuple = tuple.__new__
+_BARE_TOPICS: set[str] = set()  # topics whose records are handed over as decoded
 
 
 def _light_record(self: Any, tp: Any, record: Any) -> Any:
     if self._key_deserializer is not None or self._value_deserializer is not None:
         return _aiokafka_record(self, tp, record)  # faust's consumer has none: bytes in
+    if tp.topic in _BARE_TOPICS:
+        return record
     key = record.key
     value = record.value
     return _new_tuple(
@@ -81,47 +95,54 @@ def _light_record(self: Any, tp: Any, record: Any) -> Any:
     )
 
 
-def light_records() -> None:
-    """Make aiokafka's fetcher build every record of this process as a `RawRecord`
-    (idempotent). The worker process only: its consumer, faust's, reads bytes."""
+def light_records(bare_topic: str | None = None) -> None:
+    """Make aiokafka's fetcher build every record of this process as a `RawRecord`, and
+    hand `bare_topic`'s over as decoded (idempotent). The worker process only: its
+    consumer, faust's, reads bytes, and only `RawFeed` reads `bare_topic`."""
+    if bare_topic is not None:
+        _BARE_TOPICS.add(bare_topic)
     PartitionRecords._consumer_record = _light_record
 
 
 class RawFeed:
-    """A bounded queue of raw-topic record lists, filled by a replacement drain loop."""
+    """A bounded queue of raw-topic fetches, filled by a replacement drain loop."""
 
     def __init__(self, consumer: Any, topic: str, max_fetches: int = 8) -> None:
         self.consumer = consumer
         self.topic = topic
-        self.queue: asyncio.Queue[list[Any]] = asyncio.Queue(max_fetches)
+        self.queue: asyncio.Queue[Fetch] = asyncio.Queue(max_fetches)
 
     def install(self) -> RawFeed:
         """Replace the consumer's drain loop (faust's Fetcher calls `_drain_messages`), and
         build the fetched records lighter (`light_records`)."""
         self.consumer._drain_messages = self._drain
-        light_records()
+        light_records(self.topic)
         return self
 
-    async def take(self, max_records: int, within_s: float) -> list[Any]:
-        """The records queued, at least one fetch (waiting up to `within_s` for it) and then
-        whole fetches while fewer than `max_records` are taken; [] when none came."""
+    async def take(self, max_records: int, within_s: float) -> list[Fetch]:
+        """The fetches queued, at least one (waiting up to `within_s` for it) and then more
+        while fewer than `max_records` records are taken; [] when none came."""
         try:
-            batch = await asyncio.wait_for(self.queue.get(), within_s)
+            first = await asyncio.wait_for(self.queue.get(), within_s)
         except TimeoutError:
             return []
-        while len(batch) < max_records and not self.queue.empty():
-            batch += self.queue.get_nowait()
+        batch = [first]
+        n = len(first.records)
+        while n < max_records and not self.queue.empty():
+            fetch = self.queue.get_nowait()
+            batch.append(fetch)
+            n += len(fetch.records)
         return batch
 
     def drop(self, partitions: set[int]) -> None:
-        """Forget the queued records of `partitions` (revoked: not ours to apply)."""
-        kept: list[list[Any]] = []
+        """Forget the queued fetches of `partitions` (revoked: not ours to apply)."""
+        kept: list[Fetch] = []
         while not self.queue.empty():
-            records = [r for r in self.queue.get_nowait() if r.partition not in partitions]
-            if records:
-                kept.append(records)
-        for records in kept:
-            self.queue.put_nowait(records)
+            fetch = self.queue.get_nowait()
+            if fetch.partition not in partitions:
+                kept.append(fetch)
+        for fetch in kept:
+            self.queue.put_nowait(fetch)
 
     async def _drain(self, fetcher: Any) -> None:
         """faust's `Consumer._drain_messages`, with the raw topic's records handed over a
@@ -165,7 +186,8 @@ class RawFeed:
                 continue
             if tp.topic == self.topic:
                 # Abandoned if a rebalance suspends the flow meanwhile (like faust's path).
-                await c.wait_first(self.queue.put(recs), c.suspend_flow.wait())
+                fetch = Fetch(tp.partition, recs)
+                await c.wait_first(self.queue.put(fetch), c.suspend_flow.wait())
             else:
                 for record in recs:
                     await self._one(tp, record)

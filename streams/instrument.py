@@ -26,6 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import MINUTE_PARTIALS, StreamsApp, app_id
+from streams.batch_feed import Fetch
 from streamwatch import topics
 from streamwatch.service_metrics import StageMetrics, stage_metrics, start_service_exporter
 from streamwatch.settings import Settings
@@ -69,7 +70,7 @@ def _wrap_batch(agent: object, name: str, metrics: StageMetrics) -> None:
 
     @functools.wraps(inner)
     async def measured(batch: Sequence[Any]) -> None:
-        size = len(batch)
+        size, last = _size_and_last(batch)
         metrics.batch(size)
         try:
             with metrics.time("batch"):
@@ -79,7 +80,7 @@ def _wrap_batch(agent: object, name: str, metrics: StageMetrics) -> None:
             metrics.records(size, outcome="error")
             raise
         metrics.records(size)
-        appended_s = _appended_s(batch[-1]) if size else None
+        appended_s = _appended_s(last) if last is not None else None
         if appended_s is not None:
             # The newest event's age: how far behind its input this stage is now.
             metrics.freshness(time.time() - appended_s)
@@ -87,9 +88,18 @@ def _wrap_batch(agent: object, name: str, metrics: StageMetrics) -> None:
     setattr(agent, BATCH_METHOD, measured)
 
 
+def _size_and_last(batch: Sequence[Any]) -> tuple[int, Any]:
+    """How many records a batch holds, and its last: the one pass's batch is a list of
+    fetches (`streams.batch_feed.Fetch`), the detect agent's a list of faust events."""
+    if batch and isinstance(batch[0], Fetch):
+        records = [f.records for f in batch if f.records]
+        return sum(len(r) for r in records), records[-1][-1] if records else None
+    return len(batch), batch[-1] if batch else None
+
+
 def _appended_s(item: Any) -> float | None:
     """Kafka's append time of a batch item, in seconds: a faust event (its message's
-    timestamp, in seconds) or an aiokafka ConsumerRecord (the one pass: milliseconds)."""
+    timestamp, in seconds) or an aiokafka record (the one pass: milliseconds)."""
     message = getattr(item, "message", None)
     if message is not None:
         ts: float | None = message.timestamp

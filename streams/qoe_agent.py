@@ -24,12 +24,12 @@ from faust.types import StreamT
 from pydantic import BaseModel
 
 from ingest.validation import UNPROCESSABLE
-from streams.batch_feed import RawFeed
+from streams.batch_feed import Fetch, RawFeed
 from streams.committed_state import Checkpoint, Entry, committed_value, recover, with_hints
 from streams.offset_guard import OffsetGuard
 from streams.partition import PartitionState, Published, partition_of_key
 from streams.rollup import WindowState
-from streams.runtime import AgentRuntime
+from streams.runtime import AgentRuntime, Source
 from streams.sessionizer import SessionState
 from streams.table_io import reads
 from streams.validate import Rejected
@@ -131,17 +131,17 @@ class QoeAgent:
         """
         cfg = self.rt.config
         while True:
-            records = await self.feed.take(cfg.batch_size, cfg.batch_within_s)
+            fetches = await self.feed.take(cfg.batch_size, cfg.batch_within_s)
             async with self.lock:
                 # A partition revoked while its records waited is not ours to apply.
-                mine = [r for r in records if r.partition in self.owned]
+                mine = [f for f in fetches if f.partition in self.owned]
                 if not mine and not self._pending:
                     continue
                 try:
                     if mine:
                         # Records per batch, as the feed delivers them (logged every 30 s).
                         self.rt.counters["qoe.batches"] += 1
-                        self.rt.counters["qoe.batch_records"] += len(mine)
+                        self.rt.counters["qoe.batch_records"] += sum(len(f.records) for f in mine)
                         await self.batch(mine)
                     due = time.monotonic() - self._last_checkpoint >= cfg.checkpoint_interval_s
                     if not mine or due:
@@ -190,39 +190,47 @@ class QoeAgent:
         """Per partition held, the offset after the last one its committed state applied."""
         return {p: upto + 1 for p, upto in self._committed.items() if p in self.owned}
 
-    async def batch(self, batch: Sequence[Any]) -> None:
-        """Validate and apply one batch of raw records and hand what it publishes to the
-        producer; its partitions are committed at the next `checkpoint`."""
+    async def batch(self, batch: Sequence[Fetch]) -> None:
+        """Validate and apply one batch of raw records (fetches, a partition each) and hand
+        what it publishes to the producer; its partitions are committed at the next
+        `checkpoint`."""
         touched = self._pending
         out = Published()
         validate = self.validate.one
         guard = self.guard
-        for msg in batch:
-            p = msg.partition
+        topic = self.feed.topic
+        for p, records in batch:
             part = touched.get(p)
             if part is None:
                 part = touched[p] = await self._partition(p)
-            upto = part.cp.upto
-            if not guard.next_in_sequence(msg.offset, upto) and not await guard.admit(
-                msg.topic, p, msg.offset, upto
-            ):
-                continue
-            st = part.cp.stats
-            st.raw += 1
-            value: bytes = msg.value or b""
-            try:
-                valid = validate(msg, value, st)
-                if isinstance(valid, Rejected):
-                    await self.validate.reject(msg, value, valid, st)
-                elif valid is not None:
-                    part.apply(valid[0], msg.offset, out, valid[1])
-            except Exception as exc:  # one bad event never stops the stream
-                log.exception("qoe: %s[%d]@%d failed", msg.topic, p, msg.offset)
-                await self.rt.dead_letter(
-                    value, UNPROCESSABLE, f"{type(exc).__name__}: {exc}", msg, None
-                )
-                self.rt.counters["qoe.dead_lettered"] += 1
-            part.done_with(msg.offset, out)
+            cp = part.cp
+            st = cp.stats
+            for msg in records:
+                offset: int = msg.offset
+                upto = cp.upto
+                if not guard.next_in_sequence(offset, upto) and not await guard.admit(
+                    topic, p, offset, upto
+                ):
+                    continue
+                st.raw += 1
+                value: bytes = msg.value or b""
+                try:
+                    valid = validate(p, offset, value, st)
+                    if isinstance(valid, Rejected):
+                        await self.validate.reject(Source(topic, p, offset), value, valid, st)
+                    elif valid is not None:
+                        part.apply(valid[0], offset, out, valid[1])
+                except Exception as exc:  # one bad event never stops the stream
+                    log.exception("qoe: %s[%d]@%d failed", topic, p, offset)
+                    await self.rt.dead_letter(
+                        value,
+                        UNPROCESSABLE,
+                        f"{type(exc).__name__}: {exc}",
+                        Source(topic, p, offset),
+                        None,
+                    )
+                    self.rt.counters["qoe.dead_lettered"] += 1
+                part.done_with(offset, out)
         # Buffered once per batch, in order per topic, and handed over now: the sinks
         # see them without waiting for the checkpoint, whose flush makes them durable
         # before it (a batch replayed after a crash publishes the same records again).

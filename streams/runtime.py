@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog
@@ -18,7 +18,24 @@ from streamwatch.settings import Settings
 
 
 class SourceMessage(Protocol):
-    """Where a message was read: a faust Message or an aiokafka ConsumerRecord."""
+    """Where a message was read: a faust Message, an aiokafka ConsumerRecord or a
+    `Source`."""
+
+    @property
+    def topic(self) -> str:
+        """The topic it was read from."""
+
+    @property
+    def partition(self) -> int:
+        """Its partition."""
+
+    @property
+    def offset(self) -> int:
+        """Its offset."""
+
+
+class Source(NamedTuple):
+    """Where a raw record was read, for what is said about it (a dead letter)."""
 
     topic: str
     partition: int

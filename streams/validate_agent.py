@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from ingest.events import Event
 from streams import dedupe
 from streams.committed_state import ValidateStats
-from streams.runtime import AgentRuntime
+from streams.runtime import AgentRuntime, SourceMessage
 from streams.sessionizer import to_ms
 from streams.table_io import reads
 from streams.validate import Rejected, dump_event, parse
@@ -47,17 +46,18 @@ class ValidateStep:
         self._seen_set = None
         self._write_seen = None
 
-    def one(self, msg: Any, value: bytes, st: ValidateStats) -> tuple[Event, int] | Rejected | None:
+    def one(
+        self, p: int, offset: int, value: bytes, st: ValidateStats
+    ) -> tuple[Event, int] | Rejected | None:
         """The enriched event to apply with its event time in epoch ms (worked out here
         once, for the seen-set and the session alike); why it is not an event (for
         `reject`); or None (a duplicate, or an event of a session closed and forgotten).
 
-        `msg` is the raw record (an aiokafka ConsumerRecord). Counts the message in `st`
+        `value` is the raw record at `offset` of partition `p`. Counts the message in `st`
         (except `raw`, which the caller counts, and a rejection, which `reject` counts).
         Not a coroutine: it runs once per event, and only a rejection needs to wait.
         """
         rt = self.rt
-        p = msg.partition
         parsed = parse(value)
         if isinstance(parsed, Rejected):
             return parsed
@@ -66,7 +66,7 @@ class ValidateStep:
         if seen_set is None:
             seen_set = self._seen_set = reads(rt.seen)
         seen = seen_set.get(key)
-        if seen is not None and not dedupe.seen_at(seen, p, msg.offset):
+        if seen is not None and not dedupe.seen_at(seen, p, offset):
             st.duplicates += 1
             return None
         if seen is None and seen_set.get(dedupe.closed_key(parsed.session_id)):
@@ -85,14 +85,16 @@ class ValidateStep:
             write = self._write_seen
             if write is None:
                 write = self._write_seen = rt.stager(rt.seen)
-            write(p, key, dedupe.id_value(p, msg.offset, t, parsed.session_id))
+            write(p, key, dedupe.id_value(p, offset, t, parsed.session_id))
             self._seen_index.add_id(p, key, t, parsed.session_id)
         st.valid += 1
         enriched = self._enrich(parsed)
         self._forward(p, enriched, None)
         return enriched, t
 
-    async def reject(self, msg: Any, value: bytes, why: Rejected, st: ValidateStats) -> None:
+    async def reject(
+        self, msg: SourceMessage, value: bytes, why: Rejected, st: ValidateStats
+    ) -> None:
         """Dead-letter a raw message that is not an event, with the reason, and count it."""
         await self.rt.dead_letter(value, why.reason, why.detail, msg, why.event_id)
         st.dead_lettered += 1
