@@ -48,6 +48,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from benchmarks.proc_cpu import CpuMeter
 from benchmarks.run_topics import delete_run_topics_sync
 from indexers import naming
 from indexers.search_factory import make_backend
@@ -109,6 +110,7 @@ class Samples:
     raw_last: float = 0.0
     lag_at: list[float] = field(default_factory=list)
     lag_now: int | None = None  # the latest sample, ramp included
+    cpu: CpuMeter | None = None  # every process of the run, marked at the window's ends
 
     def pending(self, seen: dict[str, float]) -> list[str]:
         """Followed events not found yet in a store, among those already on the events topic.
@@ -258,6 +260,18 @@ async def _report(out: Samples, started: float, stop: asyncio.Event) -> None:
         )
 
 
+async def _mark_cpu(_s: Settings, out: Samples, stop: asyncio.Event) -> None:
+    """Mark every process's CPU time as the measured window starts and as it ends."""
+    if out.cpu is None:
+        return
+    for mark, at in ((out.cpu.start, out.measure_from), (out.cpu.stop, out.measure_to)):
+        while time.time() < at and not stop.is_set():
+            await asyncio.sleep(min(0.2, max(0.0, at - time.time())))
+        if stop.is_set():
+            return
+        mark()
+
+
 def _wait_http(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -277,8 +291,9 @@ async def _measure(
     every: int,
     measure_from: float,
     measure_to: float,
+    cpu: CpuMeter,
 ) -> Samples:
-    out = Samples(measure_from=measure_from, measure_to=measure_to)
+    out = Samples(measure_from=measure_from, measure_to=measure_to, cpu=cpu)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(f(s, *a))
@@ -288,6 +303,7 @@ async def _measure(
             (_poll_search, (out, stop)),
             (_poll_warehouse, (out, stop)),
             (_poll_lag, (out, stop)),
+            (_mark_cpu, (out, stop)),
         )
     ]
     tasks.append(asyncio.create_task(_report(out, time.time(), stop)))
@@ -345,6 +361,8 @@ def run_at(base: Settings, shape: RunShape) -> None:
             stderr=subprocess.STDOUT,
         )
 
+    tags = ["collector", *(f"worker {i}" for i in range(shape.workers))]
+    tags += ["search sink", "warehouse sink", "stub"]
     procs = [
         spawn("collector", "streamwatch.cli", "collector", "--port", str(s.collector_port)),
         *(
@@ -367,8 +385,12 @@ def run_at(base: Settings, shape: RunShape) -> None:
             "--warmup", str(shape.warmup_s), "--no-drain", "--start", "now", "--members", "50000",
         )  # fmt: skip
         procs.append(stub)
+        cpu = CpuMeter(
+            {**_server_pids(s), **{tag: p.pid for tag, p in zip(tags, procs, strict=True)}},
+            alone=frozenset({"benchmark (pollers)"}),
+        )
         samples = asyncio.run(
-            _measure(s, stub, every, t0 + shape.ramp_s, t0 + shape.ramp_s + seconds)
+            _measure(s, stub, every, t0 + shape.ramp_s, t0 + shape.ramp_s + seconds, cpu)
         )
         wall = time.time() - t0
     finally:
@@ -427,6 +449,44 @@ def run_at(base: Settings, shape: RunShape) -> None:
             f"  worker lag (messages)  median {statistics.median(samples.lag):,.0f}"
             f"  max {max(samples.lag):,}  last {samples.lag[-1]:,}"
         )
+    if samples.cpu is not None and samples.cpu.used and samples.raw_count:
+        _print_cpu(samples.cpu.used, samples.raw_count, seconds)
+
+
+def _print_cpu(used: dict[str, float], events: int, seconds: float) -> None:
+    """CPU per event received in the window, per process, and what the cores carry at that
+    cost: the rate ceiling of this pipeline on this machine, whatever the pacing."""
+    total = sum(used.values())
+    cores = os.cpu_count() or 1
+    print(f"  CPU in the measured window ({cores} cores; per event received in it):")
+    for name, cpu_s in sorted(used.items(), key=lambda kv: -kv[1]):
+        print(
+            f"    {name:22s} {cpu_s:7.1f} s  {cpu_s / events * 1e6:7.0f} us/event"
+            f"  {cpu_s / seconds:5.2f} cores"
+        )
+    per_event = total / events
+    print(
+        f"    {'all':22s} {total:7.1f} s  {per_event * 1e6:7.0f} us/event"
+        f"  {total / seconds:5.2f} cores -> at most {cores / per_event:,.0f} events/s"
+        f" on {cores} cores at this cost"
+    )
+
+
+def _server_pids(s: Settings) -> dict[str, int]:
+    """The local servers' processes (the run uses Kafka and the search engine; the others
+    run alongside and take their share of the cores too)."""
+    from infra.elasticsearch_server import ElasticsearchServer
+    from infra.stack import components
+
+    pids = {"benchmark (pollers)": os.getpid()}
+    servers = [*components(s)]
+    if s.search_backend != "elasticsearch":
+        servers.append(ElasticsearchServer(s))  # the tests' second engine, when it runs
+    for server in servers:
+        pid = server.status().pid
+        if pid is not None:
+            pids[server.name] = pid
+    return pids
 
 
 def _cleanup(s: Settings) -> None:

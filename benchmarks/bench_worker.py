@@ -35,6 +35,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.kafka_reference import consumer_performance
+from benchmarks.proc_cpu import cpu_seconds
 from benchmarks.run_topics import delete_run_topics_sync
 from ingest.events import EVENT_ADAPTER
 from platform_stub.generator import RunOptions, StubRun
@@ -101,12 +102,8 @@ async def _bare_consume(s: Settings, n: int) -> float:
 
 
 def _cpu_s(procs: list[subprocess.Popen[bytes]]) -> float:
-    """CPU seconds (user + system) the worker processes used so far (Linux /proc)."""
-    total = 0
-    for proc in procs:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) the worker processes used so far."""
+    return sum(cpu_seconds(proc.pid, with_children=False) for proc in procs)
 
 
 def bench_worker(keys: list[bytes], values: list[bytes], workers: int = 1) -> None:
