@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from streamwatch.errors import StreamwatchError
+from streamwatch.key_partition import murmur2
 from streamwatch.service_metrics import StageMetrics
 
 Delivered = Callable[[list[str]], None]

@@ -32,7 +32,7 @@ class TableIO:
     _sends: SendBuffer | None = None
     _partition_counts: dict[str, int] | None = None
     # Per table (by id): its store's plain dict and its changelog topic's name, looked up
-    # once: `stage` runs once per event (the seen-set entry).
+    # once: `stage` runs for many writes (a checkpoint's entries, a purge's deletions).
     _stage_targets: dict[int, tuple[MutableMapping[bytes, bytes], str]] | None = None
 
     @property
@@ -57,14 +57,7 @@ class TableIO:
 
     def stage(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """`put`, with the changelog record buffered until the next push or flush."""
-        targets = self._stage_targets
-        if targets is None:
-            targets = self._stage_targets = {}
-        target = targets.get(id(table))
-        if target is None:
-            store = cast(MutableMapping[bytes, bytes], reads(table))
-            target = targets[id(table)] = (store, table.changelog_topic.get_topic_name())
-        store, topic = target
+        store, topic = self._target(table)
         if value is None:
             store.pop(key, None)
         else:
@@ -73,10 +66,9 @@ class TableIO:
 
     def stager(self, table: Any) -> Callable[[int, bytes, bytes], None]:
         """`stage` of one table, bound once, for many writes in a row (the seen-set's id per
-        event, a checkpoint's entries): the store and changelog topic are looked up here,
-        not per call. Not for deletes."""
-        store = cast(MutableMapping[bytes, bytes], reads(table))
-        topic = table.changelog_topic.get_topic_name()
+        event, a checkpoint's entries): the store, changelog topic and buffer are looked up
+        here, not per call. Not for deletes."""
+        store, topic = self._target(table)
         add = self.sends.add
 
         def write(partition: int, key: bytes, value: bytes) -> None:
@@ -84,6 +76,17 @@ class TableIO:
             add(topic, partition, key, value)
 
         return write
+
+    def _target(self, table: Any) -> tuple[MutableMapping[bytes, bytes], str]:
+        """A table's store (its plain dict) and changelog topic name, looked up once."""
+        targets = self._stage_targets
+        if targets is None:
+            targets = self._stage_targets = {}
+        target = targets.get(id(table))
+        if target is None:
+            store = cast(MutableMapping[bytes, bytes], reads(table))
+            target = targets[id(table)] = (store, table.changelog_topic.get_topic_name())
+        return target
 
     async def partitions_of(self, topic: str) -> int:
         """How many partitions `topic` has, as the producer's metadata says (asked once)."""
