@@ -409,3 +409,33 @@ def test_the_page_without_src_plays_the_ladder_in_the_players_format(
         measure = asyncio.run(started(server.base_url))
     assert measure["config"]["src"] == f"/m/demo/{manifest}"
     assert measure["startupMs"] > 0
+
+
+def test_the_pages_text_wraps_in_a_narrow_window() -> None:
+    """The support hint (one long line) ran past a 900 px window: a horizontal scroll bar."""
+    from playwright.async_api import async_playwright
+
+    from players.browser import CHROMIUM, CHROMIUM_ARGS
+
+    media = Path(os.environ.get("STREAMWATCH_PLAYER_MEDIA", REPO / ".streamwatch" / "media"))
+
+    async def widths(base: str) -> tuple[int, str]:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 900, "height": 700})
+                await page.goto(f"{base}/player.html?player=video&report=none&member=m-0123456789")
+                hint = "() => document.getElementById('state').textContent.includes('lookup')"
+                await page.wait_for_function(hint, timeout=30_000)
+                width: int = await page.evaluate("() => document.documentElement.scrollWidth")
+                text: str = await page.evaluate(
+                    "() => document.getElementById('state').textContent"
+                )
+                return width, text
+            finally:
+                await browser.close()
+
+    with ServerThread(ladder_mod.build(media)) as server:
+        width, text = asyncio.run(widths(server.base_url))
+    assert "streamwatch support lookup m-0123456789" in text
+    assert width <= 900
