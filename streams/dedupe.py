@@ -109,10 +109,17 @@ class Purge:
     forget: list[tuple[int, bytes]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _SessionIds:
+    """A session's newest event time and its ids' keys (updated in place, once per id)."""
+
+    newest: int
+    keys: list[bytes]
+
+
 @dataclass
 class _PartitionIndex:
-    # session -> (newest event time, its id keys)
-    sessions: dict[str, tuple[int, list[bytes]]] = field(default_factory=dict)
+    sessions: dict[str, _SessionIds] = field(default_factory=dict)
     markers: dict[bytes, int] = field(default_factory=dict)  # marker key -> last event ms
     legacy: list[tuple[int, bytes]] = field(default_factory=list)  # (expire_at, key)
     ids: int = 0
@@ -161,11 +168,11 @@ class SeenIndex:
         idx.ids += 1
         known = idx.sessions.get(session_id)
         if known is None:
-            idx.sessions[session_id] = (event_ms, [key])
+            idx.sessions[session_id] = _SessionIds(event_ms, [key])
             return
-        known[1].append(key)
-        if event_ms > known[0]:
-            idx.sessions[session_id] = (event_ms, known[1])
+        known.keys.append(key)
+        if event_ms > known.newest:
+            known.newest = event_ms
 
     def plan(self, partition: int, watermark_ms: int, policy: DedupePolicy) -> Purge:
         """Which ids to forget (sessions over, or the oldest beyond the cap) and which
@@ -188,23 +195,24 @@ class SeenIndex:
                 keep.append((expire_at, key))
         idx.legacy = keep
         over = [
-            sid for sid, (newest, _) in idx.sessions.items() if newest + policy.session_gap_ms <= wm
+            sid for sid, ids in idx.sessions.items() if ids.newest + policy.session_gap_ms <= wm
         ]
         excess = idx.ids - policy.max_ids_per_partition
         if excess > 0:
             # Beyond the cap: the oldest sessions still open go too.
             rest = sorted(
-                (newest, sid)
-                for sid, (newest, _) in idx.sessions.items()
-                if newest + policy.session_gap_ms > wm
+                (ids.newest, sid)
+                for sid, ids in idx.sessions.items()
+                if ids.newest + policy.session_gap_ms > wm
             )
             for _, sid in rest:
                 if excess <= 0:
                     break
                 over.append(sid)
-                excess -= len(idx.sessions[sid][1])
-        for sid in sorted(over, key=lambda s: idx.sessions[s][0]):
-            newest, keys = idx.sessions.pop(sid)
+                excess -= len(idx.sessions[sid].keys)
+        for sid in sorted(over, key=lambda s: idx.sessions[s].newest):
+            gone = idx.sessions.pop(sid)
+            newest, keys = gone.newest, gone.keys
             idx.ids -= len(keys)
             mkey = closed_key(sid)
             if newest + policy.horizon_ms > wm and idx.markers.get(mkey, -1) < newest:
