@@ -133,12 +133,15 @@ def _str(value: Any) -> str | None:
     return str(value)
 
 
+# What `json.dumps(value, separators=(",", ":"), default=str)` writes, with the encoder
+# built once: json.dumps builds one per call when given options.
+_ENCODE_JSON = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def _json(value: Any) -> str | None:
     if value is None or value == {}:
         return None
-    return (
-        value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
-    )
+    return value if isinstance(value, str) else _ENCODE_JSON(value)
 
 
 COERCE: dict[Kind, Callable[[Any], Any]] = {
