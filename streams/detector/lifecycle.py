@@ -79,8 +79,9 @@ def evaluate(
     policy: DetectorPolicy = DEFAULT_POLICY,
 ) -> list[Incident]:
     """Evaluate one closed minute; returns incidents opened or resolved (state mutated)."""
-    findings = find(state, values, policy)
-    minute = _Minute(window_start, values, findings, views(state, values))
+    per_metric = views(state, values)
+    findings = find(state, values, policy, per_metric)
+    minute = _Minute(window_start, values, findings, per_metric)
     minute.anomalous = {(f.metric, f.dim) for fs in findings.values() for f in fs}
     bests = _localise_each_metric(state, minute, policy)
     _keep_open_values_anomalous(state, minute, policy)
@@ -306,14 +307,18 @@ def _remember_minute(
 
 
 def merge_partials(
-    rollups: list[tuple[DimValue, MinuteCounts]],
+    rollups: list[tuple[DimValue, MinuteCounts]], *, owned: bool = False
 ) -> dict[DimValue, MinuteCounts]:
-    """Sum the partials of one minute into one `MinuteCounts` per dimension value."""
+    """Sum the partials of one minute into one `MinuteCounts` per dimension value.
+
+    `owned`: the counts are the caller's to give away (parsed for this call and held by
+    no one else), so the first of each value is summed into in place, not copied.
+    """
     out: dict[DimValue, MinuteCounts] = {}
     for dim, c in rollups:
         acc = out.get(dim)
         if acc is None:
-            out[dim] = c.model_copy(deep=True)
+            out[dim] = c if owned else c.clone()
         else:
             acc.merge_in(c)
     return out
