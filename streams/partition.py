@@ -288,7 +288,7 @@ class PartitionState:
                 continue
             self.store.touch_window(key)
             self._publish_rollups(rollup.close(w), out)
-            out.partials.append((str(w.window_start_ms).encode(), w.model_dump_json().encode()))
+            out.partials.append((str(w.window_start_ms).encode(), w.json_bytes()))
             self.window_index[key] = (w.window_start_ms, True)
 
     def _revise_windows(self, out: Published) -> None:

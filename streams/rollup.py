@@ -468,7 +468,10 @@ def close(window: WindowState) -> list[MinuteRollup]:
     window.closed = True
     window.revision += 1
     window.touched_since_close.clear()
-    return [_rollup(window, k) for k in sorted(window.values)]
+    # The counts are read here, not handed out (`_rollup` copies them): the window's JSON
+    # cache stays on, so the window is not written in full again at the next checkpoint.
+    window._flush()
+    return [_rollup(window, k) for k in sorted(window._values)]
 
 
 def revise(window: WindowState) -> list[MinuteRollup]:
@@ -478,6 +481,7 @@ def revise(window: WindowState) -> list[MinuteRollup]:
     window.revision += 1
     keys = sorted(window.touched_since_close)
     window.touched_since_close.clear()
+    window._flush()
     return [_rollup(window, k) for k in keys]
 
 
@@ -489,24 +493,16 @@ def _rollup(window: WindowState, key: str) -> MinuteRollup:
         dimension=d,
         value=v,
         partial=window.partial,
-        counts=snapshot(window.values[key]),
+        counts=snapshot(window._values[key]),
         revision=window.revision,
         late_events=window.late_events,
     )
 
 
 def snapshot(counts: MinuteCounts) -> MinuteCounts:
-    """A copy of `counts` that later increments leave alone.
-
-    What `model_copy(deep=True)` gives, at a fraction of its cost (its generic deepcopy was
-    a tenth of the pipeline's time): every field is a number but the sketch's buckets and
-    the error counts, which are copied.
-    """
-    out = counts.model_copy()
-    sketch = counts.startup
-    out.__dict__["startup"] = sketch.model_copy(update={"buckets": dict(sketch.buckets)})
-    out.__dict__["errors_by_code"] = dict(counts.errors_by_code)
-    return out
+    """A copy of `counts` that later increments leave alone (`MinuteCounts.clone`:
+    `model_copy(deep=True)` at a fraction of its cost)."""
+    return counts.clone()
 
 
 class MinuteRoller:
