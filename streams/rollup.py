@@ -358,7 +358,16 @@ def add_to(window: WindowState, keys: tuple[str, ...], applied: Applied) -> None
     p = window._pending.get(keys)
     if p is None:
         # The value keys are created now, in the order of the events, as they always were.
-        p = window._pending[keys] = _Pending([window._counts(k) for k in keys])
+        # (`window._counts`, inline; their JSON is dropped from the cache when the sums
+        # are added, `WindowState._flush`.)
+        values = window._values
+        counts = []
+        for k in keys:
+            c = values.get(k)
+            if c is None:
+                c = values[k] = MinuteCounts()
+            counts.append(c)
+        p = window._pending[keys] = _Pending(counts)
     _accumulate(p, applied)
 
 
