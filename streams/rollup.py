@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -198,12 +199,16 @@ class _Pending:
 
     def add_to_counts(self) -> None:
         """Add the sums to the counts (then forgotten: the caller drops this object)."""
-        incs = [(name, inc) for name in _PENDING_FIELDS if (inc := getattr(self, name))]
+        sums = zip(_PENDING_FIELDS, _pending_sums(self), strict=True)
+        incs = [(name, inc) for name, inc in sums if inc]
         for c in self.counts:
             # Plain counters, no validation on assignment: add to the field values.
             fields = c.__dict__
             for name, inc in incs:
                 fields[name] += inc
+
+
+_pending_sums = attrgetter(*_PENDING_FIELDS)  # a `_Pending`'s sums, in that order
 
 
 class WindowState:
@@ -480,7 +485,7 @@ def close(window: WindowState) -> list[MinuteRollup]:
     # The counts are read here, not handed out (`_rollup` copies them): the window's JSON
     # cache stays on, so the window is not written in full again at the next checkpoint.
     window._flush()
-    return [_rollup(window, k) for k in sorted(window._values)]
+    return _rollups(window, sorted(window._values))
 
 
 def revise(window: WindowState) -> list[MinuteRollup]:
@@ -491,21 +496,30 @@ def revise(window: WindowState) -> list[MinuteRollup]:
     keys = sorted(window.touched_since_close)
     window.touched_since_close.clear()
     window._flush()
-    return [_rollup(window, k) for k in keys]
+    return _rollups(window, keys)
 
 
-def _rollup(window: WindowState, key: str) -> MinuteRollup:
-    d, v = split_key(key)
-    return MinuteRollup.of(
-        window_start=from_ms(window.window_start_ms),
-        window_end=from_ms(window.window_start_ms + WINDOW_MS),
-        dimension=d,
-        value=v,
-        partial=window.partial,
-        counts=snapshot(window._values[key]),
-        revision=window.revision,
-        late_events=window.late_events,
-    )
+def _rollups(window: WindowState, keys: list[str]) -> list[MinuteRollup]:
+    """The rollups of the window's values `keys` (the window's pending sums added)."""
+    # Times, immutable, made once per window rather than per value.
+    start = from_ms(window.window_start_ms)
+    end = from_ms(window.window_start_ms + WINDOW_MS)
+    out = []
+    for key in keys:
+        d, v = split_key(key)
+        out.append(
+            MinuteRollup.of(
+                window_start=start,
+                window_end=end,
+                dimension=d,
+                value=v,
+                partial=window.partial,
+                counts=snapshot(window._values[key]),
+                revision=window.revision,
+                late_events=window.late_events,
+            )
+        )
+    return out
 
 
 def snapshot(counts: MinuteCounts) -> MinuteCounts:
