@@ -19,6 +19,7 @@ from contract.records import _ADDITIVE, MinuteCounts
 from contract.sketch import LatencySketch
 from streams import detector
 from streams.detector import finding
+from streams.detector.model import Baseline
 
 
 def _reference_merge_in(acc: MinuteCounts, other: MinuteCounts) -> None:
@@ -167,3 +168,23 @@ def test_counts_of_equals_the_validating_constructor() -> None:
         _same(got, MinuteCounts.model_validate(fields))  # `MinuteCounts(**fields)`
         assert got.startup is not finding._NO_COUNTS.startup
         assert got.errors_by_code is not finding._NO_COUNTS.errors_by_code
+
+
+def test_baseline_update_agrees_with_pydantics_setattr() -> None:
+    def reference(b: Baseline, x: float, alpha: float) -> None:
+        if b.n == 0:
+            b.mean, b.var = x, 0.0
+        else:
+            d = x - b.mean
+            b.mean += alpha * d
+            b.var = (1 - alpha) * (b.var + alpha * d * d)
+        b.n += 1
+
+    rng = random.Random(5)
+    for start in (Baseline(), Baseline.model_validate_json('{"mean":2,"var":1,"n":3}')):
+        got, want = start.model_copy(deep=True), start.model_copy(deep=True)
+        for _ in range(50):
+            x = rng.choice((0, 3, 12.5, rng.random() * 100))
+            got.update(x, 0.2)
+            reference(want, x, 0.2)
+            _same(got, want)

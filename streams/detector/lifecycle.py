@@ -266,20 +266,26 @@ def _learn_baselines(state: DetectorState, minute: _Minute, policy: DetectorPoli
                 continue
             x = _value(metric, c)
             if x is not None:
-                state.baselines.setdefault(_bkey(metric, dim), Baseline()).update(
-                    x, policy.ewma_alpha
-                )
+                _baseline(state, _bkey(metric, dim)).update(x, policy.ewma_alpha)
             if metric == "rebuffer_pct" and c.active_sessions:
-                state.baselines.setdefault(_bkey(_STALL_SHARE, dim), Baseline()).update(
+                _baseline(state, _bkey(_STALL_SHARE, dim)).update(
                     c.rebuffering_sessions / c.active_sessions, policy.ewma_alpha
                 )
     everything = minute.values.get((ALL, ALL))
     if everything is not None and everything.plays > 0:
         for dim, c in minute.values.items():
             if dim[0] == "title_id" and (SHARE_METRIC, dim) not in minute.anomalous:
-                state.baselines.setdefault(_bkey(SHARE_METRIC, dim), Baseline()).update(
+                _baseline(state, _bkey(SHARE_METRIC, dim)).update(
                     100.0 * c.plays / everything.plays, policy.ewma_alpha
                 )
+
+
+def _baseline(state: DetectorState, key: str) -> Baseline:
+    """The baseline under `key`, a new one if there is none (made only then)."""
+    b = state.baselines.get(key)
+    if b is None:
+        b = state.baselines[key] = Baseline()
+    return b
 
 
 def _remember_minute(
