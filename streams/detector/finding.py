@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from contract import metrics
 from contract.dimensions import ALL
 from contract.records import IncidentMetric, MinuteCounts
-from contract.sketch import bucket_of
+from contract.sketch import LatencySketch, bucket_of
 from streams.detector.model import (
     _RATES,
     _STALL_SHARE,
@@ -161,15 +161,34 @@ def _in_play_view(values: Mapping[DimValue, MinuteCounts]) -> dict[DimValue, Min
     }
 
 
-_NO_COUNTS = MinuteCounts()  # cloned by `_counts_of`, never changed
+_NO_COUNTS = MinuteCounts()  # its defaults, copied by `_counts_of`, never changed
+_NO_SKETCH = LatencySketch()
+_new = object.__new__
+_set = object.__setattr__
 
 
 def _counts_of(**counters: int) -> MinuteCounts:
     """`MinuteCounts(**counters)` for int counters, without validating every one (the
-    views make one per dimension value and minute)."""
-    out = _NO_COUNTS.clone()
-    out.__dict__.update(counters)
-    out.__pydantic_fields_set__.update(counters)
+    views make one per dimension value and minute).
+
+    Built as pydantic's `model_construct` builds a model (its four instance attributes),
+    from the defaults of an empty one; `tests/test_streams_counts_ops.py` compares the
+    two, fields-set included.
+    """
+    fields = _NO_COUNTS.__dict__.copy()
+    fields.update(counters)
+    sketch = _new(LatencySketch)
+    _set(sketch, "__dict__", {**_NO_SKETCH.__dict__, "buckets": {}})
+    _set(sketch, "__pydantic_fields_set__", set())
+    _set(sketch, "__pydantic_extra__", None)
+    _set(sketch, "__pydantic_private__", None)
+    fields["startup"] = sketch
+    fields["errors_by_code"] = {}
+    out = _new(MinuteCounts)
+    _set(out, "__dict__", fields)
+    _set(out, "__pydantic_fields_set__", set(counters))
+    _set(out, "__pydantic_extra__", None)
+    _set(out, "__pydantic_private__", None)
     return out
 
 
