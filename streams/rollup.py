@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -199,16 +198,12 @@ class _Pending:
 
     def add_to_counts(self) -> None:
         """Add the sums to the counts (then forgotten: the caller drops this object)."""
-        sums = zip(_PENDING_FIELDS, _pending_sums(self), strict=True)
-        incs = [(name, inc) for name, inc in sums if inc]
+        incs = [(name, inc) for name in _PENDING_FIELDS if (inc := getattr(self, name))]
         for c in self.counts:
             # Plain counters, no validation on assignment: add to the field values.
             fields = c.__dict__
             for name, inc in incs:
                 fields[name] += inc
-
-
-_pending_sums = attrgetter(*_PENDING_FIELDS)  # a `_Pending`'s sums, in that order
 
 
 class WindowState:
