@@ -156,20 +156,40 @@ class MinuteCounts(BaseModel):
     downshifts: int = 0
     errors_by_code: dict[str, int] = Field(default_factory=dict)
 
+    def clone(self) -> MinuteCounts:
+        """`model_copy(deep=True)`, without the generic deepcopy (the detector copies
+        every dimension value's counts each minute): the sketch and the error counts are
+        the mutable fields."""
+        if type(self) is not MinuteCounts:  # a subclass may have more of them
+            return self.model_copy(deep=True)
+        out = self.__copy__()  # fields and fields-set copied, as `model_copy` does
+        f = out.__dict__
+        f["startup"] = self.startup.clone()
+        f["errors_by_code"] = dict(self.errors_by_code)
+        return out
+
     def merge_in(self, other: MinuteCounts) -> None:
         """Add `other` into this one."""
+        # Plain numbers, no validation on assignment: what `setattr` does through
+        # pydantic's `__setattr__`, field values and fields-set alike, per field.
+        f, o = self.__dict__, other.__dict__
         for name in _ADDITIVE:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            f[name] += o[name]
+        self.__pydantic_fields_set__.update(_ADDITIVE)
         self.startup.merge_in(other.startup)
+        errors = self.errors_by_code
         for code, n in other.errors_by_code.items():
-            self.errors_by_code[code] = self.errors_by_code.get(code, 0) + n
+            errors[code] = errors.get(code, 0) + n
 
     def minus(self, other: MinuteCounts) -> MinuteCounts:
         """This aggregate without `other` (a part of it): "everything but this value"."""
-        out = MinuteCounts()
+        out = _EMPTY_COUNTS.__copy__()  # `MinuteCounts()`, its two mutable fields new below
+        f, a, b = out.__dict__, self.__dict__, other.__dict__
         for name in _ADDITIVE:
-            setattr(out, name, getattr(self, name) - getattr(other, name))
-        out.startup = self.startup.minus(other.startup)
+            f[name] = a[name] - b[name]
+        f["startup"] = self.startup.minus(other.startup)
+        f["errors_by_code"] = {}
+        out.__pydantic_fields_set__.update(_MINUS_SET)
         return out
 
     # Derived metrics, always from the one metrics module.
@@ -202,6 +222,10 @@ class MinuteCounts(BaseModel):
     def avg_bitrate_kbps(self) -> float | None:
         """Time-weighted average bitrate over the minute's watch time."""
         return self.bitrate_kbps_ms / self.bitrate_ms if self.bitrate_ms else None
+
+
+_EMPTY_COUNTS = MinuteCounts()  # copied by `minus`, never changed
+_MINUS_SET = (*_ADDITIVE, "startup")  # the fields `minus` sets
 
 
 class MinuteRollup(BaseModel):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 GAMMA = 1.05
 _LOG_GAMMA = math.log(GAMMA)
 MAX_BUCKET = 400  # GAMMA**400 ms is about 3 * 10**8 ms: far above any startup time
+_COUNT_TOTAL = ("count", "total")
 
 
 def bucket_of(value_ms: float) -> int:
@@ -60,20 +61,36 @@ class LatencySketch(BaseModel):
 
     def merge(self, other: LatencySketch) -> LatencySketch:
         """A new sketch holding both sketches' observations."""
-        merged = self.model_copy(deep=True)
+        merged = self.clone()
         merged.merge_in(other)
         return merged
 
+    def clone(self) -> LatencySketch:
+        """`model_copy(deep=True)`, without the generic deepcopy (the detector copies
+        hundreds of sketches a minute): the buckets are the one mutable field."""
+        if type(self) is not LatencySketch:  # a subclass may have more of them
+            return self.model_copy(deep=True)
+        out = self.__copy__()  # fields and fields-set copied, as `model_copy` does
+        out.__dict__["buckets"] = dict(self.buckets)
+        return out
+
     def merge_in(self, other: LatencySketch) -> None:
         """Add `other`'s observations to this sketch."""
+        buckets = self.buckets
         for b, n in other.buckets.items():
-            self.buckets[b] = self.buckets.get(b, 0) + n
-        self.count += other.count
-        self.total += other.total
-        if other.min is not None:
-            self.min = other.min if self.min is None else min(self.min, other.min)
-        if other.max is not None:
-            self.max = other.max if self.max is None else max(self.max, other.max)
+            buckets[b] = buckets.get(b, 0) + n
+        # Plain numbers, no validation on assignment: what `self.count += ...` and the rest
+        # do through pydantic's `__setattr__`, field values and fields-set alike.
+        f, o, fields_set = self.__dict__, other.__dict__, self.__pydantic_fields_set__
+        f["count"] += o["count"]
+        f["total"] += o["total"]
+        fields_set.update(_COUNT_TOTAL)
+        if o["min"] is not None:
+            f["min"] = o["min"] if f["min"] is None else min(f["min"], o["min"])
+            fields_set.add("min")
+        if o["max"] is not None:
+            f["max"] = o["max"] if f["max"] is None else max(f["max"], o["max"])
+            fields_set.add("max")
 
     def minus(self, other: LatencySketch) -> LatencySketch:
         """This sketch without `other`'s observations (`other` must be a part of it).
@@ -81,15 +98,18 @@ class LatencySketch(BaseModel):
         Used for "the aggregate without this dimension value". min/max cannot be
         un-merged, so they stay as bounds of the whole.
         """
-        out = self.model_copy(deep=True)
+        out = self.clone()
+        buckets = out.buckets
         for b, n in other.buckets.items():
-            left = out.buckets.get(b, 0) - n
+            left = buckets.get(b, 0) - n
             if left > 0:
-                out.buckets[b] = left
+                buckets[b] = left
             else:
-                out.buckets.pop(b, None)
-        out.count = max(0, self.count - other.count)
-        out.total = self.total - other.total
+                buckets.pop(b, None)
+        f = out.__dict__
+        f["count"] = max(0, self.count - other.count)
+        f["total"] = self.total - other.total
+        out.__pydantic_fields_set__.update(_COUNT_TOTAL)
         return out
 
     def quantile(self, q: float) -> float | None:

@@ -175,8 +175,9 @@ class DetectAgent:
                     parts.append(cached[1])
                 elif raw is not None:
                     parts.append(WindowState.model_validate_json(raw).values)
+            # Parsed for this minute alone (the cache entries are popped): summed in place.
             values = detector.merge_partials(
-                [(rollup.split_key(k), c) for part in parts for k, c in part.items()]
+                [(rollup.split_key(k), c) for part in parts for k, c in part.items()], owned=True
             )
             for inc in detector.evaluate(rt.state, from_ms(start), values, cfg.detector):
                 await self.rt.incidents_topic.send(

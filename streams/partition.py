@@ -99,6 +99,7 @@ def partition_of_key(key: bytes) -> int:
 
 
 _NEVER = 2**63  # later than any event time (epoch ms)
+_WINDOW_MS = rollup.WINDOW_MS
 
 
 class PartitionState:
@@ -136,6 +137,8 @@ class PartitionState:
         # Read once: the policy's attribute chain per event cost more than the comparison.
         self._timeout_ms = config.session.inactivity_timeout_ms
         self._retention_ms = config.session.closed_retention_ms
+        self._session_policy = config.session
+        self._key_prefix = f"{p}|"  # of `session_key(p, ...)`
 
     # ------------------------------------------------------------------ events ---------
 
@@ -151,15 +154,17 @@ class PartitionState:
         cp = self.cp
         if t > cp.watermark_ms:
             cp.watermark_ms = t
-        skey = f"{self.p}|{event.session_id}".encode()  # session_key, inline: per event
+        skey = f"{self._key_prefix}{event.session_id}".encode()  # session_key, inline
         state = self.sessions.get(skey) or self._session(skey)
         if state is None:
             state = self.sessions[skey] = sessionizer.new_state(event.session_id)
-        self.store.touch_session(skey)
-        applied = sessionizer.apply(state, event, self.config.session, offset, t)
+        store = self.store
+        store.touch_session(skey)
+        applied = sessionizer.apply(state, event, self._session_policy, offset, t)
         last_ms, closed = state.last_event_ms, state.closed
         self.session_index[skey] = (last_ms, closed)
-        due = self._due_ms(last_ms, closed)
+        # `_due_ms`, inline: per event.
+        due = last_ms + (self._retention_ms if closed else self._timeout_ms)
         if due < self._sessions_due_ms:
             self._sessions_due_ms = due
         if applied.duplicate:
@@ -168,10 +173,10 @@ class PartitionState:
         keys = state.value_keys
         if keys is None:
             keys = state.value_keys = rollup.value_keys(state.dims)
-        start = t - t % rollup.WINDOW_MS
+        start = t - t % _WINDOW_MS
         w = self.windows.get(self._own_key) if start == self._own_start else None
         if w is not None and not w.closed:  # most events: the current minute's own window
-            self.store.touch_window(self._own_key)
+            store.touch_window(self._own_key)
         else:
             w = self.window(t, event.event_id)
         rollup.add_to(w, keys, applied)
@@ -288,7 +293,7 @@ class PartitionState:
                 continue
             self.store.touch_window(key)
             self._publish_rollups(rollup.close(w), out)
-            out.partials.append((str(w.window_start_ms).encode(), w.model_dump_json().encode()))
+            out.partials.append((str(w.window_start_ms).encode(), w.json_bytes()))
             self.window_index[key] = (w.window_start_ms, True)
 
     def _revise_windows(self, out: Published) -> None:

@@ -244,7 +244,12 @@ def test_a_window_written_between_every_change_is_written_as_pydantic_would() ->
             assert w._json  # the cache is on: the check above read from it
     assert ends >= 5
     late = next(iter(sessions.values()))
-    rollup.close(w)  # hands the counts out: the cache is off from here on
+    rollups = rollup.close(w)  # the cache is let go from here on
     assert w._json is None
     rollup.add_to(w, rollup.value_keys(late.dims), sessionizer.Applied(watch_ms=5))
     _check_window(w)
+    # The published rollups are copies: the late event left them alone.
+    assert [r.counts for r in rollups] != [w._values[k] for k in sorted(w._values)]
+    assert sum(r.counts.watch_ms for r in rollups) + 5 * 9 == sum(
+        c.watch_ms for c in w._values.values()
+    )

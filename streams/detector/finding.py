@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from contract import metrics
 from contract.dimensions import ALL
 from contract.records import IncidentMetric, MinuteCounts
-from contract.sketch import bucket_of
+from contract.sketch import LatencySketch, bucket_of
 from streams.detector.model import (
     _RATES,
     _STALL_SHARE,
@@ -146,19 +146,50 @@ def _start_view(
             acc = sums.setdefault((d, v), [0, 0])
             acc[0] += k
             acc[1] += n
-    return {dim: MinuteCounts(failed_starts=k, plays=n) for dim, (k, n) in sums.items()}
+    return {dim: _counts_of(failed_starts=k, plays=n) for dim, (k, n) in sums.items()}
 
 
 def _in_play_view(values: Mapping[DimValue, MinuteCounts]) -> dict[DimValue, MinuteCounts]:
     """Active sessions and the failures after first frame (start failures are their own
     metric: one fault, one incident)."""
     return {
-        dim: MinuteCounts(
+        dim: _counts_of(
             active_sessions=c.active_sessions,
             failed_sessions=max(c.failed_sessions - c.failed_starts, 0),
         )
         for dim, c in values.items()
     }
+
+
+_NO_COUNTS = MinuteCounts()  # its defaults, copied by `_counts_of`, never changed
+_NO_SKETCH = LatencySketch()
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _counts_of(**counters: int) -> MinuteCounts:
+    """`MinuteCounts(**counters)` for int counters, without validating every one (the
+    views make one per dimension value and minute).
+
+    Built as pydantic's `model_construct` builds a model (its four instance attributes),
+    from the defaults of an empty one; `tests/test_streams_counts_ops.py` compares the
+    two, fields-set included.
+    """
+    fields = _NO_COUNTS.__dict__.copy()
+    fields.update(counters)
+    sketch = _new(LatencySketch)
+    _set(sketch, "__dict__", {**_NO_SKETCH.__dict__, "buckets": {}})
+    _set(sketch, "__pydantic_fields_set__", set())
+    _set(sketch, "__pydantic_extra__", None)
+    _set(sketch, "__pydantic_private__", None)
+    fields["startup"] = sketch
+    fields["errors_by_code"] = {}
+    out = _new(MinuteCounts)
+    _set(out, "__dict__", fields)
+    _set(out, "__pydantic_fields_set__", set(counters))
+    _set(out, "__pydantic_extra__", None)
+    _set(out, "__pydantic_private__", None)
+    return out
 
 
 def views(
@@ -205,12 +236,17 @@ def find(
     state: DetectorState,
     values: Mapping[DimValue, MinuteCounts],
     policy: DetectorPolicy = DEFAULT_POLICY,
+    per_metric: Mapping[IncidentMetric, Mapping[DimValue, MinuteCounts]] | None = None,
 ) -> dict[IncidentMetric, list[Finding]]:
-    """Every anomalous dimension value per metric in this minute (no state change)."""
+    """Every anomalous dimension value per metric in this minute (no state change).
+
+    `per_metric`: `views(state, values)`, when the caller has made it already.
+    """
     out: dict[IncidentMetric, list[Finding]] = {m: [] for m in (*METRICS, SHARE_METRIC)}
     if (ALL, ALL) not in values:
         return out
-    per_metric = views(state, values)
+    if per_metric is None:
+        per_metric = views(state, values)
     out[SHARE_METRIC] = _share_findings(state, values, policy)
     for metric in METRICS:
         view = per_metric[metric]

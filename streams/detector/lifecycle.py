@@ -79,8 +79,9 @@ def evaluate(
     policy: DetectorPolicy = DEFAULT_POLICY,
 ) -> list[Incident]:
     """Evaluate one closed minute; returns incidents opened or resolved (state mutated)."""
-    findings = find(state, values, policy)
-    minute = _Minute(window_start, values, findings, views(state, values))
+    per_metric = views(state, values)
+    findings = find(state, values, policy, per_metric)
+    minute = _Minute(window_start, values, findings, per_metric)
     minute.anomalous = {(f.metric, f.dim) for fs in findings.values() for f in fs}
     bests = _localise_each_metric(state, minute, policy)
     _keep_open_values_anomalous(state, minute, policy)
@@ -265,20 +266,26 @@ def _learn_baselines(state: DetectorState, minute: _Minute, policy: DetectorPoli
                 continue
             x = _value(metric, c)
             if x is not None:
-                state.baselines.setdefault(_bkey(metric, dim), Baseline()).update(
-                    x, policy.ewma_alpha
-                )
+                _baseline(state, _bkey(metric, dim)).update(x, policy.ewma_alpha)
             if metric == "rebuffer_pct" and c.active_sessions:
-                state.baselines.setdefault(_bkey(_STALL_SHARE, dim), Baseline()).update(
+                _baseline(state, _bkey(_STALL_SHARE, dim)).update(
                     c.rebuffering_sessions / c.active_sessions, policy.ewma_alpha
                 )
     everything = minute.values.get((ALL, ALL))
     if everything is not None and everything.plays > 0:
         for dim, c in minute.values.items():
             if dim[0] == "title_id" and (SHARE_METRIC, dim) not in minute.anomalous:
-                state.baselines.setdefault(_bkey(SHARE_METRIC, dim), Baseline()).update(
+                _baseline(state, _bkey(SHARE_METRIC, dim)).update(
                     100.0 * c.plays / everything.plays, policy.ewma_alpha
                 )
+
+
+def _baseline(state: DetectorState, key: str) -> Baseline:
+    """The baseline under `key`, a new one if there is none (made only then)."""
+    b = state.baselines.get(key)
+    if b is None:
+        b = state.baselines[key] = Baseline()
+    return b
 
 
 def _remember_minute(
@@ -306,14 +313,18 @@ def _remember_minute(
 
 
 def merge_partials(
-    rollups: list[tuple[DimValue, MinuteCounts]],
+    rollups: list[tuple[DimValue, MinuteCounts]], *, owned: bool = False
 ) -> dict[DimValue, MinuteCounts]:
-    """Sum the partials of one minute into one `MinuteCounts` per dimension value."""
+    """Sum the partials of one minute into one `MinuteCounts` per dimension value.
+
+    `owned`: the counts are the caller's to give away (parsed for this call and held by
+    no one else), so the first of each value is summed into in place, not copied.
+    """
     out: dict[DimValue, MinuteCounts] = {}
     for dim, c in rollups:
         acc = out.get(dim)
         if acc is None:
-            out[dim] = c.model_copy(deep=True)
+            out[dim] = c if owned else c.clone()
         else:
             acc.merge_in(c)
     return out

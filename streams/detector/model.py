@@ -90,13 +90,20 @@ class Baseline(BaseModel):
 
     def update(self, x: float, alpha: float) -> None:
         """Fold in one normal observation."""
-        if self.n == 0:
-            self.mean, self.var = x, 0.0
+        # Plain numbers, no validation on assignment: what assigning the three fields does
+        # through pydantic's `__setattr__` (values and fields-set), a thousand times a minute.
+        f = self.__dict__
+        if f["n"] == 0:
+            f["mean"], f["var"] = x, 0.0
         else:
-            d = x - self.mean
-            self.mean += alpha * d
-            self.var = (1 - alpha) * (self.var + alpha * d * d)
-        self.n += 1
+            d = x - f["mean"]
+            f["mean"] += alpha * d
+            f["var"] = (1 - alpha) * (f["var"] + alpha * d * d)
+        f["n"] += 1
+        self.__pydantic_fields_set__.update(_BASELINE_FIELDS)
+
+
+_BASELINE_FIELDS = ("mean", "var", "n")
 
 
 class OpenIncident(BaseModel):
