@@ -237,7 +237,7 @@ async def _poll_warehouse(s: Settings, out: Samples, stop: asyncio.Event) -> Non
 async def _poll_lag(s: Settings, out: Samples, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            p = await progress(s)
+            p = await progress(s, detector=False)
             out.lag_now = max(0, p.raw_end - p.raw_counted)
             if time.time() >= out.measure_from:
                 out.lag.append(out.lag_now)

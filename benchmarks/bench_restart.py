@@ -166,7 +166,7 @@ def measure(n: int, state: sessionizer.SessionState, event: bytes) -> tuple[floa
             stderr=subprocess.STDOUT,
         )
         try:
-            while not asyncio.run(progress(s)).done:
+            while not asyncio.run(progress(s, detector=False)).done:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited; see {s.data_dir / 'worker.log'}")
                 if time.perf_counter() - t0 > DEADLINE_S:

@@ -148,7 +148,7 @@ def _run_workers(s: Settings, keys: list[bytes], values: list[bytes], workers: i
         first: float | None = None
         cpu0 = 0.0
         counted0 = 0
-        while not (now := asyncio.run(progress(s))).done:
+        while not (now := asyncio.run(progress(s, detector=False))).done:
             if now.raw_counted and first is None:
                 # The clock starts at the first committed checkpoint, so startup (group
                 # join, recovery) is excluded; the events that checkpoint counts were

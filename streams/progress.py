@@ -75,7 +75,7 @@ class Progress:
     raw_end: int  # messages in the raw topic
     raw_counted: int  # of which the committed checkpoints count
     applied: bool  # every raw partition's checkpoint at its end
-    detected: bool  # the detector has read every partial
+    detected: bool | None  # the detector has read every partial (None: not read)
 
     @property
     def done(self) -> bool:
@@ -84,8 +84,13 @@ class Progress:
         return self.raw_counted >= self.raw_end and self.applied
 
 
-async def progress(settings: Settings) -> Progress:
-    """Read the stage's progress from the topics and the worker's changelogs."""
+async def progress(settings: Settings, detector: bool = True) -> Progress:
+    """Read the stage's progress from the topics and the worker's changelogs.
+
+    `detector=False` leaves the detector out (`detected` is None): reading it means reading
+    its whole changelog, which grows with every batch of partials; a benchmark polling
+    twice a second would load the machine it measures with it.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
     )
@@ -102,9 +107,9 @@ async def progress(settings: Settings) -> Progress:
         applied = all(
             (cps[tp.partition].upto if tp.partition in cps else -1) >= ends[tp] - 1 for tp in raw
         )
-        detected = True
+        detected: bool | None = True if detector else None
         partials = settings.topic(MINUTE_PARTIALS)
-        if partials in existing:
+        if detector and partials in existing:
             ptp = TopicPartition(partials, 0)
             pend = (await consumer.end_offsets([ptp]))[ptp]
             det_topic = changelog(settings, "detector")
