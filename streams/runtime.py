@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol
 
 from streams.config import StreamsConfig
 from streams.enrichment import Catalog
+from streams.send_buffer import Headers
 from streamwatch.settings import Settings
 
 
@@ -69,6 +70,9 @@ class AgentRuntime(Protocol):
 
     def stager(self, table: Any) -> Callable[[int, bytes, bytes], None]:
         """`stage` of one table, bound once (for a write per event)."""
+
+    def sender(self) -> Callable[[str, int, bytes | None, bytes, Headers | None], None]:
+        """`send`, bound once (for a record per event: the forward)."""
 
     def send(
         self,

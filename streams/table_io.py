@@ -100,6 +100,10 @@ class TableIO:
             n = counts[topic] = len(producer.client.cluster.partitions_for_topic(topic))
         return n
 
+    def sender(self) -> Callable[[str, int, bytes | None, bytes, Headers | None], None]:
+        """`send`, bound once (for a record per event: the forward)."""
+        return self.sends.add
+
     def send(
         self, topic: str, partition: int, key: bytes | None, value: bytes, headers: Headers | None
     ) -> None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from contract.deadletter import INVALID_JSON, SCHEMA_INVALID, UNKNOWN_EVENT_TYPE
 from contract.events import Event
-from contract.fast_parse import parse_event_json
+from contract.fast_parse import PARSED_UTC, parse_event_json
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,7 @@ def dump_event(event: Event) -> bytes:
 
 def _plain_time(t: datetime) -> bool:
     """A time orjson writes as pydantic does: its UTC offset, if any, in whole minutes."""
-    if t.tzinfo is _PARSED_UTC:
+    if t.tzinfo is PARSED_UTC:
         return True  # nearly every event: pydantic gives every parsed UTC time this one
     offset = t.utcoffset()
     return offset is None or not offset % _MINUTE
-
-
-# The tzinfo pydantic's validator attaches to every UTC time it parses (one shared object).
-_PARSED_UTC = TypeAdapter(datetime).validate_json(b'"2000-01-01T00:00:00Z"').tzinfo

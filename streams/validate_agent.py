@@ -19,6 +19,7 @@ from ingest.events import Event
 from streams import dedupe
 from streams.committed_state import ValidateStats
 from streams.runtime import AgentRuntime, SourceMessage
+from streams.send_buffer import Headers
 from streams.sessionizer import to_ms
 from streams.table_io import reads
 from streams.validate import Rejected, dump_event, parse
@@ -39,6 +40,7 @@ class ValidateStep:
         # written per event.
         self._seen_set: Mapping[bytes, bytes] | None = None
         self._write_seen: Callable[[int, bytes, bytes], None] | None = None
+        self._send: Callable[[str, int, bytes | None, bytes, Headers | None], None] | None = None
 
     def forget(self, partition: int) -> None:
         """Drop what this worker indexed of a raw partition (revoked or reassigned)."""
@@ -108,7 +110,10 @@ class ValidateStep:
         # To the raw record's partition: the same session_id-keyed order, no partitioner.
         # `dump_event` writes the bytes `event.model_dump_json()` does, for less.
         key, value = event.session_id.encode(), dump_event(event)
-        self.rt.send(self._events_topic, p % self._events_parts, key, value, headers)
+        send = self._send
+        if send is None:
+            send = self._send = self.rt.sender()
+        send(self._events_topic, p % self._events_parts, key, value, headers)
 
     async def purge(self, watermarks: dict[int, int]) -> None:
         """Forget the ids of sessions over, keeping a small marker of each (streams.dedupe).

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
 from contract.events import Event
 from contract.records import SessionSummary
@@ -147,3 +151,21 @@ def test_applied_reports_rollup_increments_once() -> None:
 def test_summary_round_trips_as_json() -> None:
     [s] = run(normal_session())
     assert SessionSummary.model_validate_json(s.model_dump_json()) == s
+
+
+_TIME = TypeAdapter(datetime)
+
+
+@given(
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)),
+    st.sampled_from(["Z", "+00:00", "+05:30", "-08:00"]),
+)
+def test_event_ms_is_the_timestamp_of_what_pydantic_parsed(naive: datetime, zone: str) -> None:
+    # A parsed UTC time takes a shortcut (no UTC offset asked for): the same integer as
+    # int(timestamp() * 1000), float rounding included, or sessions would move.
+    parsed = _TIME.validate_json(f'"{naive.isoformat()}{zone}"'.encode())
+    assert to_ms(parsed) == int(parsed.timestamp() * 1000)
+    assert to_ms(parsed.astimezone(UTC)) == int(parsed.timestamp() * 1000)
+    assert to_ms(parsed + timedelta(microseconds=1)) == int(
+        (parsed + timedelta(microseconds=1)).timestamp() * 1000
+    )
