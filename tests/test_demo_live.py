@@ -49,7 +49,9 @@ SRE_PAGES = {
     "capacity": "capacity",
 }
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-sync"]
-HH_MM = re.compile(r"^(\d{2}):(\d{2})$")
+# A time label: "21:05", or "Sun 29 Nov 21:05" when an axis spans most of a day (a member's
+# session yesterday under an incident still open now, when this runs late in the day).
+HH_MM = re.compile(r"^(?:[A-Z][a-z]{2} \d{2} [A-Z][a-z]{2} )?(\d{2}:\d{2})$")
 
 
 def _free_port() -> int:
@@ -244,7 +246,7 @@ def _axis_times(tab: Page) -> list[str]:
         """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"] svg text')]
                  .map(t => t.textContent.trim())"""
     )
-    return [t for t in texts if HH_MM.match(t)]
+    return [m.group(1) for t in texts if (m := HH_MM.search(t))]
 
 
 def _cells(tab: Page) -> list[str]:
