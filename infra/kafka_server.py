@@ -18,6 +18,18 @@ _CONFIG_DIR = Path(__file__).parent / "config"
 _KAFKA_MIN_JAVA = 17
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka writes one: a base64url UUID that never starts with "-".
+
+    Kafka's own `Uuid.randomUuid` draws again for a leading "-", since such an id
+    looks like an option on a command line.
+    """
+    while True:
+        raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not raw.startswith("-"):
+            return raw
+
+
 class KafkaServer(Component):
     """The local Kafka broker: storage formatted once, data kept across restarts."""
 
@@ -94,9 +106,7 @@ class KafkaServer(Component):
             return
         cluster_id_file = self.home / "cluster.id"
         if not cluster_id_file.is_file():
-            # Kafka wants a base64url UUID; a random uuid4 rendered that way is valid.
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            cluster_id_file.write_text(raw)
+            cluster_id_file.write_text(new_cluster_id())
         proc = subprocess.run(
             [
                 self._java(),
@@ -104,10 +114,10 @@ class KafkaServer(Component):
                 self._classpath(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id_file.read_text().strip(),
-                "-c",
-                str(config),
+                # `--opt=value`: one in 64 ids starts with "-", which a separate
+                # argument would make the tool's parser read as an option.
+                f"--cluster-id={cluster_id_file.read_text().strip()}",
+                f"--config={config}",
             ],
             capture_output=True,
             text=True,
