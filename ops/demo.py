@@ -21,6 +21,9 @@ from streamwatch.errors import StreamwatchError
 from streamwatch.settings import Settings, get_settings
 
 DEMO_RUN = "demo-live"
+# Right after `make demo` the stub is still sending its warm-up, at once, to a collector and
+# worker that are starting too; on 2 cores that has taken over 30 s.
+FAULT_WAIT_S = 180.0
 DEMO_AGENT = "demo"
 # A demo-only login for the local support console, printed by `make demo`. Real deployments
 # put an OIDC proxy in front and set STREAMWATCH_SUPPORT_TRUSTED_HEADER instead.
@@ -232,7 +235,17 @@ def _cmd_fault(args: argparse.Namespace) -> int:
     run_dir = settings.data_dir / "stub" / DEMO_RUN
     try:
         request = request_fault(run_dir, args.scenario, args.minutes)
-        applied = wait_applied(run_dir, request, polls=60, every_s=0.5)
+        applied = wait_applied(
+            run_dir,
+            request,
+            timeout_s=FAULT_WAIT_S,
+            on_wait=lambda: print(
+                "waiting for the demo's stub to take the fault (it takes faults once its "
+                f"warm-up is sent); giving up after {FAULT_WAIT_S:g} s",
+                file=sys.stderr,
+                flush=True,
+            ),
+        )
     except (ValueError, TimeoutError) as exc:
         raise StreamwatchError(str(exc)) from exc
     print(

@@ -4,7 +4,7 @@ The request is a small JSON file in the run directory; the running stub polls fo
 batches, starts the scenario's fault at its current simulated time for the requested
 minutes, records what it applied in `faults.jsonl` (the ground truth of a live fault) and
 removes the request. A file keeps the stub free of any server or signal handling, and the
-requester can wait for the stub to confirm.
+requester can wait for the stub to confirm, or withdraw a request the stub has not taken.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -81,16 +82,85 @@ def applied_faults(run_dir: Path) -> list[AppliedFault]:
     return [AppliedFault(**json.loads(line)) for line in lines if line.strip()]
 
 
-def wait_applied(run_dir: Path, request: FaultRequest, polls: int, every_s: float) -> AppliedFault:
-    """The applied fault of `request`, polling `polls` times; TimeoutError if never applied."""
-    for _ in range(polls):
-        for applied in applied_faults(run_dir):
-            if applied.request_id == request.request_id:
-                return applied
+def _applied(run_dir: Path, request: FaultRequest) -> AppliedFault | None:
+    for applied in applied_faults(run_dir):
+        if applied.request_id == request.request_id:
+            return applied
+    return None
+
+
+def _poll_applied(
+    run_dir: Path, request: FaultRequest, seconds: float, every_s: float
+) -> AppliedFault | None:
+    deadline = time.monotonic() + seconds
+    while True:
+        applied = _applied(run_dir, request)
+        if applied is not None or time.monotonic() >= deadline:
+            return applied
         time.sleep(every_s)
-    raise TimeoutError(
-        f"the stub in {run_dir} did not pick up the fault request (is the demo's stub running?)"
-    )
+
+
+def withdraw_fault(run_dir: Path, request: FaultRequest) -> bool:
+    """Take `request` back unless the stub has taken it; True if it will never be applied.
+
+    The request is renamed away, as the stub claims it: only one of the two renames can
+    succeed, so a fault is never both withdrawn and applied.
+    """
+    held = run_dir / f".{REQUEST_FILE}.{request.request_id}.withdrawn"
+    try:
+        os.rename(run_dir / REQUEST_FILE, held)
+    except FileNotFoundError:
+        return False  # the stub has it
+    pending = json.loads(held.read_text(encoding="utf-8"))
+    if pending["request_id"] != request.request_id:
+        # A newer `demo fault` replaced ours; it stays asked.
+        os.rename(held, run_dir / REQUEST_FILE)
+        return True
+    held.unlink()
+    return True
+
+
+def wait_applied(
+    run_dir: Path,
+    request: FaultRequest,
+    timeout_s: float,
+    *,
+    every_s: float = 0.5,
+    on_wait: Callable[[], None] | None = None,
+    quiet_s: float = 3.0,
+) -> AppliedFault:
+    """The applied fault of `request`, waiting up to `timeout_s` for the stub to take it.
+
+    The stub takes requests only once its warm-up is sent, which can be a minute or two
+    after `make demo` returns; `on_wait` is called once if nothing happened in `quiet_s`.
+    If the stub never takes the request, or the wait is interrupted, the request is
+    withdrawn, so no fault starts later behind the user's back.
+    """
+    try:
+        applied = _poll_applied(run_dir, request, min(quiet_s, timeout_s), every_s)
+        if applied is None and on_wait is not None:
+            on_wait()
+        if applied is None:
+            applied = _poll_applied(run_dir, request, max(timeout_s - quiet_s, 0), every_s)
+    except BaseException:
+        withdraw_fault(run_dir, request)
+        raise
+    if applied is not None:
+        return applied
+    if withdraw_fault(run_dir, request):
+        raise TimeoutError(
+            f"the stub did not take the fault request within {timeout_s:g} s, so it was "
+            "withdrawn and nothing started; the stub takes faults once its warm-up is sent "
+            "(see its log for 'stub:' lines), try again then"
+        )
+    # The stub renamed it just now: its confirmation follows at once.
+    applied = _poll_applied(run_dir, request, 10.0, every_s)
+    if applied is None:
+        raise TimeoutError(
+            f"the stub took fault request {request.request_id} but did not confirm it in "
+            f"{run_dir / APPLIED_FILE}; see the stub's log"
+        )
+    return applied
 
 
 class FaultControl:
@@ -107,12 +177,14 @@ class FaultControl:
         if now < self._next_poll:
             return None
         self._next_poll = now + self.every_s
-        path = self.run_dir / REQUEST_FILE
+        claimed = self.run_dir / f".{REQUEST_FILE}.claimed"
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            # A rename, like the requester's withdrawal: exactly one of them gets it.
+            os.rename(self.run_dir / REQUEST_FILE, claimed)
         except FileNotFoundError:
             return None
-        path.unlink(missing_ok=True)
+        raw = json.loads(claimed.read_text(encoding="utf-8"))
+        claimed.unlink()
         request = FaultRequest(str(raw["request_id"]), str(raw["scenario"]), float(raw["minutes"]))
         end_ms = sim_now_ms + int(request.minutes * 60_000)
         fault = choose_fault(request.scenario, target.population, sim_now_ms, end_ms)
