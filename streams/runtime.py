@@ -75,12 +75,7 @@ class AgentRuntime(Protocol):
         """`send`, bound once (for a record per event: the forward)."""
 
     def send(
-        self,
-        topic: str,
-        partition: int,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]] | None,
+        self, topic: str, partition: int, key: bytes | None, value: bytes, headers: Headers | None
     ) -> None:
         """Buffer a record for `topic` (sent at the next push or flush)."""
 
