@@ -285,10 +285,12 @@ def player_workloads(requests: int) -> list[Workload]:
     for per_request in (1, 10):
         bodies = []
         for i in range(requests):
-            # A session per body, so no report is a duplicate of an earlier one.
+            # A session per body, so no report is a duplicate of an earlier one, numbered
+            # from 0 as a player numbers a new session's reports (a gap would make the
+            # collector wait for the missing ones).
             sid = f'sid="bench-{uuid.uuid4().hex[:12]}"'
             lines = [
-                _with_sid(reports[(i * per_request + k) % len(reports)], sid)
+                _in_session(reports[(i * per_request + k) % len(reports)], sid, k)
                 for k in range(per_request)
             ]
             bodies.append(("\n".join(lines) + "\n").encode())
@@ -300,9 +302,9 @@ def player_workloads(requests: int) -> list[Workload]:
     return out
 
 
-def _with_sid(report: str, sid: str) -> str:
-    parts = [p for p in report.split(",") if not p.startswith("sid=")]
-    return ",".join([*parts, sid])
+def _in_session(report: str, sid: str, sn: int) -> str:
+    parts = [p for p in report.split(",") if not p.startswith(("sid=", "sn="))]
+    return ",".join([*parts, sid, f"sn={sn}"])
 
 
 @dataclass(frozen=True)

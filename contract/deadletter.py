@@ -54,6 +54,8 @@ CMCD_INVALID_VALUE: Final = "cmcd_invalid_value"
 CMCD_MISSING_KEY: Final = "cmcd_missing_key"
 CMCD_INVALID_UTF8: Final = "invalid_utf8"
 CMCD_LINE_TOO_LARGE: Final = "event_too_large"
+# A report that arrived after later reports of its session, beyond the collector's wait.
+CMCD_OUT_OF_ORDER: Final = "cmcd_out_of_order"
 
 
 class DeadLetter(BaseModel):

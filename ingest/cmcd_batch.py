@@ -46,6 +46,33 @@ class CmcdBatch:
         return self.reports - len({r.index for r in self.rejected})
 
 
+def _lines(body: bytes) -> list[bytes]:
+    return [
+        line[:-1] if line.endswith(b"\r") else line
+        for line in body.split(b"\n")
+        if line.strip(b" \t\r")
+    ]
+
+
+def first_position(body: bytes) -> tuple[str, int] | None:
+    """The session id and sequence number of a body's first report, when it has both.
+
+    Read before the body waits its turn, to hold it back until its session's earlier report
+    is in; any fault in it is left to `read_cmcd_body`, which reports it.
+    """
+    lines = _lines(body[: 64 * 1024])
+    if not lines:
+        return None
+    try:
+        report = decode_report(lines[0].decode("utf-8"))
+    except (UnicodeDecodeError, CmcdError):
+        return None
+    sid, sn = report.get("sid"), report.get("sn")
+    if isinstance(sid, str) and sid and isinstance(sn, int):
+        return sid, sn
+    return None
+
+
 def read_cmcd_body(
     body: bytes,
     limits: IngestLimits,
@@ -69,11 +96,7 @@ def _read(
     translator: CmcdTranslator,
     prepare: Prepare | None,
 ) -> CmcdBatch | BatchError:
-    lines = [
-        line[:-1] if line.endswith(b"\r") else line
-        for line in body.split(b"\n")
-        if line.strip(b" \t\r")
-    ]
+    lines = _lines(body)
     if not lines:
         return BatchError(EMPTY_BODY, "the body is empty; send one CMCD report per line")
     if len(lines) > max_reports:

@@ -33,9 +33,9 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from contract.deadletter import CMCD_MISSING_KEY
+from contract.deadletter import CMCD_MISSING_KEY, CMCD_OUT_OF_ORDER
 from ingest.cmcd import CmcdError, CmcdReport
 
 UNKNOWN_ERROR_CODE: Final = "unknown"
@@ -43,6 +43,36 @@ UNKNOWN_ERROR_CODE: Final = "unknown"
 # a lost answer) makes the same ids and is deduplicated downstream.
 _ID_NAMESPACE: Final = uuid.UUID("5b0c6a55-7e0f-4c4e-9a43-4b9e1c2b6d11")
 _END_REASONS: Final = {"e": "completed", "q": "user_exit", "f": "error"}
+SN_WINDOW: Final = 64
+_WINDOW_MASK: Final = (1 << SN_WINDOW) - 1
+
+
+@dataclass(frozen=True)
+class SeenSequence:
+    """Which sequence numbers (`sn`) of a session arrived: the newest, and of the
+    `SN_WINDOW` before it, which ones (bit i set: `newest - i` arrived).
+
+    Players POST reports without waiting for answers, so an earlier report can arrive after
+    a later one; only the numbers seen tell its first arrival from a retry.
+    """
+
+    newest: int = -1
+    bits: int = 0
+
+    def verdict(self, sn: int) -> Literal["new", "seen", "late"]:
+        """`new` above the newest; `seen` for a retry (or too old to tell); `late` for an
+        earlier report arriving for the first time after a later one."""
+        if sn > self.newest:
+            return "new"
+        back = self.newest - sn
+        if back >= SN_WINDOW or (self.bits >> back) & 1:
+            return "seen"
+        return "late"
+
+    def add(self, sn: int) -> SeenSequence:
+        """These numbers with the new `sn` (above the newest)."""
+        bits = self.bits << (sn - self.newest) if self.newest >= 0 else 0
+        return SeenSequence(sn, (bits | 1) & _WINDOW_MASK)
 
 
 @dataclass(frozen=True)
@@ -55,7 +85,7 @@ class SessionMemory:
     bitrate_kbps: int | None = None
     sends_bitrate_changes: bool = False
     fatal_reported: bool = False
-    max_sn: int = -1
+    sns: SeenSequence = SeenSequence()
     # Identity seen on an earlier report (players may send custom keys once).
     title_id: str | None = None
     member_id: str | None = None
@@ -129,10 +159,18 @@ class CmcdTranslator:
         sid = _session_id(report)
         memory = self._memory(sid)
         sn = report.get("sn")
-        if isinstance(sn, int) and sn <= memory.max_sn:
-            return Translation(duplicate=True)
         if isinstance(sn, int):
-            memory = replace(memory, max_sn=sn)
+            verdict = memory.sns.verdict(sn)
+            if verdict == "seen":
+                return Translation(duplicate=True)
+            if verdict == "late":
+                raise CmcdError(
+                    CMCD_OUT_OF_ORDER,
+                    f"sn {sn} of session {sid!r} arrived after its sn {memory.sns.newest}, "
+                    "too late to be put back in order: its state change cannot be applied "
+                    "after the later ones (cmcd_reorder_wait_s)",
+                )
+            memory = replace(memory, sns=memory.sns.add(sn))
         memory = self._remember_identity(report, memory)
         out: list[tuple[str, dict[str, Any], list[str]]] = []
         memory = self._events_of(report, memory, out)

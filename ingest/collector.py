@@ -47,7 +47,7 @@ from aiohttp import web
 
 from contract.deadletter import BODY_TOO_LARGE, TOO_MANY_EVENTS, DeadLetter
 from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
-from ingest.cmcd_batch import CmcdBatch, read_cmcd_body
+from ingest.cmcd_batch import CmcdBatch, first_position, read_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
 from ingest.endpoints import CMCD_PATH as CMCD_PATH  # re-exported: clients import it here
 from ingest.endpoints import EVENTS_PATH as EVENTS_PATH
@@ -78,7 +78,7 @@ METRICS_KEY = web.AppKey("metrics", CollectorMetrics)
 LIMITER_KEY = web.AppKey("limiter", TokenBucketLimiter)
 ENRICHER_KEY = web.AppKey("enricher", Enricher)
 CMCD_SESSIONS_KEY = web.AppKey("cmcd_sessions", CmcdSessions)
-CMCD_ORDER_KEY = web.AppKey("cmcd_order", asyncio.Lock)
+CMCD_ORDER_KEY = web.AppKey("cmcd_order", asyncio.Condition)
 LOG_FIELDS_KEY = web.RequestKey("log_fields", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -95,7 +95,7 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> web
     )
     app[ENRICHER_KEY] = Enricher(settings)
     app[CMCD_SESSIONS_KEY] = CmcdSessions(settings.cmcd_session_cache)
-    app[CMCD_ORDER_KEY] = asyncio.Lock()
+    app[CMCD_ORDER_KEY] = asyncio.Condition()
     app.router.add_post(EVENTS_PATH, post_events)
     app.router.add_post(CMCD_PATH, post_cmcd)
     app.router.add_get("/healthz", get_healthz)
@@ -442,7 +442,11 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
     # One body at a time from translation to commit: a report's events depend on the
     # session's previous state, and players POST reports without waiting for the last
     # answer, so two bodies of one session in flight would both read the same state.
-    async with request.app[CMCD_ORDER_KEY]:
+    order, sessions = request.app[CMCD_ORDER_KEY], request.app[CMCD_SESSIONS_KEY]
+    position = first_position(raw)
+    async with order:
+        if position is not None:
+            await _wait_for_earlier(order, sessions, *position, settings.cmcd_reorder_wait_s)
         translator = CmcdTranslator(request.app[CMCD_SESSIONS_KEY], _cmcd_identity(settings))
         enricher, client = request.app[ENRICHER_KEY], client_context(request, settings)
 
@@ -469,7 +473,8 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
         if unavailable is not None:
             return unavailable
         # Only now, with the events in Kafka, does the collector remember what the body taught.
-        request.app[CMCD_SESSIONS_KEY].commit(translator.updates)
+        sessions.commit(translator.updates)
+        order.notify_all()
     metrics.events_accepted.inc(len(outcome.accepted))
     for rejection in outcome.rejected:
         metrics.events_rejected.labels(reason=rejection.reason).inc()
@@ -489,6 +494,22 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
             {"error": first.reason, "detail": first.detail, **answer}, status=400
         )
     return web.json_response(answer)
+
+
+async def _wait_for_earlier(
+    order: asyncio.Condition, sessions: CmcdSessions, sid: str, sn: int, wait_s: float
+) -> None:
+    """Hold a report back, for at most `wait_s`, until its session's previous one is in.
+
+    A player's next report can overtake one still on the way (another connection, a loaded
+    machine); waiting puts the two back in order. After `wait_s` the earlier one counts as
+    lost, and if it still comes it is dead-lettered as out of order.
+    """
+    try:
+        async with asyncio.timeout(wait_s):
+            await order.wait_for(lambda: sn <= sessions.get(sid).sns.newest + 1)
+    except TimeoutError:
+        pass
 
 
 async def _refuse_cmcd(

@@ -227,6 +227,17 @@ class Settings(BaseSettings):
             "frame from a rebuffer end or a resume); least recently used are forgotten."
         ),
     )
+    cmcd_reorder_wait_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description=(
+            "How long a CMCD report waits for its session's earlier report (by sequence "
+            "number) still on the way: players POST without waiting for answers, so a report "
+            "can overtake the one before it. Later than that, the earlier one is dead-lettered "
+            "as cmcd_out_of_order; a report that was lost costs its session's next one this wait."
+        ),
+    )
     custom_dimensions: list[str] = Field(
         default_factory=list,
         max_length=10,

@@ -265,3 +265,62 @@ async def test_reports_of_one_session_in_flight_together_keep_their_order(
 
     assert shape(sequential)["rebuffer_start"] == 2
     assert shape(overlapped) == shape(sequential)
+
+
+def _session_reports(sid: str) -> list[bytes]:
+    """A session's requested, first frame, stall start and stall end, as sn 0-3."""
+    ts = 1_795_974_429_000
+    return [
+        f'cid="t-9",e=ps,sid="{sid}",sn=0,sta=s,ts={ts}'.encode(),
+        f'br=(3000),e=ps,sid="{sid}",sn=1,sta=p,ts={ts + 800}'.encode(),
+        f'e=ps,sid="{sid}",sn=2,sta=r,ts={ts + 5000}'.encode(),
+        f'e=ps,sid="{sid}",sn=3,sta=p,ts={ts + 6500}'.encode(),
+    ]
+
+
+async def test_a_report_that_overtakes_the_one_before_waits_for_it(
+    settings: Settings, kafka_bootstrap: str
+) -> None:
+    # The stall's end (sn 3) arrives before its start (sn 2): read first, it would find the
+    # session playing, make no event, and sn 2 would then be refused as already seen.
+    sid = f"s-{uuid.uuid4().hex[:10]}"
+    first, second, stall, unstall = _session_reports(sid)
+    patient = _cmcd_settings(settings).model_copy(update={"cmcd_reorder_wait_s": 10.0})
+    async with serve(patient) as url, aiohttp.ClientSession(base_url=url) as http:
+        for report in (first, second):
+            assert (await _post(http, report))[0] == 200
+        ahead = asyncio.ensure_future(_post(http, unstall))
+        await asyncio.sleep(0.3)
+        assert not ahead.done(), "sn 3 was answered before sn 2 arrived"
+        behind = await _post(http, stall)
+        overtaking = await ahead
+    assert behind[0] == overtaking[0] == 200
+    assert (behind[1]["events"], overtaking[1]["events"]) == (1, 1)
+    events = await _raw_events_of(settings, kafka_bootstrap, lambda e: e["session_id"] == sid, 4)
+    assert sorted(e["event_type"] for e in events) == [
+        "first_frame", "play_requested", "rebuffer_end", "rebuffer_start",
+    ]  # fmt: skip
+    end = next(e for e in events if e["event_type"] == "rebuffer_end")
+    assert end["payload"]["duration_ms"] == 1500
+
+
+async def test_a_report_later_than_the_wait_is_dead_lettered_as_out_of_order(
+    settings: Settings, kafka_bootstrap: str
+) -> None:
+    sid = f"s-{uuid.uuid4().hex[:10]}"
+    first, second, stall, unstall = _session_reports(sid)
+    hasty = _cmcd_settings(settings).model_copy(update={"cmcd_reorder_wait_s": 0.2})
+    async with serve(hasty) as url, aiohttp.ClientSession(base_url=url) as http:
+        for report in (first, second, unstall):
+            assert (await _post(http, report))[0] == 200  # sn 3 goes on without sn 2
+        status, answer = await _post(http, stall)
+    assert (status, answer["error"]) == (400, "cmcd_out_of_order"), answer
+    assert "sn 2" in answer["detail"]
+    letters = await consume(
+        kafka_bootstrap,
+        settings.topic(topics.DEADLETTER),
+        {sid},
+        lambda v: sid if sid.encode() in DeadLetter.model_validate_json(v).original else "",
+    )
+    letter = DeadLetter.model_validate_json(letters[sid][1])
+    assert (letter.reason, letter.original) == ("cmcd_out_of_order", stall)
