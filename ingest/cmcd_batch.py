@@ -18,7 +18,7 @@ from contract.deadletter import (
     TOO_MANY_EVENTS,
     UNPROCESSABLE,
 )
-from ingest.cmcd import CmcdError, decode_report
+from ingest.cmcd import CmcdError, CmcdReport, decode_report
 from ingest.cmcd_events import CmcdTranslator
 from ingest.validation import (
     AcceptedEvent,
@@ -46,31 +46,55 @@ class CmcdBatch:
         return self.reports - len({r.index for r in self.rejected})
 
 
-def _lines(body: bytes) -> list[bytes]:
-    return [
-        line[:-1] if line.endswith(b"\r") else line
-        for line in body.split(b"\n")
-        if line.strip(b" \t\r")
-    ]
+@dataclass(frozen=True)
+class CmcdLine:
+    """One non-blank line of a body: its decoded report, or why it cannot be read."""
+
+    index: int
+    original: bytes
+    text: str = ""
+    report: CmcdReport | None = None
+    rejection: Rejection | None = None
 
 
-def first_position(body: bytes) -> tuple[str, int] | None:
-    """The session id and sequence number of a body's first report, when it has both.
+@dataclass(frozen=True)
+class CmcdBody:
+    """A body split into lines and decoded, before any session state is read."""
 
-    Read before the body waits its turn, to hold it back until its session's earlier report
-    is in; any fault in it is left to `read_cmcd_body`, which reports it.
-    """
-    lines = _lines(body[: 64 * 1024])
-    if not lines:
-        return None
+    lines: list[CmcdLine]
+
+    def sessions(self) -> dict[str, int | None]:
+        """Each session the body reports on, with the sequence number of its first report."""
+        out: dict[str, int | None] = {}
+        for report in (line.report for line in self.lines if line.report is not None):
+            sid, sn = report.get("sid"), report.get("sn")
+            if isinstance(sid, str) and sid and sid not in out:
+                out[sid] = sn if isinstance(sn, int) else None
+        return out
+
+
+def decode_cmcd_body(body: bytes, limits: IngestLimits, max_reports: int) -> CmcdBody | BatchError:
+    """Split `body` into lines and decode each (a bad line gets its rejection); a
+    `BatchError` for the whole body. Never raises."""
     try:
-        report = decode_report(lines[0].decode("utf-8"))
-    except (UnicodeDecodeError, CmcdError):
-        return None
-    sid, sn = report.get("sid"), report.get("sn")
-    if isinstance(sid, str) and sid and isinstance(sn, int):
-        return sid, sn
-    return None
+        return _decode(body, limits, max_reports)
+    except Exception as exc:  # the contract is "results, never exceptions"
+        return BatchError(UNPROCESSABLE, f"body could not be processed: {type(exc).__name__}")
+
+
+def translate_cmcd_body(
+    body: CmcdBody,
+    limits: IngestLimits,
+    received_at: datetime,
+    translator: CmcdTranslator,
+    prepare: Prepare | None = None,
+) -> CmcdBatch | BatchError:
+    """Every report of a decoded body as events or a rejection, reading and updating the
+    sessions' state through `translator`. Never raises."""
+    try:
+        return _translate(body, limits, received_at, translator, prepare)
+    except Exception as exc:
+        return BatchError(UNPROCESSABLE, f"body could not be processed: {type(exc).__name__}")
 
 
 def read_cmcd_body(
@@ -82,21 +106,18 @@ def read_cmcd_body(
     prepare: Prepare | None = None,
 ) -> CmcdBatch | BatchError:
     """Every report of `body` as events or a rejection; a `BatchError` for the whole body."""
-    try:
-        return _read(body, limits, max_reports, received_at, translator, prepare)
-    except Exception as exc:  # the contract is "results, never exceptions"
-        return BatchError(UNPROCESSABLE, f"body could not be processed: {type(exc).__name__}")
+    decoded = decode_cmcd_body(body, limits, max_reports)
+    if isinstance(decoded, BatchError):
+        return decoded
+    return translate_cmcd_body(decoded, limits, received_at, translator, prepare)
 
 
-def _read(
-    body: bytes,
-    limits: IngestLimits,
-    max_reports: int,
-    received_at: datetime,
-    translator: CmcdTranslator,
-    prepare: Prepare | None,
-) -> CmcdBatch | BatchError:
-    lines = _lines(body)
+def _decode(body: bytes, limits: IngestLimits, max_reports: int) -> CmcdBody | BatchError:
+    lines = [
+        line[:-1] if line.endswith(b"\r") else line
+        for line in body.split(b"\n")
+        if line.strip(b" \t\r")
+    ]
     if not lines:
         return BatchError(EMPTY_BODY, "the body is empty; send one CMCD report per line")
     if len(lines) > max_reports:
@@ -104,32 +125,45 @@ def _read(
             TOO_MANY_EVENTS,
             f"body holds {len(lines)} reports; the limit is {max_reports} per request",
         )
-    batch = CmcdBatch(reports=len(lines))
-    for index, original in enumerate(lines):
-        if len(original) > limits.max_event_bytes:
-            batch.rejected.append(
-                Rejection(
-                    index,
-                    CMCD_LINE_TOO_LARGE,
-                    f"report is {len(original)} bytes; the limit is {limits.max_event_bytes}",
-                    original,
-                )
-            )
+    return CmcdBody([_decode_line(index, original, limits) for index, original in enumerate(lines)])
+
+
+def _decode_line(index: int, original: bytes, limits: IngestLimits) -> CmcdLine:
+    if len(original) > limits.max_event_bytes:
+        detail = f"report is {len(original)} bytes; the limit is {limits.max_event_bytes}"
+        return CmcdLine(
+            index, original, rejection=Rejection(index, CMCD_LINE_TOO_LARGE, detail, original)
+        )
+    try:
+        text = original.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        detail = f"report {index} is not valid UTF-8 at byte {exc.start}: {exc.reason}"
+        return CmcdLine(index, original, rejection=Rejection(index, INVALID_UTF8, detail, original))
+    try:
+        return CmcdLine(index, original, text, decode_report(text))
+    except CmcdError as exc:
+        detail = f"report {index}: {exc.detail}"
+        return CmcdLine(
+            index, original, text, rejection=Rejection(index, exc.reason, detail, original)
+        )
+
+
+def _translate(
+    body: CmcdBody,
+    limits: IngestLimits,
+    received_at: datetime,
+    translator: CmcdTranslator,
+    prepare: Prepare | None,
+) -> CmcdBatch:
+    batch = CmcdBatch(reports=len(body.lines))
+    for line in body.lines:
+        index, original = line.index, line.original
+        if line.report is None:
+            if line.rejection is not None:
+                batch.rejected.append(line.rejection)
             continue
         try:
-            text = original.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            batch.rejected.append(
-                Rejection(
-                    index,
-                    INVALID_UTF8,
-                    f"report {index} is not valid UTF-8 at byte {exc.start}: {exc.reason}",
-                    original,
-                )
-            )
-            continue
-        try:
-            translation = translator.translate(decode_report(text), text)
+            translation = translator.translate(line.report, line.text)
         except CmcdError as exc:
             batch.rejected.append(
                 Rejection(index, exc.reason, f"report {index}: {exc.detail}", original)

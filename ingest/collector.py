@@ -47,8 +47,9 @@ from aiohttp import web
 
 from contract.deadletter import BODY_TOO_LARGE, TOO_MANY_EVENTS, DeadLetter
 from ingest.body import BodyTooLarge, InvalidGzip, gunzip_capped, read_capped
-from ingest.cmcd_batch import CmcdBatch, first_position, read_cmcd_body
+from ingest.cmcd_batch import CmcdBatch, decode_cmcd_body, translate_cmcd_body
 from ingest.cmcd_events import CmcdIdentity, CmcdSessions, CmcdTranslator
+from ingest.cmcd_turns import SessionTurns
 from ingest.endpoints import CMCD_PATH as CMCD_PATH  # re-exported: clients import it here
 from ingest.endpoints import EVENTS_PATH as EVENTS_PATH
 from ingest.enrichment import ClientContext, Enricher, client_address
@@ -78,7 +79,7 @@ METRICS_KEY = web.AppKey("metrics", CollectorMetrics)
 LIMITER_KEY = web.AppKey("limiter", TokenBucketLimiter)
 ENRICHER_KEY = web.AppKey("enricher", Enricher)
 CMCD_SESSIONS_KEY = web.AppKey("cmcd_sessions", CmcdSessions)
-CMCD_ORDER_KEY = web.AppKey("cmcd_order", asyncio.Condition)
+CMCD_TURNS_KEY = web.AppKey("cmcd_turns", SessionTurns)
 LOG_FIELDS_KEY = web.RequestKey("log_fields", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -95,7 +96,7 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> web
     )
     app[ENRICHER_KEY] = Enricher(settings)
     app[CMCD_SESSIONS_KEY] = CmcdSessions(settings.cmcd_session_cache)
-    app[CMCD_ORDER_KEY] = asyncio.Condition()
+    app[CMCD_TURNS_KEY] = SessionTurns(app[CMCD_SESSIONS_KEY], settings.cmcd_reorder_wait_s)
     app.router.add_post(EVENTS_PATH, post_events)
     app.router.add_post(CMCD_PATH, post_cmcd)
     app.router.add_get("/healthz", get_healthz)
@@ -439,28 +440,29 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return await _refuse_cmcd(request, limits, raw, *refusal)
 
-    # One body at a time from translation to commit: a report's events depend on the
-    # session's previous state, and players POST reports without waiting for the last
-    # answer, so two bodies of one session in flight would both read the same state.
-    order, sessions = request.app[CMCD_ORDER_KEY], request.app[CMCD_SESSIONS_KEY]
-    position = first_position(raw)
-    async with order:
-        if position is not None:
-            await _wait_for_earlier(order, sessions, *position, settings.cmcd_reorder_wait_s)
-        translator = CmcdTranslator(request.app[CMCD_SESSIONS_KEY], _cmcd_identity(settings))
+    inline = len(raw) <= _INLINE_VALIDATION_BYTES
+    args = (raw, limits, settings.cmcd_max_reports)
+    decoded = (
+        decode_cmcd_body(*args) if inline else await asyncio.to_thread(decode_cmcd_body, *args)
+    )
+    if isinstance(decoded, BatchError):
+        return await _refuse_cmcd_body(request, limits, raw, decoded)
+    # From translation to commit the body holds its sessions' turns (`ingest.cmcd_turns`).
+    sessions = request.app[CMCD_SESSIONS_KEY]
+    async with request.app[CMCD_TURNS_KEY].turn(decoded.sessions()):
+        translator = CmcdTranslator(sessions, _cmcd_identity(settings))
         enricher, client = request.app[ENRICHER_KEY], client_context(request, settings)
 
         def prepare(obj: dict[str, Any]) -> None:
             enricher.enrich(obj, client)
 
-        args = (raw, limits, settings.cmcd_max_reports, datetime.now(UTC), translator, prepare)
-        if len(raw) <= _INLINE_VALIDATION_BYTES:
-            outcome = read_cmcd_body(*args)
+        steps = (decoded, limits, datetime.now(UTC), translator, prepare)
+        if inline:
+            outcome = translate_cmcd_body(*steps)
         else:
-            outcome = await asyncio.to_thread(read_cmcd_body, *args)
+            outcome = await asyncio.to_thread(translate_cmcd_body, *steps)
         if isinstance(outcome, BatchError):
-            status = 413 if outcome.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
-            return await _refuse_cmcd(request, limits, raw, status, outcome.reason, outcome.detail)
+            return await _refuse_cmcd_body(request, limits, raw, outcome)
 
         request[LOG_FIELDS_KEY] = {
             "format": "cmcd",
@@ -474,7 +476,6 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
             return unavailable
         # Only now, with the events in Kafka, does the collector remember what the body taught.
         sessions.commit(translator.updates)
-        order.notify_all()
     metrics.events_accepted.inc(len(outcome.accepted))
     for rejection in outcome.rejected:
         metrics.events_rejected.labels(reason=rejection.reason).inc()
@@ -496,20 +497,11 @@ async def post_cmcd(request: web.Request) -> web.StreamResponse:
     return web.json_response(answer)
 
 
-async def _wait_for_earlier(
-    order: asyncio.Condition, sessions: CmcdSessions, sid: str, sn: int, wait_s: float
-) -> None:
-    """Hold a report back, for at most `wait_s`, until its session's previous one is in.
-
-    A player's next report can overtake one still on the way (another connection, a loaded
-    machine); waiting puts the two back in order. After `wait_s` the earlier one counts as
-    lost, and if it still comes it is dead-lettered as out of order.
-    """
-    try:
-        async with asyncio.timeout(wait_s):
-            await order.wait_for(lambda: sn <= sessions.get(sid).sns.newest + 1)
-    except TimeoutError:
-        pass
+async def _refuse_cmcd_body(
+    request: web.Request, limits: IngestLimits, raw: bytes, error: BatchError
+) -> web.Response:
+    status = 413 if error.reason in (BODY_TOO_LARGE, TOO_MANY_EVENTS) else 400
+    return await _refuse_cmcd(request, limits, raw, status, error.reason, error.detail)
 
 
 async def _refuse_cmcd(

@@ -1,17 +1,27 @@
 """CMCD reports out of order: a retry is a duplicate, an earlier report arriving after a
-later one is dead-lettered with its line (pure logic; the collector's wait that puts
-overtaken reports back in order runs against real Kafka in test_ingest_cmcd.py)."""
+later one is dead-lettered with its line, and a session's bodies take turns in `sn` order
+while other sessions' go on (pure logic; the same through the collector and real Kafka is
+in test_ingest_cmcd.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from contract.deadletter import CMCD_OUT_OF_ORDER
-from ingest.cmcd_batch import CmcdBatch, first_position, read_cmcd_body
-from ingest.cmcd_events import SN_WINDOW, CmcdIdentity, CmcdSessions, CmcdTranslator, SeenSequence
+from ingest.cmcd_batch import CmcdBatch, CmcdBody, decode_cmcd_body, read_cmcd_body
+from ingest.cmcd_events import (
+    SN_WINDOW,
+    CmcdIdentity,
+    CmcdSessions,
+    CmcdTranslator,
+    SeenSequence,
+    SessionMemory,
+)
+from ingest.cmcd_turns import SessionTurns
 from ingest.validation import IngestLimits
 
 LIMITS = IngestLimits(64 * 1024, 5 * 1024 * 1024, 1000, timedelta(days=3650))
@@ -75,9 +85,60 @@ def test_an_overtaken_report_is_dead_lettered_and_a_retry_is_a_duplicate() -> No
     assert post(_report(3, "p", kind="t")) == (0, 1, [])  # a retry of what was taken
 
 
-def test_the_first_position_of_a_body() -> None:
-    assert first_position(b"\r\n" + _report(7) + b"\n" + _report(8)) == ("s-1", 7)
-    assert first_position(b'e=t,sid="s-1",ts=1') is None  # no sequence number
-    assert first_position(b"e=t,sid=") is None  # unreadable: the body's reader says why
-    assert first_position(b"\xff\xfe") is None
-    assert first_position(b"") is None
+def test_the_sessions_of_a_body_with_their_first_sequence_numbers() -> None:
+    other = b'e=t,sid="s-2",ts=1'
+    body = decode_cmcd_body(b"\r\n" + _report(7) + b"\n" + other + b"\n" + _report(8), LIMITS, 10)
+    assert isinstance(body, CmcdBody)
+    assert body.sessions() == {"s-1": 7, "s-2": None}
+    bad = decode_cmcd_body(b"e=t,sid=\n\xff\xfe", LIMITS, 10)
+    assert isinstance(bad, CmcdBody) and bad.sessions() == {}
+    assert [line.rejection.reason for line in bad.lines if line.rejection] == [
+        "cmcd_syntax", "invalid_utf8",
+    ]  # fmt: skip
+
+
+def _memory_at(sn: int) -> SessionMemory:
+    seen = SeenSequence()
+    for n in range(sn + 1):
+        seen = seen.add(n)
+    return SessionMemory(sns=seen)
+
+
+async def test_bodies_of_different_sessions_hold_their_turns_side_by_side() -> None:
+    turns = SessionTurns(CmcdSessions(100), wait_s=30)
+    async with turns.turn({"s-1": 0}):
+        # Within s-1's turn (as while its body waits for Kafka), s-2's body goes on.
+        async with asyncio.timeout(5):
+            async with turns.turn({"s-2": 0}):
+                assert len(turns) == 2
+    assert len(turns) == 0
+
+
+async def test_a_sessions_second_body_waits_for_the_first_to_commit() -> None:
+    sessions = CmcdSessions(100)
+    turns = SessionTurns(sessions, wait_s=30)
+    log: list[str] = []
+
+    async def body(name: str, sn: int, hold_s: float) -> None:
+        async with turns.turn({"s-1": sn}):
+            log.append(f"{name} in")
+            await asyncio.sleep(hold_s)
+            sessions.commit({"s-1": _memory_at(sn)})
+            log.append(f"{name} out")
+
+    # sn 1 arrives first; it waits for sn 0, which then takes its time with Kafka.
+    later = asyncio.ensure_future(body("sn1", 1, 0))
+    await asyncio.sleep(0.05)
+    assert log == [] and len(turns) == 1
+    async with asyncio.timeout(5):
+        await asyncio.gather(body("sn0", 0, 0.1), later)
+    assert log == ["sn0 in", "sn0 out", "sn1 in", "sn1 out"]
+    assert len(turns) == 0
+
+
+async def test_a_body_waits_no_longer_than_the_wait_for_a_lost_report() -> None:
+    turns = SessionTurns(CmcdSessions(100), wait_s=0.1)
+    async with asyncio.timeout(5):
+        async with turns.turn({"s-1": 5}):  # sn 0-4 never come
+            pass
+    assert len(turns) == 0
