@@ -213,3 +213,35 @@ def test_detector_state_round_trips_as_json() -> None:
     traffic = Traffic(11, faults=[Fault({"isp": "isp-a"}, start=0, rebuffer_p=0.7)])
     evaluate(state, T0, traffic.minute(0))
     assert state.open and DetectorState.model_validate_json(state.model_dump_json()) == state
+
+
+def _warm_then_outage(pending_cause: str | None) -> Incident:
+    """Ten normal minutes, then an outage on one OCA at minute 10; before minute 10 is
+    judged, minute 9 is made to look as the detector leaves a minute that was anomalous on
+    `pending_cause` without paging (below `immediate_z`: it waits for a second minute)."""
+    bad = OCAS["us-east"][0]
+    traffic = Traffic(8, faults=[Fault({"oca_id": bad}, start=10, fail_p=0.6)])
+    state = DetectorState()
+    for m in range(10):
+        assert evaluate(state, T0 + timedelta(minutes=m), traffic.minute(m)) == []
+    if pending_cause is not None:
+        nine = int((T0 + timedelta(minutes=9)).timestamp() * 1000)
+        metric = "playback_failure_pct"
+        state.pending, state.pending_streak = {metric: nine}, {metric: 1}
+        state.pending_cause, state.pending_since = {metric: pending_cause}, {metric: nine}
+    opened = evaluate(state, T0 + timedelta(minutes=10), traffic.minute(10))
+    assert [(i.status, i.value) for i in opened] == [("open", bad)]
+    return opened[0]
+
+
+def test_an_incident_confirmed_on_its_second_minute_started_on_the_first() -> None:
+    # The SRE's "Started" is when the fault began, not the minute that confirmed it.
+    inc = _warm_then_outage(f"oca_id|{OCAS['us-east'][0]}")
+    assert inc.started_at == T0 + timedelta(minutes=9)
+    assert inc.detected_at == T0 + timedelta(minutes=11)
+    assert inc.incident_id == incident_id(inc.metric, ("oca_id", inc.value), inc.started_at)
+
+
+def test_a_previous_minute_on_another_cause_does_not_date_an_incident_back() -> None:
+    assert _warm_then_outage("isp|isp-a").started_at == T0 + timedelta(minutes=10)
+    assert _warm_then_outage(None).started_at == T0 + timedelta(minutes=10)

@@ -230,20 +230,31 @@ def _open_new_incidents(
             continue
         if best.z < policy.immediate_z and streak < 1:
             continue
-        inc = _new_incident(metric, best, minute)
+        started = minute.start
+        if in_a_row and state.pending_cause.get(metric) == _cause(best.dim):
+            # The fault began with the run's first anomalous minute, not the confirming one.
+            since_ms = state.pending_since.get(metric, previous or minute.start_ms)
+            started -= timedelta(milliseconds=minute.start_ms - since_ms)
+        inc = _new_incident(metric, best, minute, started)
         state.open[inc.incident_id] = OpenIncident(incident=inc)
         opened.append(inc)
     return opened
 
 
-def _new_incident(metric: IncidentMetric, best: Finding, minute: _Minute) -> Incident:
+def _cause(dim: DimValue) -> str:
+    return f"{dim[0]}|{dim[1]}"
+
+
+def _new_incident(
+    metric: IncidentMetric, best: Finding, minute: _Minute, started: datetime
+) -> Incident:
     return Incident(
-        incident_id=incident_id(metric, best.dim, minute.start),
+        incident_id=incident_id(metric, best.dim, started),
         status="open",
         metric=metric,
         dimension=best.dim[0],
         value=best.dim[1],
-        started_at=minute.start,
+        started_at=started,
         detected_at=minute.end,
         last_anomalous_at=minute.start,
         observed=best.observed,
@@ -299,6 +310,14 @@ def _remember_minute(
         m: state.pending_streak.get(m, 0) + 1 if state.pending.get(m) == window_ms - 60_000 else 1
         for m in bests
     }
+    causes: dict[str, str] = {m: _cause(f.dim) for m, f in bests.items()}
+    state.pending_since = {
+        m: state.pending_since.get(m, window_ms)
+        if state.pending.get(m) == window_ms - 60_000 and state.pending_cause.get(m) == cause
+        else window_ms
+        for m, cause in causes.items()
+    }
+    state.pending_cause = causes
     state.pending = {m: window_ms for m in bests}
     # Keep this minute's start counts for the next minutes' start-failure window.
     state.recent_starts[str(window_ms)] = {

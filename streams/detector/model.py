@@ -125,6 +125,11 @@ class DetectorState(BaseModel):
     # Metric -> the last minute (window start, ms) it had a localised anomaly.
     pending: dict[str, int] = Field(default_factory=dict)
     pending_streak: dict[str, int] = Field(default_factory=dict)  # minutes in a row
+    # Metric -> the root cause ("dimension|value") of that anomaly, and the first minute
+    # (window start, ms) of its run of minutes in a row with that same cause: an incident
+    # confirmed on a later minute of the run started at the first.
+    pending_cause: dict[str, str] = Field(default_factory=dict)
+    pending_since: dict[str, int] = Field(default_factory=dict)
     last_window_ms: int | None = None
     # Previous minutes' (failed_starts, plays) per "dimension|value", by window start (ms).
     recent_starts: dict[str, dict[str, list[int]]] = Field(default_factory=dict)
