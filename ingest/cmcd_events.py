@@ -71,7 +71,9 @@ class SeenSequence:
 
     def add(self, sn: int) -> SeenSequence:
         """These numbers with the new `sn` (above the newest)."""
-        bits = self.bits << (sn - self.newest) if self.newest >= 0 else 0
+        gap = sn - self.newest
+        # A player's `sn` is untrusted: shifting by a jump of 10**12 would build a huge int.
+        bits = self.bits << gap if self.newest >= 0 and gap < SN_WINDOW else 0
         return SeenSequence(sn, (bits | 1) & _WINDOW_MASK)
 
 

@@ -43,6 +43,13 @@ def test_verdicts_of_a_sequence_with_a_gap() -> None:
     assert far.verdict(2) == "seen" and far.verdict(3 + SN_WINDOW + 4) == "late"
 
 
+def test_a_huge_jump_in_sequence_numbers_keeps_the_window_small() -> None:
+    # `sn` comes from the player; a jump of 10**15 must not build a 10**15-bit number.
+    seen = SeenSequence().add(0).add(1).add(999_999_999_999_999)
+    assert (seen.newest, seen.bits) == (999_999_999_999_999, 1)
+    assert seen.verdict(1) == "seen" and seen.verdict(999_999_999_999_998) == "late"
+
+
 @given(st.permutations(list(range(150))))
 def test_every_number_is_taken_once_whatever_the_arrival_order(order: list[int]) -> None:
     seen = SeenSequence()
