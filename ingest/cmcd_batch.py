@@ -142,10 +142,11 @@ def _decode_line(index: int, original: bytes, limits: IngestLimits) -> CmcdLine:
     try:
         return CmcdLine(index, original, text, decode_report(text))
     except CmcdError as exc:
-        detail = f"report {index}: {exc.detail}"
-        return CmcdLine(
-            index, original, text, rejection=Rejection(index, exc.reason, detail, original)
-        )
+        return CmcdLine(index, original, text, rejection=_refused(index, original, exc))
+
+
+def _refused(index: int, original: bytes, exc: CmcdError) -> Rejection:
+    return Rejection(index, exc.reason, f"report {index}: {exc.detail}", original)
 
 
 def _translate(
@@ -165,9 +166,7 @@ def _translate(
         try:
             translation = translator.translate(line.report, line.text)
         except CmcdError as exc:
-            batch.rejected.append(
-                Rejection(index, exc.reason, f"report {index}: {exc.detail}", original)
-            )
+            batch.rejected.append(_refused(index, original, exc))
             continue
         if translation.duplicate:
             batch.duplicates += 1

@@ -267,10 +267,12 @@ async def test_reports_of_one_session_in_flight_together_keep_their_order(
     assert shape(overlapped) == shape(sequential)
 
 
-def _session_reports(sid: str) -> list[bytes]:
-    """A session's requested, first frame, stall start and stall end, as sn 0-3."""
+def _session_reports() -> tuple[str, list[bytes]]:
+    """A new session: its id, and its requested, first frame, stall start and stall end as
+    sn 0-3."""
+    sid = f"s-{uuid.uuid4().hex[:10]}"
     ts = 1_795_974_429_000
-    return [
+    return sid, [
         f'cid="t-9",e=ps,sid="{sid}",sn=0,sta=s,ts={ts}'.encode(),
         f'br=(3000),e=ps,sid="{sid}",sn=1,sta=p,ts={ts + 800}'.encode(),
         f'e=ps,sid="{sid}",sn=2,sta=r,ts={ts + 5000}'.encode(),
@@ -283,8 +285,7 @@ async def test_a_report_that_overtakes_the_one_before_waits_for_it(
 ) -> None:
     # The stall's end (sn 3) arrives before its start (sn 2): read first, it would find the
     # session playing, make no event, and sn 2 would then be refused as already seen.
-    sid = f"s-{uuid.uuid4().hex[:10]}"
-    first, second, stall, unstall = _session_reports(sid)
+    sid, (first, second, stall, unstall) = _session_reports()
     patient = _cmcd_settings(settings).model_copy(update={"cmcd_reorder_wait_s": 10.0})
     async with serve(patient) as url, aiohttp.ClientSession(base_url=url) as http:
         for report in (first, second):
@@ -307,8 +308,7 @@ async def test_a_report_that_overtakes_the_one_before_waits_for_it(
 async def test_a_report_later_than_the_wait_is_dead_lettered_as_out_of_order(
     settings: Settings, kafka_bootstrap: str
 ) -> None:
-    sid = f"s-{uuid.uuid4().hex[:10]}"
-    first, second, stall, unstall = _session_reports(sid)
+    sid, (first, second, stall, unstall) = _session_reports()
     hasty = _cmcd_settings(settings).model_copy(update={"cmcd_reorder_wait_s": 0.2})
     async with serve(hasty) as url, aiohttp.ClientSession(base_url=url) as http:
         for report in (first, second, unstall):

@@ -233,8 +233,8 @@ def _open_new_incidents(
         started = minute.start
         if in_a_row and state.pending_cause.get(metric) == _cause(best.dim):
             # The fault began with the run's first anomalous minute, not the confirming one.
-            since_ms = state.pending_since.get(metric, previous or minute.start_ms)
-            started -= timedelta(milliseconds=minute.start_ms - since_ms)
+            # (`pending_cause` and `pending_since` are written together.)
+            started -= timedelta(milliseconds=minute.start_ms - state.pending_since[metric])
         inc = _new_incident(metric, best, minute, started)
         state.open[inc.incident_id] = OpenIncident(incident=inc)
         opened.append(inc)
